@@ -1,0 +1,9 @@
+"""Translators between embedding spaces (vectors -> vectors), scikit-learn style, saved as JSON + safetensors.
+
+`geometric` (default, unsupervised), `vec2vec` (the paper's GAN), and paired `procrustes` / `ridge` / `mlp`.
+"""
+
+from align.base import METHODS, Translator, translator_class
+from align.errors import AlignError
+
+__all__ = ["METHODS", "AlignError", "Translator", "translator_class"]

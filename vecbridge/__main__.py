@@ -1,0 +1,5 @@
+import sys
+
+from vecbridge.cli import main
+
+sys.exit(main())
