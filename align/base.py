@@ -34,7 +34,7 @@ METHODS = {
 }
 
 
-def translator_class(method: str) -> type["Translator"]:
+def translator_class(method: str) -> type[Translator]:
     if method not in METHODS:
         raise AlignError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     module, cls = METHODS[method].split(":")
@@ -82,16 +82,19 @@ class Translator:
     min_rows: int = 2
 
     # -- scikit-learn style parameters -------------------------------------------------------------
+    @classmethod
+    def param_names(cls) -> list[str]:
+        return [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+
     def get_params(self) -> dict:
-        sig = inspect.signature(type(self).__init__)
-        return {k: getattr(self, k) for k in sig.parameters if k != "self"}
+        return {k: getattr(self, k) for k in self.param_names()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
     # -- the contract ------------------------------------------------------------------------------
-    def fit(self, src, tgt, pairs=None) -> "Translator":
+    def fit(self, src, tgt, pairs=None) -> Translator:
         raise NotImplementedError
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
@@ -155,7 +158,7 @@ class Translator:
         return directory
 
     @staticmethod
-    def load(directory: str | os.PathLike, method: str | None = None) -> "Translator":
+    def load(directory: str | os.PathLike, method: str | None = None) -> Translator:
         """Load an artifact directory: JSON config + safetensors weights; never executes stored code."""
         directory = Path(directory)
         cfg_path, weights = directory / "config.json", directory / "model.safetensors"

@@ -14,19 +14,19 @@ def _unit(x: np.ndarray) -> torch.Tensor:
     return torch.nn.functional.normalize(t, dim=1)
 
 
-def ranks_in_pool(pred: np.ndarray, target: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """Rank (1 = best) of each true target among all targets of the pool, by cosine to the prediction.
+def ranks_in_pool(pred: np.ndarray, target: np.ndarray, offset: int = 0, chunk: int = 1024) -> np.ndarray:
+    """Rank (1 = best) of each true target among all rows of `target`, by cosine to the prediction.
 
-    The true pair's score is read from the same matrix product that scores the whole pool: a separately
-    computed dot product differs by float rounding and lets an item beat itself. Ties count in the item's
-    favour, as a retrieval system ordering by score alone could return either.
+    Prediction i's true target is `target[offset + i]`. The true pair's score is read from the same matrix
+    product that scores the whole pool: a separately computed dot product differs by float rounding and lets
+    an item beat itself. Ties count in the item's favour, as a system ordering by score could return either.
     """
     p, t = _unit(pred), _unit(target)
     ranks = np.empty(len(p), dtype=np.int64)
     for start in range(0, len(p), chunk):
         scores = p[start:start + chunk] @ t.T
         rows = torch.arange(scores.shape[0])
-        true = scores[rows, rows + start]
+        true = scores[rows, rows + start + offset]
         ranks[start:start + chunk] = (1 + (scores > true[:, None]).sum(dim=1)).numpy()
     return ranks
 
@@ -38,8 +38,9 @@ def mean_cosine(pred: np.ndarray, target: np.ndarray) -> float:
 def evaluate(pred: np.ndarray, target: np.ndarray, pool: int = 8192) -> dict:
     """Metrics of translated `pred` against paired `target` (row i = the same text in both).
 
-    Rows are cut into consecutive pools of `pool` items (the last, if shorter, is merged into the one before);
-    ranks are within a pool, so numbers are comparable only at the same pool size, which is reported.
+    Every item is ranked within a pool of exactly `pool` consecutive rows (or all rows if fewer): rows are cut
+    into consecutive pools and a short tail is ranked against the last `pool` rows. Ranks depend on the pool
+    size, so it is reported with them.
     """
     pred = np.asarray(pred, dtype=np.float32)
     target = np.asarray(target, dtype=np.float32)
@@ -47,19 +48,19 @@ def evaluate(pred: np.ndarray, target: np.ndarray, pool: int = 8192) -> dict:
         raise ValueError(f"predictions {pred.shape} and targets {target.shape} must have the same shape")
     n = len(pred)
     pool = max(1, min(pool, n))
-    bounds = list(range(0, n, pool)) + [n]
-    if len(bounds) > 2 and bounds[-1] - bounds[-2] < pool:
-        bounds.pop(-2)
-    ranks = np.concatenate([ranks_in_pool(pred[a:b], target[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
-    sizes = np.concatenate([np.full(b - a, b - a) for a, b in zip(bounds[:-1], bounds[1:])])
+    parts = []
+    for start in range(0, n, pool):
+        end = min(start + pool, n)
+        window = min(start, n - pool)
+        parts.append(ranks_in_pool(pred[start:end], target[window:window + pool], offset=start - window))
+    ranks = np.concatenate(parts)
     return {
         "n": n,
         "pool": int(pool),
-        "pools": len(bounds) - 1,
         "mean_cosine": mean_cosine(pred, target),
         "top1": float((ranks == 1).mean()),
         "mean_rank": float(ranks.mean()),
         "median_rank": float(np.median(ranks)),
         # fraction of the other pool items that score above the true match (0 = perfect, ~0.5 = chance)
-        "frac_closer": float(((ranks - 1) / np.maximum(sizes - 1, 1)).mean()),
+        "frac_closer": float(((ranks - 1) / max(pool - 1, 1)).mean()),
     }

@@ -6,9 +6,9 @@ import argparse
 import importlib
 import sys
 
-from vecbridge import __version__
 from align.errors import AlignError
 from encoders.errors import EncoderError
+from vecbridge import __version__
 from vecbridge.errors import UserError
 
 # Each module defines `register(subparsers)` (adds its parser, sets `func`) and owns one verb of the CLI.

@@ -1,0 +1,185 @@
+"""Benchmark translators on the standard split: quality (cos / top-1 / rank), train time, label-free confidence.
+
+Data (cached under $VECBRIDGE_HOME/bench/translate): N `train_a` pool texts embedded by the source encoder,
+N disjoint `train_b` texts by the target encoder, 8,192 held-out pool texts (in-distribution) and 4,096
+held-out out-of-distribution texts (SpamAssassin bodies + ICD-10 descriptions) embedded by both. Every text
+set is embedded by every encoder through the real `vecbridge embed` CLI (resumable, cached).
+
+    python scripts/bench_translate.py --pairs minilm-l3:minilm-l6 --methods identity,procrustes,ridge,geometric
+    python scripts/bench_translate.py --throughput          # translate speed, 1M vectors 384 -> 768
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from vecbridge.texts import read_texts
+
+from align import translator_class
+from align.confidence import translation_confidence
+from align.metrics import evaluate
+from vecbridge import paths, storage
+
+SETS = {  # name -> (text specs, how many)
+    "train_a": (["builtin:pool:train_a"], 25000),
+    "train_b": (["builtin:pool:train_b"], 25000),
+    "eval": (["builtin:pool:eval"], 8192),
+    "ood": (["builtin:spamassassin", "builtin:icd10"], 4096),
+}
+PAIRED = ("procrustes", "ridge", "mlp")
+
+
+def bench_dir() -> Path:
+    d = paths.home() / "bench" / "translate"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def text_file(name: str, n_train: int) -> Path:
+    """Deterministic sample of a text set, written once as JSONL so every encoder embeds the same rows."""
+    specs, n = SETS[name]
+    n = n_train if name.startswith("train") else n
+    path = bench_dir() / f"texts-{name}-{n}.jsonl"
+    if path.exists():
+        return path
+    per_spec = -(-n // len(specs))
+    texts: list[str] = []
+    for spec in specs:
+        items = read_texts(spec)
+        random.Random(f"{spec}:{name}").shuffle(items)
+        texts.extend(items[:per_spec])
+    texts = texts[:n]
+    with storage.atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return path
+
+
+def vectors(encoder: str, name: str, n_train: int) -> np.ndarray:
+    source = text_file(name, n_train)
+    out = bench_dir() / encoder / f"{source.stem}.npy"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "vecbridge", "embed", "--encoder", encoder,
+                        "--input", str(source), "--output", str(out)], check=True)
+    return storage.read_vectors(out)
+
+
+def run_method(method: str, seed: int, data: dict, vec2vec_minutes: float) -> dict:
+    if method == "identity":
+        if data["src_a"].shape[1] != data["tgt_b"].shape[1]:
+            return {}
+        forward, backward, seconds, conf = (lambda x: x), (lambda y: y), 0.0, None
+    else:
+        params = {"seed": seed}
+        if method == "vec2vec":
+            params["time_budget_s"] = vec2vec_minutes * 60
+        model = translator_class(method)(**params)
+        start = time.perf_counter()
+        if method in PAIRED:
+            model.fit(data["src_a"], data["tgt_a"])
+        else:
+            model.fit(data["src_a"], data["tgt_b"])
+        seconds = time.perf_counter() - start
+        forward, backward = model.transform, model.inverse_transform
+        conf = getattr(model, "confidence_", None)
+    if conf is None:
+        conf = translation_confidence(data["src_a"], data["tgt_b"], forward, backward)
+    row = {"method": method, "seed": seed, "train_s": round(seconds, 1), "confidence": conf.get("score")}
+    for split, pool in (("eval", 8192), ("ood", 4096)):
+        m = evaluate(forward(data[f"src_{split}"]), data[f"tgt_{split}"], pool=pool)
+        row[split] = {k: m[k] for k in ("mean_cosine", "top1", "mean_rank", "median_rank", "pool")}
+    return row
+
+
+def bench_pair(src: str, tgt: str, methods: list[str], seeds: int, n_train: int, vec2vec_minutes: float):
+    data = {
+        "src_a": vectors(src, "train_a", n_train), "tgt_a": vectors(tgt, "train_a", n_train),
+        "tgt_b": vectors(tgt, "train_b", n_train),
+        "src_eval": vectors(src, "eval", n_train), "tgt_eval": vectors(tgt, "eval", n_train),
+        "src_ood": vectors(src, "ood", n_train), "tgt_ood": vectors(tgt, "ood", n_train),
+    }
+    rows = []
+    for method in methods:
+        for seed in range(seeds if method in ("geometric", "vec2vec", "mlp") else 1):
+            row = run_method(method, seed, data, vec2vec_minutes)
+            if row:
+                row.update(pair=f"{src}->{tgt}", n_train=n_train)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| pair | method | seed | eval cos | eval top-1 | eval rank | ood cos | ood top-1 | ood rank "
+             "| train s | confidence |", "|" + "---|" * 11]
+    for r in rows:
+        e, o = r["eval"], r["ood"]
+        conf = "-" if r["confidence"] is None else f"{r['confidence']:.2f}"
+        lines.append(f"| {r['pair']} | {r['method']} | {r['seed']} | {e['mean_cosine']:.3f} | {e['top1']:.3f} | "
+                     f"{e['mean_rank']:.2f} | {o['mean_cosine']:.3f} | {o['top1']:.3f} | {o['mean_rank']:.2f} | "
+                     f"{r['train_s']:.1f} | {conf} |")
+    return "\n".join(lines)
+
+
+def throughput(rows: int, translator_dir: str | None) -> dict:
+    """Time `vecbridge translate` on `rows` vectors (384 -> 768) as a separate process; report peak RSS."""
+    work = bench_dir() / "throughput"
+    work.mkdir(exist_ok=True)
+    inp = work / f"input-{rows}.npy"
+    if not inp.exists():
+        arr = np.lib.format.open_memmap(inp, mode="w+", dtype=np.float32, shape=(rows, 384))
+        rng = np.random.default_rng(0)
+        for i in range(0, rows, 100_000):
+            block = rng.standard_normal((min(100_000, rows - i), 384), dtype=np.float32)
+            arr[i:i + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        arr.flush()
+        del arr
+    if translator_dir is None:
+        raise SystemExit("--throughput needs --translator DIR (a 384 -> 768 translator)")
+    out = work / "output.npy"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "vecbridge", "translate", "--translator", translator_dir,
+                    "--input", str(inp), "--output", str(out), "--overwrite"], check=True)
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out.unlink()
+    return {"rows": rows, "seconds": round(seconds, 1), "vectors_per_minute": round(rows / seconds * 60),
+            "peak_rss_mb": round(peak_mb), "input_mb": round(inp.stat().st_size / 2**20)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", default="minilm-l3:minilm-l6,minilm-l6:mpnet-base,minilm-l3:mpnet-base",
+                    help="comma-separated SOURCE:TARGET encoder pairs")
+    ap.add_argument("--methods", default="identity,procrustes,ridge,mlp,geometric")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--n-train", type=int, default=25000, help="vectors per side")
+    ap.add_argument("--vec2vec-minutes", type=float, default=10.0)
+    ap.add_argument("--throughput", action="store_true", help="measure translate speed instead")
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--translator", help="translator dir for --throughput")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.throughput:
+        result = throughput(args.rows, args.translator)
+        print(json.dumps(result) if args.json else result)
+        return
+    rows = []
+    for pair in args.pairs.split(","):
+        src, tgt = pair.split(":")
+        rows += bench_pair(src, tgt, args.methods.split(","), args.seeds, args.n_train, args.vec2vec_minutes)
+    result_path = bench_dir() / f"results-{int(time.time())}.json"
+    result_path.write_text(json.dumps(rows, indent=1))
+    print(json.dumps(rows, indent=1) if args.json else markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
