@@ -41,7 +41,7 @@ def translate_file(translator: Translator, input_path, output_path, reverse: boo
     start = time.perf_counter()
     with storage.atomic_path(output_path, overwrite=overwrite) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(src.shape[0], dim_out))
-        with tqdm(total=src.shape[0], unit="vec", unit_scale=True, disable=not progress,
+        with tqdm(total=src.shape[0], unit="vec", unit_scale=True, disable=None if progress else True,
                   desc="translate") as bar:
             for i in range(0, src.shape[0], chunk):
                 block = storage.check_rows(src[i:i + chunk], "--input", i)

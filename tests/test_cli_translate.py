@@ -1,0 +1,99 @@
+"""train -> eval -> translate through the real CLI on small synthetic vector files, and each bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from vecbridge import storage
+from vecbridge.cli import main
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1200, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = np.linalg.qr(rng.standard_normal((24, 16)))[0].astype(np.float32)
+    y = x @ q.T + 0.01 * rng.standard_normal((1200, 24)).astype(np.float32)
+    paths = {}
+    for name, arr in {"src": x[:1000], "tgt": y[:1000], "src_eval": x[1000:], "tgt_eval": y[1000:]}.items():
+        paths[name] = tmp_path / f"{name}.npy"
+        storage.write_vectors(paths[name], arr, meta={"encoder": "fake-" + name[:3]})
+    return tmp_path, paths
+
+
+def run(*argv):
+    return main([str(a) for a in argv])
+
+
+def test_train_eval_translate_round_trip(files, capsys):
+    tmp, p = files
+    assert run("train", "--method", "procrustes", "--source", p["src"], "--target", p["tgt"],
+               "--output", tmp / "tr") == 0
+    config = json.loads((tmp / "tr" / "config.json").read_text())
+    assert config["source_encoder"] == "fake-src" and config["target_encoder"] == "fake-tgt"
+    capsys.readouterr()
+    assert run("eval", "--translator", tmp / "tr", "--source", p["src_eval"], "--target", p["tgt_eval"],
+               "--pool", 100, "--json") == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["top1"] == 1.0 and metrics["pool"] == 100
+    assert run("translate", "--translator", tmp / "tr", "--input", p["src_eval"], "--output", tmp / "y.npy",
+               "--chunk", 64) == 0
+    out = np.load(tmp / "y.npy")
+    assert out.shape == (200, 24) and out.dtype == np.float32
+    assert json.loads((tmp / "y.npy.json").read_text())["encoder"] == "fake-tgt"
+    assert run("translate", "--translator", tmp / "tr", "--input", tmp / "y.npy", "--output",
+               tmp / "back.npy", "--reverse") == 0
+    back = np.load(tmp / "back.npy")
+    assert (back * np.load(p["src_eval"])).sum(1).min() > 0.99
+
+
+def test_bad_inputs_fail_cleanly(files, capsys):
+    tmp, p = files
+    assert run("train", "--method", "procrustes", "--source", p["src"], "--target", p["tgt"],
+               "--output", tmp / "tr") == 0
+    nan = tmp / "nan.npy"
+    arr = np.load(p["src_eval"])
+    arr[3] = np.nan
+    np.save(nan, arr)
+    ints = tmp / "ints.npy"
+    np.save(ints, np.ones((4, 16), dtype=np.int64))
+    flat = tmp / "flat.npy"
+    np.save(flat, np.ones(16, dtype=np.float32))
+    zeros = tmp / "zeros.npy"
+    np.save(zeros, np.zeros((4, 16), dtype=np.float32))
+    before = p["tgt"].read_bytes()
+    (tmp / "broken").mkdir()
+    (tmp / "broken" / "config.json").write_text("{not json")
+    (tmp / "broken" / "model.safetensors").write_bytes(b"")
+    cases = [
+        (["translate", "--translator", tmp / "tr", "--input", p["tgt_eval"], "--output", tmp / "o1.npy"],
+         "--reverse"),
+        (["translate", "--translator", tmp / "tr", "--input", nan, "--output", tmp / "o2.npy"], "NaN"),
+        (["translate", "--translator", tmp / "tr", "--input", ints, "--output", tmp / "o3.npy"], "dtype"),
+        (["translate", "--translator", tmp / "tr", "--input", flat, "--output", tmp / "o4.npy"], "2-D"),
+        (["translate", "--translator", tmp / "tr", "--input", zeros, "--output", tmp / "o5.npy"], "zeros"),
+        (["translate", "--translator", tmp / "broken", "--input", p["src"], "--output", tmp / "o6.npy"],
+         "corrupt"),
+        (["translate", "--translator", tmp / "none", "--input", p["src"], "--output", tmp / "o7.npy"],
+         "does not exist"),
+        (["translate", "--translator", tmp / "tr", "--input", tmp / "missing.npy", "--output", tmp / "o8.npy"],
+         "does not exist"),
+        (["translate", "--translator", tmp / "tr", "--input", p["src"], "--output", p["tgt"]], "--overwrite"),
+        (["train", "--method", "procrustes", "--source", p["src"], "--target", p["tgt"], "--output", tmp / "tr"],
+         "already exists"),
+        (["train", "--method", "procrustes", "--source", p["src"], "--target", p["tgt_eval"],
+          "--output", tmp / "t2"], "row-aligned"),
+        (["train", "--method", "procrustes", "--devices", "2", "--source", p["src"], "--target", p["tgt"],
+          "--output", tmp / "t3"], "does not apply"),
+        (["eval", "--translator", tmp / "tr", "--source", p["src_eval"], "--target", p["tgt"]], "paired"),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert run(*argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp / "o2.npy").exists() and not list(tmp.glob(".o2.npy*"))
+    assert p["tgt"].read_bytes() == before  # the refused --output was left intact
