@@ -1,0 +1,89 @@
+"""The label-free translation confidence: high for a correct map, low for unrelated or featureless spaces."""
+
+import numpy as np
+import pytest
+
+from align.confidence import translation_confidence
+from align.errors import AlignError
+
+DIM = 48
+
+
+def _clustered(n, seed, clusters=30):
+    # embeddings are clustered by topic; isotropic noise has no structure a translation could recover
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(1000 + seed).normal(size=(clusters, DIM))
+    return (centres[rng.integers(0, clusters, n)] + 0.35 * rng.normal(size=(n, DIM))).astype(np.float32)
+
+
+def _rotation(seed):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(DIM, DIM)))
+    return q.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def rotated():
+    x = _clustered(3000, seed=1)
+    rot = _rotation(5)
+    # disjoint rows on the two sides, as with unpaired texts
+    return x[:1000], x[1000:] @ rot, rot
+
+
+def test_high_for_the_true_rotation(rotated):
+    src, tgt, rot = rotated
+    conf = translation_confidence(src, tgt, lambda a: a @ rot, lambda b: b @ rot.T)
+    assert conf["score"] > 0.8
+    assert conf["cycle"] > 0.99
+    assert set(conf) >= {"score", "cycle", "mnn", "distribution", "structure"}
+
+
+def test_low_for_a_wrong_map_of_related_spaces(rotated):
+    src, tgt, _ = rotated
+    rng = np.random.default_rng(0)
+    noisy = (tgt + 0.05 * rng.normal(size=tgt.shape)).astype(np.float32)[rng.permutation(len(tgt))]
+    wrong = _rotation(11)
+    conf = translation_confidence(src, noisy, lambda a: a @ wrong, lambda b: b @ wrong.T)
+    assert conf["cycle"] > 0.99  # a perfect inverse alone must not make it confident
+    assert conf["score"] < 0.25
+
+
+def test_low_for_two_gaussian_clouds():
+    rng = np.random.default_rng(0)
+    src, tgt = rng.normal(size=(1000, DIM)), rng.normal(size=(2000, DIM))
+    conf = translation_confidence(src, tgt, lambda a: a, lambda b: b)
+    # identity matches the marginals perfectly, yet there is no structure to be sure of
+    assert conf["distribution"] > 0.9
+    assert conf["score"] < 0.25
+
+
+def test_low_for_unrelated_structured_spaces(rotated):
+    src, _, rot = rotated
+    other = _clustered(2000, seed=7) @ _rotation(9)
+    conf = translation_confidence(src, other, lambda a: a @ rot, lambda b: b @ rot.T)
+    assert conf["score"] < 0.25
+
+
+def test_low_for_a_collapsed_map(rotated):
+    src, tgt, _ = rotated
+    conf = translation_confidence(src, tgt, lambda a: np.repeat(tgt[:1], len(a), axis=0))
+    assert conf["score"] < 0.1
+
+
+def test_deterministic_and_bounded(rotated):
+    src, tgt, rot = rotated
+    a = translation_confidence(src, tgt, lambda x: x @ rot, max_samples=500, seed=3)
+    b = translation_confidence(src, tgt, lambda x: x @ rot, max_samples=500, seed=3)
+    assert a == b
+    assert a["samples"] == 500
+    assert all(0.0 <= a[k] <= 1.0 for k in ("score", "cycle", "mnn", "distribution", "structure"))
+
+
+def test_bad_input():
+    x = np.ones((10, 4), np.float32)
+    with pytest.raises(AlignError, match="at least"):
+        translation_confidence(x, x, lambda a: a)
+    with pytest.raises(AlignError, match="2-D"):
+        translation_confidence(x[0], x, lambda a: a)
+    big = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    with pytest.raises(AlignError, match="forward_fn returned"):
+        translation_confidence(big, big, lambda a: a[:, :3])
