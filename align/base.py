@@ -103,6 +103,16 @@ class Translator:
     def _backward(self, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _score_confidence(self, src: np.ndarray, tgt: np.ndarray) -> dict:
+        """Set and return `confidence_`: the shared label-free score of this fitted translator."""
+        from align.confidence import translation_confidence  # torch-heavy: imported when a fit ends
+
+        try:
+            self.confidence_ = translation_confidence(src, tgt, self.transform, self.inverse_transform)
+        except AlignError as e:  # too few vectors to measure: say so instead of failing the fit
+            self.confidence_ = {"score": None, "reason": str(e)}
+        return self.confidence_
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "dim_source_"):
             raise AlignError(f"this {type(self).__name__} is not fitted yet; call fit() or load() first")

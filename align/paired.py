@@ -86,6 +86,7 @@ class ProcrustesTranslator(_AffinePair):
         self.forward_weight_, self.forward_bias_ = w, (my - mx @ w).astype(np.float32)
         self.backward_weight_, self.backward_bias_ = w.T.copy(), (mx - my @ w.T).astype(np.float32)
         self.dim_source_, self.dim_target_ = x.shape[1], y.shape[1]
+        self._score_confidence(x, y)
         return self
 
 
@@ -107,6 +108,7 @@ class RidgeTranslator(_AffinePair):
         self.forward_weight_, self.forward_bias_, self.forward_alpha_ = self._fit_one(x, y)
         self.backward_weight_, self.backward_bias_, self.backward_alpha_ = self._fit_one(y, x)
         self.dim_source_, self.dim_target_ = x.shape[1], y.shape[1]
+        self._score_confidence(x, y)
         return self
 
     def _get_state(self):
@@ -168,11 +170,10 @@ class MLPTranslator(Translator):
         self.max_epochs, self.batch_size, self.seed = max_epochs, batch_size, seed
         self.time_budget_s, self.verbose = time_budget_s, verbose
 
-    def _train_one(self, x: np.ndarray, y: np.ndarray, init: RidgeTranslator, forward: bool):
+    def _train_one(self, x: np.ndarray, y: np.ndarray):
         L.seed_everything(self.seed, verbose=False)
         net = _ResidualRegressor(x.shape[1], y.shape[1], self.width, self.dropout)
-        w, b = ((init.forward_weight_, init.forward_bias_) if forward
-                else (init.backward_weight_, init.backward_bias_))
+        w, b, _ = RidgeTranslator(seed=self.seed)._fit_one(x, y)
         with torch.no_grad():
             net.affine.weight.copy_(torch.from_numpy(w.T.copy()))
             net.affine.bias.copy_(torch.from_numpy(b))
@@ -196,10 +197,10 @@ class MLPTranslator(Translator):
 
     def fit(self, src, tgt, pairs=None):
         x, y = paired_rows(src, tgt, pairs)
-        init = RidgeTranslator(seed=self.seed).fit(x, y)
-        self.forward_net_ = self._train_one(x, y, init, forward=True)
-        self.backward_net_ = self._train_one(y, x, init, forward=False)
+        self.forward_net_ = self._train_one(x, y)
+        self.backward_net_ = self._train_one(y, x)
         self.dim_source_, self.dim_target_ = x.shape[1], y.shape[1]
+        self._score_confidence(x, y)
         return self
 
     @staticmethod
