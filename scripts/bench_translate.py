@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from vecbridge.texts import read_texts
 
 from align import translator_class
 from align.confidence import translation_confidence
 from align.metrics import evaluate
 from vecbridge import paths, storage
+from vecbridge.texts import read_texts
 
 SETS = {  # name -> (text specs, how many)
     "train_a": (["builtin:pool:train_a"], 25000),
@@ -166,8 +166,15 @@ def main() -> None:
     ap.add_argument("--throughput", action="store_true", help="measure translate speed instead")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--translator", help="translator dir for --throughput")
+    ap.add_argument("--prepare", metavar="ENCODERS",
+                    help="only embed every text set with these comma-separated encoders (fills the cache)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.prepare:
+        for encoder in args.prepare.split(","):
+            for name in SETS:
+                vectors(encoder, name, args.n_train)
+        return
     if args.throughput:
         result = throughput(args.rows, args.translator)
         print(json.dumps(result) if args.json else result)

@@ -210,3 +210,14 @@ def test_gpu_bf16_matches_cpu_fp32(tmp_path):
         return
     plan = build_plan(LENGTHS, torch.device("cuda"), gpu_encoder.model.window)
     assert plan.flash
+
+
+def test_known_checkpoint_gets_its_prefixes_when_the_folder_omits_them(tmp_path):
+    ref = hf_model(seed=7, **SMALL)
+    folder = tmp_path / "modernbert-embed-base"
+    folder.mkdir()
+    enc = CoreEncoder(str(write_folder(folder, ref)), device="cpu")
+    assert enc.prompts["document"] == "search_document: "
+    batch = texts([9, 30])
+    want = reference_rows(ref, ["search_document: " + t for t in batch], "mean")
+    assert np.abs(enc.encode(batch) - want).max() <= 1e-5

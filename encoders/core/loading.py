@@ -17,6 +17,12 @@ from encoders.errors import EncoderError
 ARCHITECTURES = {"modernbert": (ModernBertConfig, ModernBertModel), "bert": (BertConfig, BertModel)}
 # heads and buffers a checkpoint may carry that an encoder does not use
 UNUSED_PREFIXES = ("pooler.", "head.", "decoder.", "cls.", "lm_head.", "classifier.", "embeddings.position_ids")
+# checkpoints that need prefixes but whose folder does not state them (config_sentence_transformers.json has
+# empty prompts), keyed by the folder or hub name
+KNOWN_PROMPTS = {
+    "modernbert-embed-base": {"query": "search_query: ", "document": "search_document: "},
+    "modernbert-embed-large": {"query": "search_query: ", "document": "search_document: "},
+}
 
 
 @dataclass
@@ -84,6 +90,7 @@ def load_checkpoint(name_or_path: str, architecture: str | None = None) -> Check
     st = _read_optional(folder / "sentence_bert_config.json")
     max_length = int(st.get("max_seq_length") or config.get("max_position_embeddings") or 512)
     prompts = _read_optional(root / "config_sentence_transformers.json").get("prompts") or {}
+    prompts = prompts or KNOWN_PROMPTS.get(Path(name_or_path.rstrip("/")).name.lower(), {})
     return Checkpoint(model.eval(), tokenizer, arch, pooling, max_length, prompts, root)
 
 
