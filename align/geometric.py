@@ -1,0 +1,322 @@
+"""Unsupervised translation by shared geometry: matched k-means anchors -> Procrustes -> self-learning on
+nearest-neighbour and centroid pseudo-pairs -> the target mean restored. No paired data is used anywhere:
+every choice among candidates is made with label-free scores.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment, quadratic_assignment
+from sklearn.cluster import KMeans
+from tqdm.auto import tqdm
+
+from align.base import Translator, check_vectors
+from align.confidence import translation_confidence
+from align.errors import AlignError
+from align.paired import orthogonal_map
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x, dim=1)
+
+
+def _polar(w: np.ndarray) -> np.ndarray:
+    """The closest partial isometry to `w` (keeps damped averages of rotations orthogonal)."""
+    u, _, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)
+    return (u @ vt).astype(np.float32)
+
+
+def _topk_rows(a: torch.Tensor, b: torch.Tensor, k: int, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k cosine scores and indices of each row of `a` among the rows of `b` (both unit rows)."""
+    vals, idx = [], []
+    for s in range(0, len(a), chunk):
+        v, i = (a[s:s + chunk] @ b.T).topk(k, dim=1)
+        vals.append(v)
+        idx.append(i)
+    return torch.cat(vals), torch.cat(idx)
+
+
+def _csls_mutual_pairs(xm: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mutual nearest neighbours under CSLS between mapped source rows and target rows.
+
+    CSLS discounts hubs (rows close to everything) that plain nearest neighbours over-select.
+    Returns source indices, target indices and the mutual-NN rate (a label-free alignment score).
+    """
+    sims = xm @ y.T
+    rx = sims.topk(k, dim=1).values.mean(dim=1)
+    ry = sims.topk(k, dim=0).values.mean(dim=0)
+    csls = 2 * sims - rx[:, None] - ry[None, :]
+    fwd = csls.argmax(dim=1)
+    back = csls.argmax(dim=0)
+    src = torch.arange(len(xm))
+    mutual = back[fwd] == src
+    return src[mutual], fwd[mutual], float(mutual.float().mean())
+
+
+class GeometricTranslator(Translator):
+    """Fully unsupervised translator: `GeometricTranslator(seed=0).fit(src, tgt).transform(x)`.
+
+    Stages (timed in `fit_report_`):
+    1. centre + L2-normalise each side (the dims may differ: the map is a partial isometry);
+    2. init: `restarts` k-means runs of `n_clusters` centroids per side, matched by quadratic assignment;
+       the pooled anchors give each row a relative representation (its similarities to the anchors), and
+       each source row's pseudo-target is the mean of its `rel_neighbours` nearest targets in that space;
+       Procrustes. Known pairs (few-shot) add a second candidate; candidates are refined and the one with
+       the best held-out CSLS mutual-NN rate is kept;
+    3. refine: `refine_iters` damped Procrustes rounds on fresh `refine_sample`-row subsamples (mean of the
+       nearest targets first, CSLS mutual nearest neighbours for the last quarter), known pairs always in;
+    4. centroid refine: `centroid_rounds` damped Procrustes fits between `n_centroids` source centroids and
+       target centroids grown from their images;
+    5. output = target mean + (optionally shrunk, `shrink`) rotated centred input; label-free confidence.
+    """
+
+    method = "geometric"
+    min_rows = 200
+
+    def __init__(self, seed: int = 0, n_clusters: int = 20, restarts: int = 24, qap_restarts: int = 20,
+                 init_sample: int = 6000, rel_neighbours: int = 50, refine_iters: int = 64,
+                 refine_sample: int = 1000, score_sample: int = 2000, csls_k: int = 10,
+                 centroid_rounds: int = 20, n_centroids: int = 512, shrink: bool = False, verbose: bool = True):
+        self.seed, self.n_clusters, self.restarts, self.qap_restarts = seed, n_clusters, restarts, qap_restarts
+        self.init_sample, self.rel_neighbours = init_sample, rel_neighbours
+        self.refine_iters, self.refine_sample, self.csls_k = refine_iters, refine_sample, csls_k
+        self.score_sample, self.centroid_rounds, self.n_centroids = score_sample, centroid_rounds, n_centroids
+        self.shrink, self.verbose = shrink, verbose
+
+    # -- fitting ------------------------------------------------------------------------------------
+    def fit(self, src, tgt, pairs=None) -> GeometricTranslator:
+        src = check_vectors(src, "source vectors", min_rows=self.min_rows)
+        tgt = check_vectors(tgt, "target vectors", min_rows=self.min_rows)
+        known = _known_pairs(src, tgt, pairs)
+        t_start = time.perf_counter()
+        rng = np.random.default_rng(self.seed)
+        torch.manual_seed(self.seed)
+        report: dict = {"stages": {}, "n_source": len(src), "n_target": len(tgt)}
+
+        self.source_mean_, self.target_mean_ = src.mean(0), tgt.mean(0)
+        # shuffled once so that the held-out scoring rows are a random sample whatever the input order
+        xs = _unit(torch.from_numpy(src[rng.permutation(len(src))] - self.source_mean_))
+        yt = _unit(torch.from_numpy(tgt[rng.permutation(len(tgt))] - self.target_mean_))
+        kx = ky = None
+        if known is not None:
+            kx = _unit(torch.from_numpy(known[0] - self.source_mean_))
+            ky = _unit(torch.from_numpy(known[1] - self.target_mean_))
+
+        t0 = time.perf_counter()
+        w, init_report = self._initialise(xs, yt, kx, ky, rng)
+        report["stages"]["init"] = {**init_report, "seconds": round(time.perf_counter() - t0, 2)}
+
+        t0 = time.perf_counter()
+        w = self._centroid_refine(w, xs, yt, rng)
+        report["stages"]["centroid_refine"] = {"seconds": round(time.perf_counter() - t0, 2)}
+        self.weight_ = w
+
+        self.target_scale_ = float(np.linalg.norm(tgt - self.target_mean_, axis=1).mean())
+        self.source_scale_ = float(np.linalg.norm(src - self.source_mean_, axis=1).mean())
+        self.forward_shrink_ = self.backward_shrink_ = 1.0
+        if self.shrink:
+            ws = torch.from_numpy(w)
+            self.forward_shrink_ = _shrinkage(_unit(xs[:self.score_sample] @ ws), yt, self.rel_neighbours)
+            self.backward_shrink_ = _shrinkage(_unit(yt[:self.score_sample] @ ws.T), xs, self.rel_neighbours)
+        report["stages"]["calibrate"] = {"forward_shrink": round(self.forward_shrink_, 4),
+                                         "backward_shrink": round(self.backward_shrink_, 4)}
+        self.dim_source_, self.dim_target_ = src.shape[1], tgt.shape[1]
+
+        t0 = time.perf_counter()
+        self.confidence_ = translation_confidence(src, tgt, self._forward, self._backward, seed=self.seed)
+        report["stages"]["confidence"] = {"seconds": round(time.perf_counter() - t0, 2)}
+        report["seconds"] = round(time.perf_counter() - t_start, 2)
+        self.fit_report_ = report
+        return self
+
+    def _initialise(self, xs, yt, kx, ky, rng) -> tuple[np.ndarray, dict]:
+        """Candidate rotations from matched anchors (and known pairs), each refined and scored on held-out rows.
+
+        Anchors from all restarts are pooled: single k-means/QAP runs match only part of the centroids
+        correctly, and the relative representation over the pooled anchors averages the mistakes out.
+        """
+        xi = xs[rng.choice(len(xs), min(self.init_sample, len(xs)), replace=False)]
+        yi = yt[rng.choice(len(yt), min(self.init_sample, len(yt)), replace=False)]
+        candidates = []
+        if kx is not None:
+            candidates.append(("known_pairs", orthogonal_map(kx.numpy(), ky.numpy())))
+        anchors_x, anchors_y = [], []
+        for _ in tqdm(range(self.restarts), desc="anchors", disable=not self.verbose, leave=False):
+            cx, cy, _ = _matched_anchors(xi, yi, self.n_clusters, self.qap_restarts, int(rng.integers(2**31)))
+            anchors_x.append(cx)
+            anchors_y.append(cy)
+        candidates.append(("pooled_anchors", _relative_procrustes(xi, yi, torch.cat(anchors_x),
+                                                                  torch.cat(anchors_y), self.rel_neighbours)))
+        scored = []
+        for name, w in candidates:
+            w, rep = self._refine(w, xs, yt, kx, ky, rng, self.refine_iters, desc=f"refine {name}")
+            scored.append((rep["score"], name, w, rep))
+        scored.sort(key=lambda s: -s[0])
+        best = scored[0]
+        return best[2], {"candidates": {n: round(s, 4) for s, n, _, _ in scored}, "chosen": best[1],
+                         "score": round(best[0], 4), "trace": best[3]["trace"]}
+
+    def _refine(self, w, xs, yt, kx, ky, rng, iters, desc):
+        """Self-learning: damped Procrustes against pseudo-targets on fresh subsamples; known pairs always kept.
+
+        Early rounds use the mean of many target neighbours (a wide basin, robust to a poor start); later
+        rounds use CSLS mutual nearest neighbours (precise). Scored by the CSLS mutual-NN rate on rows held
+        out from fitting, since a rotation fitted to a sample's own matches inflates that sample's rate.
+        """
+        hold_x, hold_y = _split_holdout(xs, self.score_sample), _split_holdout(yt, self.score_sample)
+        fit_x, fit_y = xs[self.score_sample:], yt[self.score_sample:]
+        wt = torch.from_numpy(w)
+        trace = []
+        bar = tqdm(range(iters), desc=desc, disable=not self.verbose, leave=False)
+        for it in bar:
+            xa = fit_x[rng.choice(len(fit_x), min(self.refine_sample, len(fit_x)), replace=False)]
+            if it < iters * 3 // 4:
+                _, idx = _topk_rows(_unit(xa @ wt), fit_y, self.rel_neighbours)
+                px, py = xa, fit_y[idx].mean(dim=1)
+            else:
+                yb = fit_y[rng.choice(len(fit_y), min(2 * self.refine_sample, len(fit_y)), replace=False)]
+                si, ti, _ = _csls_mutual_pairs(_unit(xa @ wt), yb, self.csls_k)
+                px, py = xa[si], yb[ti]
+            if kx is not None:
+                px, py = torch.cat([px, kx]), torch.cat([py, ky])
+            wt = torch.from_numpy(_polar(0.5 * wt.numpy() + 0.5 * orthogonal_map(px.numpy(), py.numpy())))
+            if it % 8 == 7 or it == iters - 1:
+                trace.append(round(_csls_mutual_pairs(_unit(hold_x @ wt), hold_y, self.csls_k)[2], 4))
+                bar.set_postfix(mnn=trace[-1])
+        return wt.numpy(), {"score": trace[-1], "trace": trace}
+
+    def _centroid_refine(self, w, xs, yt, rng) -> np.ndarray:
+        wt = torch.from_numpy(w)
+        m = min(len(xs), len(yt), 8 * self.refine_sample)
+        for _ in tqdm(range(self.centroid_rounds), desc="centroids", disable=not self.verbose, leave=False):
+            x = xs[rng.choice(len(xs), m, replace=False)]
+            y = yt[rng.choice(len(yt), m, replace=False)]
+            k = min(self.n_centroids, m // 10)
+            w_new = _centroid_procrustes(x, y, wt, k, int(rng.integers(2**31)))
+            wt = torch.from_numpy(_polar(0.5 * wt.numpy() + 0.5 * w_new))
+        return wt.numpy()
+
+    # -- applying -----------------------------------------------------------------------------------
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        xc = x - self.source_mean_
+        xc = xc / np.maximum(np.linalg.norm(xc, axis=1, keepdims=True), 1e-12)
+        return self.target_mean_ + self.forward_shrink_ * self.target_scale_ * (xc @ self.weight_)
+
+    def _backward(self, y: np.ndarray) -> np.ndarray:
+        yc = y - self.target_mean_
+        yc = yc / np.maximum(np.linalg.norm(yc, axis=1, keepdims=True), 1e-12)
+        return self.source_mean_ + self.backward_shrink_ * self.source_scale_ * (yc @ self.weight_.T)
+
+    # -- persistence --------------------------------------------------------------------------------
+    def _get_state(self):
+        tensors = {"weight": self.weight_, "source_mean": self.source_mean_, "target_mean": self.target_mean_}
+        state = {"source_scale": self.source_scale_, "target_scale": self.target_scale_,
+                 "forward_shrink": self.forward_shrink_, "backward_shrink": self.backward_shrink_,
+                 "fit_report": getattr(self, "fit_report_", None)}
+        return tensors, state
+
+    def _set_state(self, tensors, state):
+        self.weight_ = tensors["weight"]
+        self.source_mean_, self.target_mean_ = tensors["source_mean"], tensors["target_mean"]
+        self.source_scale_, self.target_scale_ = float(state["source_scale"]), float(state["target_scale"])
+        self.forward_shrink_ = float(state["forward_shrink"])
+        self.backward_shrink_ = float(state["backward_shrink"])
+        self.fit_report_ = state.get("fit_report")
+
+
+def _matched_anchors(x: torch.Tensor, y: torch.Tensor, k: int, qap_restarts: int, seed: int):
+    """k-means centroids of each side, the target's reordered to match by quadratic assignment.
+
+    The assignment maximises the agreement of the centred centroid-similarity matrices (a CKA-like
+    objective). Candidates: FAQ started from an isometry-invariant guess (centroids matched by their sorted
+    similarity profiles, VecMap's idea applied to centroids; exact on well-separated clusters) and
+    `qap_restarts` random 2-opt searches (better on real text, where clusters overlap); best objective wins.
+    """
+    cx = KMeans(k, n_init=1, random_state=seed, max_iter=50).fit(x.numpy()).cluster_centers_
+    cy = KMeans(k, n_init=1, random_state=seed + 1, max_iter=50).fit(y.numpy()).cluster_centers_
+    cx = cx / np.linalg.norm(cx, axis=1, keepdims=True)
+    cy = cy / np.linalg.norm(cy, axis=1, keepdims=True)
+    h = np.eye(k) - 1.0 / k
+    kx, ky = h @ cx @ cx.T @ h, h @ cy @ cy.T @ h
+    dx, dy = -np.sort(-kx, axis=1), -np.sort(-ky, axis=1)
+    _, guess = linear_sum_assignment(((dx[:, None, :] - dy[None, :, :]) ** 2).sum(-1))
+    best = quadratic_assignment(kx, ky, method="faq", options={"maximize": True, "P0": np.eye(k)[guess]})
+    rng = np.random.default_rng(seed)
+    for _ in range(qap_restarts):
+        res = quadratic_assignment(kx, ky, method="2opt", options={"maximize": True, "rng": rng})
+        if res.fun > best.fun:
+            best = res
+    return (torch.from_numpy(cx.astype(np.float32)), torch.from_numpy(cy[best.col_ind].astype(np.float32)),
+            float(best.fun))
+
+
+def _lloyd(x: torch.Tensor, centers: torch.Tensor, iters: int) -> torch.Tensor:
+    """Spherical k-means iterations from given centres (deterministic, no restarts)."""
+    for _ in range(iters):
+        assign = (x @ centers.T).argmax(dim=1)
+        sums = torch.zeros_like(centers).index_add_(0, assign, x)
+        empty = sums.norm(dim=1) == 0
+        centers = torch.where(empty[:, None], centers, _unit(sums))
+    return centers
+
+
+def _centroid_procrustes(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, k: int, seed: int) -> np.ndarray:
+    """Rotation between k-means centroids of the source and target centroids grown from their images.
+
+    Centroids average out the text-to-text noise of single nearest-neighbour matches, so they pin down the
+    low-variance directions that noisy pseudo-pairs leave loose (mini-vec2vec's cluster-level refinement).
+    """
+    g = torch.Generator().manual_seed(seed)
+    cx = _lloyd(x, x[torch.randperm(len(x), generator=g)[:k]], 10)
+    cy = _lloyd(y, _unit(cx @ w), 10)
+    return orthogonal_map(cx.numpy(), cy.numpy())
+
+
+def _shrinkage(pred: torch.Tensor, y: torch.Tensor, k: int) -> float:
+    """Scale in (0, 1] of the rotated part that best fits the mean of each prediction's k target neighbours.
+
+    Cosine to the true counterpart rewards the conditional mean, not a full-variance point: averaging the
+    neighbours estimates how much of the centred target a prediction can explain (what ridge shrinks by).
+    """
+    _, idx = _topk_rows(pred, y, k)
+    return float((pred * y[idx].mean(dim=1)).sum(dim=1).mean().clamp(0.05, 1.0))
+
+
+def _split_holdout(x: torch.Tensor, n: int) -> torch.Tensor:
+    return x[:n]
+
+
+def _relative_procrustes(x, y, cx, cy, n_neighbours: int) -> np.ndarray:
+    """Rotation from pseudo-pairs: each source row against the mean of its nearest target rows, where
+    nearness compares the rows' similarity profiles to the matched anchors (comparable across spaces)."""
+    rx = _standardise(x @ cx.T)
+    ry = _standardise(y @ cy.T)
+    _, idx = _topk_rows(rx, ry, n_neighbours)
+    return orthogonal_map(x.numpy(), y[idx].mean(dim=1).numpy())
+
+
+def _standardise(r: torch.Tensor) -> torch.Tensor:
+    r = (r - r.mean(dim=0)) / r.std(dim=0).clamp_min(1e-6)
+    return _unit(r)
+
+
+def _known_pairs(src, tgt, pairs):
+    """Few-shot pairs as (source rows, target rows): an int (k, 2) index array or a tuple of two arrays."""
+    if pairs is None:
+        return None
+    if isinstance(pairs, tuple) and len(pairs) == 2 and np.asarray(pairs[0]).ndim == 2:
+        a = check_vectors(pairs[0], "paired source vectors", src.shape[1])
+        b = check_vectors(pairs[1], "paired target vectors", tgt.shape[1])
+        if len(a) != len(b):
+            raise AlignError(f"paired vectors must have the same number of rows; got {len(a)} and {len(b)}")
+        return a, b
+    idx = np.asarray(pairs)
+    if idx.ndim != 2 or idx.shape[1] != 2 or not np.issubdtype(idx.dtype, np.integer):
+        raise AlignError(f"pairs must be an integer (k, 2) array of (source_row, target_row) or a tuple of "
+                         f"two row-aligned vector arrays; got {idx.dtype} {idx.shape}")
+    if idx.size and (idx.min() < 0 or idx[:, 0].max() >= len(src) or idx[:, 1].max() >= len(tgt)):
+        raise AlignError("pairs index rows outside the source/target arrays")
+    return src[idx[:, 0]], tgt[idx[:, 1]]
