@@ -56,6 +56,23 @@ def _csls_mutual_pairs(xm: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch
     return src[mutual], fwd[mutual], float(mutual.float().mean())
 
 
+def _csls_mutual_pairs_chunked(xm: torch.Tensor, y: torch.Tensor, k: int,
+                               chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """`_csls_mutual_pairs` for many rows: the similarity matrix is built a block of rows at a time."""
+    def blocks(a, b):
+        return (a[i:i + chunk] @ b.T for i in range(0, len(a), chunk))
+
+    rx = torch.cat([s.topk(k, dim=1).values.mean(dim=1) for s in blocks(xm, y)])
+    ry = torch.cat([s.topk(k, dim=1).values.mean(dim=1) for s in blocks(y, xm)])
+    fwd = torch.cat([(2 * s - rx[i * chunk:(i + 1) * chunk, None] - ry[None, :]).argmax(dim=1)
+                     for i, s in enumerate(blocks(xm, y))])
+    back = torch.cat([(2 * s - ry[i * chunk:(i + 1) * chunk, None] - rx[None, :]).argmax(dim=1)
+                      for i, s in enumerate(blocks(y, xm))])
+    src = torch.arange(len(xm))
+    mutual = back[fwd] == src
+    return src[mutual], fwd[mutual], float(mutual.float().mean())
+
+
 class GeometricTranslator(Translator):
     """Fully unsupervised translator: `GeometricTranslator(seed=0).fit(src, tgt).transform(x)`.
 
@@ -79,11 +96,13 @@ class GeometricTranslator(Translator):
     def __init__(self, seed: int = 0, n_clusters: int = 20, restarts: int = 24, qap_restarts: int = 20,
                  init_sample: int = 6000, rel_neighbours: int = 50, refine_iters: int = 64,
                  refine_sample: int = 1000, score_sample: int = 2000, csls_k: int = 10,
-                 centroid_rounds: int = 20, n_centroids: int = 512, shrink: bool = False, verbose: bool = True):
+                 centroid_rounds: int = 20, n_centroids: int = 512, final_iters: int = 8, final_sample: int = 12000,
+                 accept_score: float = 0.5, shrink: bool = False, verbose: bool = True):
         self.seed, self.n_clusters, self.restarts, self.qap_restarts = seed, n_clusters, restarts, qap_restarts
         self.init_sample, self.rel_neighbours = init_sample, rel_neighbours
         self.refine_iters, self.refine_sample, self.csls_k = refine_iters, refine_sample, csls_k
         self.score_sample, self.centroid_rounds, self.n_centroids = score_sample, centroid_rounds, n_centroids
+        self.final_iters, self.final_sample, self.accept_score = final_iters, final_sample, accept_score
         self.shrink, self.verbose = shrink, verbose
 
     # -- fitting ------------------------------------------------------------------------------------
@@ -112,6 +131,10 @@ class GeometricTranslator(Translator):
         t0 = time.perf_counter()
         w = self._centroid_refine(w, xs, yt, rng)
         report["stages"]["centroid_refine"] = {"seconds": round(time.perf_counter() - t0, 2)}
+
+        t0 = time.perf_counter()
+        w, final_report = self._final_refine(w, xs, yt, kx, ky, rng)
+        report["stages"]["final_refine"] = {**final_report, "seconds": round(time.perf_counter() - t0, 2)}
         self.weight_ = w
 
         self.target_scale_ = float(np.linalg.norm(tgt - self.target_mean_, axis=1).mean())
@@ -143,21 +166,33 @@ class GeometricTranslator(Translator):
         candidates = []
         if kx is not None:
             candidates.append(("known_pairs", orthogonal_map(kx.numpy(), ky.numpy())))
-        anchors_x, anchors_y = [], []
-        for _ in tqdm(range(self.restarts), desc="anchors", disable=not self.verbose, leave=False):
-            cx, cy, _ = _matched_anchors(xi, yi, self.n_clusters, self.qap_restarts, int(rng.integers(2**31)))
-            anchors_x.append(cx)
-            anchors_y.append(cy)
-        candidates.append(("pooled_anchors", _relative_procrustes(xi, yi, torch.cat(anchors_x),
-                                                                  torch.cat(anchors_y), self.rel_neighbours)))
-        scored = []
-        for name, w in candidates:
-            w, rep = self._refine(w, xs, yt, kx, ky, rng, self.refine_iters, desc=f"refine {name}")
-            scored.append((rep["score"], name, w, rep))
-        scored.sort(key=lambda s: -s[0])
+        if xs.shape[1] == yt.shape[1]:
+            # Models of one family (distilled from one teacher, or fine-tuned from one base) often share
+            # coordinates up to a small rotation; the identity is then a far better start than any anchor
+            # matching. It is only a candidate: the label-free score decides.
+            candidates.append(("identity", np.eye(xs.shape[1], dtype=np.float32)))
+        scored = [self._refine_and_score(name, w, xs, yt, kx, ky, rng) for name, w in candidates]
+        # The anchor search is the slow part: skip it when a cheap start already aligns the spaces confidently.
+        if not scored or max(c[0] for c in scored) < self.accept_score:
+            anchors_x, anchors_y = [], []
+            for _ in tqdm(range(self.restarts), desc="anchors", disable=not self.verbose, leave=False):
+                cx, cy, _ = _matched_anchors(xi, yi, self.n_clusters, self.qap_restarts,
+                                             int(rng.integers(2**31)))
+                anchors_x.append(cx)
+                anchors_y.append(cy)
+            w = _relative_procrustes(xi, yi, torch.cat(anchors_x), torch.cat(anchors_y), self.rel_neighbours)
+            scored.append(self._refine_and_score("pooled_anchors", w, xs, yt, kx, ky, rng))
+        scored.sort(key=lambda c: -c[0])
         best = scored[0]
         return best[2], {"candidates": {n: round(s, 4) for s, n, _, _ in scored}, "chosen": best[1],
                          "score": round(best[0], 4), "trace": best[3]["trace"]}
+
+    def _refine_and_score(self, name, w, xs, yt, kx, ky, rng) -> tuple[float, str, np.ndarray, dict]:
+        """Refine a candidate start, then score it with the shared label-free confidence (held-out rows)."""
+        w, rep = self._refine(w, xs, yt, kx, ky, rng, self.refine_iters, desc=f"refine {name}")
+        hold_x, hold_y = xs[:self.score_sample].numpy(), yt[:2 * self.score_sample].numpy()
+        score = translation_confidence(hold_x, hold_y, lambda x: x @ w, lambda y: y @ w.T, seed=self.seed)["score"]
+        return float(score), name, w, rep
 
     def _refine(self, w, xs, yt, kx, ky, rng, iters, desc):
         """Self-learning: damped Procrustes against pseudo-targets on fresh subsamples; known pairs always kept.
@@ -198,6 +233,24 @@ class GeometricTranslator(Translator):
             w_new = _centroid_procrustes(x, y, wt, k, int(rng.integers(2**31)))
             wt = torch.from_numpy(_polar(0.5 * wt.numpy() + 0.5 * w_new))
         return wt.numpy()
+
+    def _final_refine(self, w, xs, yt, kx, ky, rng) -> tuple[np.ndarray, dict]:
+        """Full-batch self-learning: CSLS mutual nearest neighbours between up to `final_sample` rows per side,
+        damped Procrustes on all of them. Subsample rounds and centroids bring the map into the basin; matching
+        many rows at once is what pins down the directions that few pseudo-pairs leave loose."""
+        m = min(self.final_sample, len(xs), len(yt))
+        x = xs[rng.choice(len(xs), m, replace=False)]
+        y = yt[rng.choice(len(yt), m, replace=False)]
+        wt = torch.from_numpy(w)
+        rates = []
+        for _ in tqdm(range(self.final_iters), desc="final refine", disable=not self.verbose, leave=False):
+            si, ti, rate = _csls_mutual_pairs_chunked(_unit(x @ wt), y, self.csls_k)
+            px, py = x[si], y[ti]
+            if kx is not None:
+                px, py = torch.cat([px, kx]), torch.cat([py, ky])
+            wt = torch.from_numpy(_polar(0.5 * wt.numpy() + 0.5 * orthogonal_map(px.numpy(), py.numpy())))
+            rates.append(round(rate, 4))
+        return wt.numpy(), {"rows": m, "mutual_rate": rates}
 
     # -- applying -----------------------------------------------------------------------------------
     def _forward(self, x: np.ndarray) -> np.ndarray:
