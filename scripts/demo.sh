@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The built-in default job: fetch -> embed with two encoders (disjoint texts) -> train -> eval -> translate.
-# Re-running skips finished steps; DEMO_DIR, DEMO_N, SRC_ENCODER and TGT_ENCODER override the defaults.
+# Re-running skips finished steps; DEMO_DIR, DEMO_N (texts per side), DEMO_EVAL (held-out texts), SRC_ENCODER
+# and TGT_ENCODER override the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VB=${VB:-.venv/bin/vecbridge}
 DIR=${DEMO_DIR:-out/demo}
 N=${DEMO_N:-25000}
+NEVAL=${DEMO_EVAL:-8192}
 SRC=${SRC_ENCODER:-minilm-l3}
 TGT=${TGT_ENCODER:-minilm-l6}
 mkdir -p "$DIR"
@@ -22,15 +24,15 @@ $VB data list
 step "embed: $SRC on train_a, $TGT on train_b (disjoint texts), both on held-out eval texts"
 embed "$SRC" builtin:pool:train_a "$N" "$DIR/$SRC.train_a.npy"
 embed "$TGT" builtin:pool:train_b "$N" "$DIR/$TGT.train_b.npy"
-embed "$SRC" builtin:pool:eval 8192 "$DIR/$SRC.eval.npy"
-embed "$TGT" builtin:pool:eval 8192 "$DIR/$TGT.eval.npy"
+embed "$SRC" builtin:pool:eval "$NEVAL" "$DIR/$SRC.eval.npy"
+embed "$TGT" builtin:pool:eval "$NEVAL" "$DIR/$TGT.eval.npy"
 
 step "train an unsupervised translator $SRC -> $TGT (no pairs)"
 [ -d "$DIR/$SRC-to-$TGT" ] || $VB train --source "$DIR/$SRC.train_a.npy" --target "$DIR/$TGT.train_b.npy" \
   --output "$DIR/$SRC-to-$TGT"
 
-step "evaluate on held-out pairs (pool 8192)"
-$VB eval --translator "$DIR/$SRC-to-$TGT" --source "$DIR/$SRC.eval.npy" --target "$DIR/$TGT.eval.npy"
+step "evaluate on held-out pairs (pool $NEVAL)"
+$VB eval --translator "$DIR/$SRC-to-$TGT" --source "$DIR/$SRC.eval.npy" --target "$DIR/$TGT.eval.npy" --pool "$NEVAL"
 
 step "translate stored $SRC vectors into $TGT's space"
 $VB translate --translator "$DIR/$SRC-to-$TGT" --input "$DIR/$SRC.eval.npy" \
