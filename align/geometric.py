@@ -187,10 +187,15 @@ class GeometricTranslator(Translator):
         return best[2], {"candidates": {n: round(s, 4) for s, n, _, _ in scored}, "chosen": best[1],
                          "score": round(best[0], 4), "trace": best[3]["trace"]}
 
+    def _holdout_size(self, xs, yt) -> int:
+        """Rows held out from fitting for scoring: `score_sample`, or a quarter of the smaller side."""
+        return min(self.score_sample, len(xs) // 4, len(yt) // 4)
+
     def _refine_and_score(self, name, w, xs, yt, kx, ky, rng) -> tuple[float, str, np.ndarray, dict]:
         """Refine a candidate start, then score it with the shared label-free confidence (held-out rows)."""
         w, rep = self._refine(w, xs, yt, kx, ky, rng, self.refine_iters, desc=f"refine {name}")
-        hold_x, hold_y = xs[:self.score_sample].numpy(), yt[:2 * self.score_sample].numpy()
+        n = self._holdout_size(xs, yt)
+        hold_x, hold_y = xs[:n].numpy(), yt[:2 * n].numpy()
         score = translation_confidence(hold_x, hold_y, lambda x: x @ w, lambda y: y @ w.T, seed=self.seed)["score"]
         return float(score), name, w, rep
 
@@ -201,8 +206,9 @@ class GeometricTranslator(Translator):
         rounds use CSLS mutual nearest neighbours (precise). Scored by the CSLS mutual-NN rate on rows held
         out from fitting, since a rotation fitted to a sample's own matches inflates that sample's rate.
         """
-        hold_x, hold_y = _split_holdout(xs, self.score_sample), _split_holdout(yt, self.score_sample)
-        fit_x, fit_y = xs[self.score_sample:], yt[self.score_sample:]
+        n = self._holdout_size(xs, yt)
+        hold_x, hold_y = xs[:n], yt[:n]
+        fit_x, fit_y = xs[n:], yt[n:]
         wt = torch.from_numpy(w)
         trace = []
         bar = tqdm(range(iters), desc=desc, disable=not self.verbose, leave=False)
@@ -336,10 +342,6 @@ def _shrinkage(pred: torch.Tensor, y: torch.Tensor, k: int) -> float:
     """
     _, idx = _topk_rows(pred, y, k)
     return float((pred * y[idx].mean(dim=1)).sum(dim=1).mean().clamp(0.05, 1.0))
-
-
-def _split_holdout(x: torch.Tensor, n: int) -> torch.Tensor:
-    return x[:n]
 
 
 def _relative_procrustes(x, y, cx, cy, n_neighbours: int) -> np.ndarray:
