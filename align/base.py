@@ -65,6 +65,17 @@ def check_vectors(x, name: str = "input", dim: int | None = None, min_rows: int 
     return x
 
 
+def select_pairs(src: np.ndarray, tgt: np.ndarray, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `src` and `tgt` named by an integer (k, 2) array of (source_row, target_row) index pairs."""
+    idx = np.asarray(pairs)
+    if idx.ndim != 2 or idx.shape[1] != 2 or not np.issubdtype(idx.dtype, np.integer):
+        raise AlignError(f"pairs must be an integer array of shape (k, 2) = (source_row, target_row); "
+                         f"got {idx.dtype} {idx.shape}")
+    if idx.size and (idx.min() < 0 or idx[:, 0].max() >= len(src) or idx[:, 1].max() >= len(tgt)):
+        raise AlignError("pairs index rows outside the source/target arrays")
+    return src[idx[:, 0]], tgt[idx[:, 1]]
+
+
 def package_versions(*names: str) -> dict:
     out = {"python": platform.python_version()}
     for name in ("vecbridge", "numpy", "torch", "faiss-cpu", "scikit-learn", "lightning", *names):

@@ -13,7 +13,7 @@ from scipy.optimize import linear_sum_assignment, quadratic_assignment
 from sklearn.cluster import KMeans
 from tqdm.auto import tqdm
 
-from align.base import Translator, check_vectors
+from align.base import Translator, check_vectors, select_pairs
 from align.confidence import translation_confidence
 from align.errors import AlignError
 from align.paired import orthogonal_map
@@ -368,10 +368,4 @@ def _known_pairs(src, tgt, pairs):
         if len(a) != len(b):
             raise AlignError(f"paired vectors must have the same number of rows; got {len(a)} and {len(b)}")
         return a, b
-    idx = np.asarray(pairs)
-    if idx.ndim != 2 or idx.shape[1] != 2 or not np.issubdtype(idx.dtype, np.integer):
-        raise AlignError(f"pairs must be an integer (k, 2) array of (source_row, target_row) or a tuple of "
-                         f"two row-aligned vector arrays; got {idx.dtype} {idx.shape}")
-    if idx.size and (idx.min() < 0 or idx[:, 0].max() >= len(src) or idx[:, 1].max() >= len(tgt)):
-        raise AlignError("pairs index rows outside the source/target arrays")
-    return src[idx[:, 0]], tgt[idx[:, 1]]
+    return select_pairs(src, tgt, pairs)

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from sklearn.linear_model import RidgeCV
 from torch.utils.data import DataLoader, TensorDataset
 
-from align.base import Translator, check_vectors
+from align.base import Translator, check_vectors, select_pairs
 from align.errors import AlignError
 from align.nets import cosine_loss
 
@@ -30,15 +30,10 @@ def paired_rows(src, tgt, pairs=None) -> tuple[np.ndarray, np.ndarray]:
                              f"{len(src)} rows, target {len(tgt)}; pass --pairs with (source_row, target_row) "
                              "index pairs, or use the unsupervised method `geometric`")
         return src, tgt
-    pairs = np.asarray(pairs)
-    if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
-        raise AlignError(f"pairs must be an integer array of shape (k, 2) = (source_row, target_row); "
-                         f"got {pairs.dtype} {pairs.shape}")
-    if pairs.size and (pairs.min() < 0 or pairs[:, 0].max() >= len(src) or pairs[:, 1].max() >= len(tgt)):
-        raise AlignError("pairs index rows outside the source/target arrays")
-    if len(pairs) < 2:
-        raise AlignError(f"paired methods need at least 2 pairs; got {len(pairs)}")
-    return src[pairs[:, 0]], tgt[pairs[:, 1]]
+    x, y = select_pairs(src, tgt, pairs)
+    if len(x) < 2:
+        raise AlignError(f"paired methods need at least 2 pairs; got {len(x)}")
+    return x, y
 
 
 class _AffinePair(Translator):
