@@ -39,35 +39,29 @@ def _topk_rows(a: torch.Tensor, b: torch.Tensor, k: int, chunk: int = 2048) -> t
     return torch.cat(vals), torch.cat(idx)
 
 
-def _csls_mutual_pairs(xm: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Mutual nearest neighbours under CSLS between mapped source rows and target rows.
+def _csls_matches(a: torch.Tensor, b: torch.Tensor, k: int,
+                  chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest neighbours under CSLS in both directions between unit rows `a` and `b`.
 
-    CSLS discounts hubs (rows close to everything) that plain nearest neighbours over-select.
-    Returns source indices, target indices and the mutual-NN rate (a label-free alignment score).
+    CSLS discounts hubs (rows close to everything) that plain nearest neighbours over-select. The similarity
+    matrix is built a block of rows at a time, so memory stays O(chunk x rows) for any input size.
+    Returns, for each row of `a`, its match in `b` and, for each row of `b`, its match in `a`.
     """
-    sims = xm @ y.T
-    rx = sims.topk(k, dim=1).values.mean(dim=1)
-    ry = sims.topk(k, dim=0).values.mean(dim=0)
-    csls = 2 * sims - rx[:, None] - ry[None, :]
-    fwd = csls.argmax(dim=1)
-    back = csls.argmax(dim=0)
-    src = torch.arange(len(xm))
-    mutual = back[fwd] == src
-    return src[mutual], fwd[mutual], float(mutual.float().mean())
+    def blocks(p, q):
+        return (p[i:i + chunk] @ q.T for i in range(0, len(p), chunk))
+
+    ra = torch.cat([s.topk(min(k, len(b)), dim=1).values.mean(dim=1) for s in blocks(a, b)])
+    rb = torch.cat([s.topk(min(k, len(a)), dim=1).values.mean(dim=1) for s in blocks(b, a)])
+    fwd = torch.cat([(2 * s - ra[i * chunk:(i + 1) * chunk, None] - rb[None, :]).argmax(dim=1)
+                     for i, s in enumerate(blocks(a, b))])
+    back = torch.cat([(2 * s - rb[i * chunk:(i + 1) * chunk, None] - ra[None, :]).argmax(dim=1)
+                      for i, s in enumerate(blocks(b, a))])
+    return fwd, back
 
 
-def _csls_mutual_pairs_chunked(xm: torch.Tensor, y: torch.Tensor, k: int,
-                               chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """`_csls_mutual_pairs` for many rows: the similarity matrix is built a block of rows at a time."""
-    def blocks(a, b):
-        return (a[i:i + chunk] @ b.T for i in range(0, len(a), chunk))
-
-    rx = torch.cat([s.topk(k, dim=1).values.mean(dim=1) for s in blocks(xm, y)])
-    ry = torch.cat([s.topk(k, dim=1).values.mean(dim=1) for s in blocks(y, xm)])
-    fwd = torch.cat([(2 * s - rx[i * chunk:(i + 1) * chunk, None] - ry[None, :]).argmax(dim=1)
-                     for i, s in enumerate(blocks(xm, y))])
-    back = torch.cat([(2 * s - ry[i * chunk:(i + 1) * chunk, None] - rx[None, :]).argmax(dim=1)
-                      for i, s in enumerate(blocks(y, xm))])
+def _csls_mutual_pairs(xm: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mutual CSLS nearest neighbours: source indices, target indices and the mutual-NN rate."""
+    fwd, back = _csls_matches(xm, y, k)
     src = torch.arange(len(xm))
     mutual = back[fwd] == src
     return src[mutual], fwd[mutual], float(mutual.float().mean())
@@ -78,16 +72,16 @@ class GeometricTranslator(Translator):
 
     Stages (timed in `fit_report_`):
     1. centre + L2-normalise each side (the dims may differ: the map is a partial isometry);
-    2. init: `restarts` k-means runs of `n_clusters` centroids per side, matched by quadratic assignment;
-       the pooled anchors give each row a relative representation (its similarities to the anchors), and
-       each source row's pseudo-target is the mean of its `rel_neighbours` nearest targets in that space;
-       Procrustes. Known pairs (few-shot) add a second candidate; candidates are refined and the one with
-       the best held-out CSLS mutual-NN rate is kept;
-    3. refine: `refine_iters` damped Procrustes rounds on fresh `refine_sample`-row subsamples (mean of the
-       nearest targets first, CSLS mutual nearest neighbours for the last quarter), known pairs always in;
-    4. centroid refine: `centroid_rounds` damped Procrustes fits between `n_centroids` source centroids and
-       target centroids grown from their images;
-    5. output = target mean + (optionally shrunk, `shrink`) rotated centred input; label-free confidence.
+    2. init: candidate starts, each screened by `screen_iters` full-batch self-learning rounds on
+       `screen_sample` rows and scored by the label-free confidence on held-out rows. Cheap candidates
+       first: known pairs (few-shot) and, for equal dims, the identity. Only if none reaches `accept_score`:
+       `restarts` k-means runs of `n_clusters` centroids per side matched by quadratic assignment; the pooled
+       anchors give each row a relative representation (its similarities to the anchors), each source row's
+       pseudo-target is the mean of its `rel_neighbours` nearest targets in that space; Procrustes; then
+       `refine_iters` damped subsample rounds and `centroid_rounds` centroid rounds widen the basin;
+    3. final refine: full-batch self-learning on up to `final_sample` rows per side (CSLS nearest
+       neighbours in both directions, Procrustes) until the matches stop changing (`final_iters` at most);
+    4. output = target mean + (optionally shrunk, `shrink`) rotated centred input; label-free confidence.
     """
 
     method = "geometric"
@@ -96,12 +90,14 @@ class GeometricTranslator(Translator):
     def __init__(self, seed: int = 0, n_clusters: int = 20, restarts: int = 24, qap_restarts: int = 20,
                  init_sample: int = 6000, rel_neighbours: int = 50, refine_iters: int = 64,
                  refine_sample: int = 1000, score_sample: int = 2000, csls_k: int = 10,
-                 centroid_rounds: int = 20, n_centroids: int = 512, final_iters: int = 8, final_sample: int = 12000,
-                 accept_score: float = 0.5, shrink: bool = False, verbose: bool = True):
+                 centroid_rounds: int = 20, n_centroids: int = 512, screen_iters: int = 2, screen_sample: int = 6000,
+                 final_iters: int = 6, final_sample: int = 30000, accept_score: float = 0.5, shrink: bool = False,
+                 verbose: bool = True):
         self.seed, self.n_clusters, self.restarts, self.qap_restarts = seed, n_clusters, restarts, qap_restarts
         self.init_sample, self.rel_neighbours = init_sample, rel_neighbours
         self.refine_iters, self.refine_sample, self.csls_k = refine_iters, refine_sample, csls_k
         self.score_sample, self.centroid_rounds, self.n_centroids = score_sample, centroid_rounds, n_centroids
+        self.screen_iters, self.screen_sample = screen_iters, screen_sample
         self.final_iters, self.final_sample, self.accept_score = final_iters, final_sample, accept_score
         self.shrink, self.verbose = shrink, verbose
 
@@ -129,10 +125,6 @@ class GeometricTranslator(Translator):
         report["stages"]["init"] = {**init_report, "seconds": round(time.perf_counter() - t0, 2)}
 
         t0 = time.perf_counter()
-        w = self._centroid_refine(w, xs, yt, rng)
-        report["stages"]["centroid_refine"] = {"seconds": round(time.perf_counter() - t0, 2)}
-
-        t0 = time.perf_counter()
         w, final_report = self._final_refine(w, xs, yt, kx, ky, rng)
         report["stages"]["final_refine"] = {**final_report, "seconds": round(time.perf_counter() - t0, 2)}
         self.weight_ = w
@@ -156,13 +148,12 @@ class GeometricTranslator(Translator):
         return self
 
     def _initialise(self, xs, yt, kx, ky, rng) -> tuple[np.ndarray, dict]:
-        """Candidate rotations from matched anchors (and known pairs), each refined and scored on held-out rows.
+        """Candidate starts (known pairs, the identity, matched anchors), each refined on a subsample and scored
+        with the label-free confidence on held-out rows; the best one is returned.
 
         Anchors from all restarts are pooled: single k-means/QAP runs match only part of the centroids
         correctly, and the relative representation over the pooled anchors averages the mistakes out.
         """
-        xi = xs[rng.choice(len(xs), min(self.init_sample, len(xs)), replace=False)]
-        yi = yt[rng.choice(len(yt), min(self.init_sample, len(yt)), replace=False)]
         candidates = []
         if kx is not None:
             candidates.append(("known_pairs", orthogonal_map(kx.numpy(), ky.numpy())))
@@ -171,9 +162,11 @@ class GeometricTranslator(Translator):
             # coordinates up to a small rotation; the identity is then a far better start than any anchor
             # matching. It is only a candidate: the label-free score decides.
             candidates.append(("identity", np.eye(xs.shape[1], dtype=np.float32)))
-        scored = [self._refine_and_score(name, w, xs, yt, kx, ky, rng) for name, w in candidates]
+        scored = [self._screen(name, w, xs, yt, kx, ky) for name, w in candidates]
         # The anchor search is the slow part: skip it when a cheap start already aligns the spaces confidently.
         if not scored or max(c[0] for c in scored) < self.accept_score:
+            xi = xs[rng.choice(len(xs), min(self.init_sample, len(xs)), replace=False)]
+            yi = yt[rng.choice(len(yt), min(self.init_sample, len(yt)), replace=False)]
             anchors_x, anchors_y = [], []
             for _ in tqdm(range(self.restarts), desc="anchors", disable=not self.verbose, leave=False):
                 cx, cy, _ = _matched_anchors(xi, yi, self.n_clusters, self.qap_restarts,
@@ -181,20 +174,26 @@ class GeometricTranslator(Translator):
                 anchors_x.append(cx)
                 anchors_y.append(cy)
             w = _relative_procrustes(xi, yi, torch.cat(anchors_x), torch.cat(anchors_y), self.rel_neighbours)
-            scored.append(self._refine_and_score("pooled_anchors", w, xs, yt, kx, ky, rng))
+            # a weak start: a wide-basin subsample refinement and centroid rounds bring it closer first
+            w, _ = self._refine(w, xs, yt, kx, ky, rng, self.refine_iters, desc="refine anchors")
+            w = self._centroid_refine(w, xs, yt, rng)
+            scored.append(self._screen("pooled_anchors", w, xs, yt, kx, ky))
         scored.sort(key=lambda c: -c[0])
         best = scored[0]
-        return best[2], {"candidates": {n: round(s, 4) for s, n, _, _ in scored}, "chosen": best[1],
-                         "score": round(best[0], 4), "trace": best[3]["trace"]}
+        return best[2], {"candidates": {n: round(sc, 4) for sc, n, _, _ in scored}, "chosen": best[1],
+                         "score": round(best[0], 4), "screen": best[3]}
 
     def _holdout_size(self, xs, yt) -> int:
         """Rows held out from fitting for scoring: `score_sample`, or a quarter of the smaller side."""
         return min(self.score_sample, len(xs) // 4, len(yt) // 4)
 
-    def _refine_and_score(self, name, w, xs, yt, kx, ky, rng) -> tuple[float, str, np.ndarray, dict]:
-        """Refine a candidate start, then score it with the shared label-free confidence (held-out rows)."""
-        w, rep = self._refine(w, xs, yt, kx, ky, rng, self.refine_iters, desc=f"refine {name}")
+    def _screen(self, name, w, xs, yt, kx, ky) -> tuple[float, str, np.ndarray, dict]:
+        """A few full-batch self-learning rounds on the fitting rows of a subsample, then the shared label-free
+        confidence on held-out rows (a map fitted to rows inflates those rows' scores)."""
         n = self._holdout_size(xs, yt)
+        m = min(self.screen_sample, len(xs) - n, len(yt) - n)
+        w, rep = _self_learn(w, xs[n:n + m], yt[n:n + m], kx, ky, self.csls_k, self.screen_iters,
+                             desc=f"screen {name}", verbose=self.verbose)
         hold_x, hold_y = xs[:n].numpy(), yt[:2 * n].numpy()
         score = translation_confidence(hold_x, hold_y, lambda x: x @ w, lambda y: y @ w.T, seed=self.seed)["score"]
         return float(score), name, w, rep
@@ -241,22 +240,13 @@ class GeometricTranslator(Translator):
         return wt.numpy()
 
     def _final_refine(self, w, xs, yt, kx, ky, rng) -> tuple[np.ndarray, dict]:
-        """Full-batch self-learning: CSLS mutual nearest neighbours between up to `final_sample` rows per side,
-        damped Procrustes on all of them. Subsample rounds and centroids bring the map into the basin; matching
-        many rows at once is what pins down the directions that few pseudo-pairs leave loose."""
-        m = min(self.final_sample, len(xs), len(yt))
-        x = xs[rng.choice(len(xs), m, replace=False)]
-        y = yt[rng.choice(len(yt), m, replace=False)]
-        wt = torch.from_numpy(w)
-        rates = []
-        for _ in tqdm(range(self.final_iters), desc="final refine", disable=not self.verbose, leave=False):
-            si, ti, rate = _csls_mutual_pairs_chunked(_unit(x @ wt), y, self.csls_k)
-            px, py = x[si], y[ti]
-            if kx is not None:
-                px, py = torch.cat([px, kx]), torch.cat([py, ky])
-            wt = torch.from_numpy(_polar(0.5 * wt.numpy() + 0.5 * orthogonal_map(px.numpy(), py.numpy())))
-            rates.append(round(rate, 4))
-        return wt.numpy(), {"rows": m, "mutual_rate": rates}
+        """Full-batch self-learning on up to `final_sample` rows per side until the matches stop changing.
+        Matching many rows at once is what pins down the directions that a few pseudo-pairs leave loose."""
+        x = xs[rng.choice(len(xs), min(self.final_sample, len(xs)), replace=False)]
+        y = yt[rng.choice(len(yt), min(self.final_sample, len(yt)), replace=False)]
+        w, rep = _self_learn(w, x, y, kx, ky, self.csls_k, self.final_iters, desc="final refine",
+                             verbose=self.verbose)
+        return w, {"rows": [len(x), len(y)], **rep}
 
     # -- applying -----------------------------------------------------------------------------------
     def _forward(self, x: np.ndarray) -> np.ndarray:
@@ -284,6 +274,31 @@ class GeometricTranslator(Translator):
         self.forward_shrink_ = float(state["forward_shrink"])
         self.backward_shrink_ = float(state["backward_shrink"])
         self.fit_report_ = state.get("fit_report")
+
+
+def _self_learn(w: np.ndarray, x: torch.Tensor, y: torch.Tensor, kx, ky, k: int, iters: int, desc: str,
+                verbose: bool, tol: float = 0.005) -> tuple[np.ndarray, dict]:
+    """Self-learning (VecMap-style): each round pairs every source row with its CSLS nearest target and
+    every target row with its CSLS nearest source (both directions, not only mutual pairs: twice the
+    evidence and no bias toward easy rows), then refits the rotation by Procrustes on all those pairs plus
+    any known pairs. Stops when fewer than `tol` of the forward matches change between rounds.
+    """
+    wt = torch.from_numpy(w)
+    prev, changed = None, []
+    bar = tqdm(range(iters), desc=desc, disable=not verbose, leave=False)
+    for _ in bar:
+        fwd, back = _csls_matches(_unit(x @ wt), y, k)
+        px, py = torch.cat([x, x[back]]), torch.cat([y[fwd], y])
+        if kx is not None:
+            px, py = torch.cat([px, kx]), torch.cat([py, ky])
+        wt = torch.from_numpy(orthogonal_map(px.numpy(), py.numpy()))
+        if prev is not None:
+            changed.append(round(float((fwd != prev).float().mean()), 4))
+            bar.set_postfix(changed=changed[-1])
+            if changed[-1] < tol:
+                break
+        prev = fwd
+    return wt.numpy(), {"rounds": len(changed) + 1, "changed": changed}
 
 
 def _matched_anchors(x: torch.Tensor, y: torch.Tensor, k: int, qap_restarts: int, seed: int):
