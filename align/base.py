@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import torch
 from safetensors.numpy import load_file, save_file
 
 from align.errors import AlignError
@@ -116,7 +117,7 @@ class Translator:
 
     def _score_confidence(self, src: np.ndarray, tgt: np.ndarray) -> dict:
         """Set and return `confidence_`: the shared label-free score of this fitted translator."""
-        from align.confidence import translation_confidence  # torch-heavy: imported when a fit ends
+        from align.confidence import translation_confidence  # here: align.confidence imports this module
 
         try:
             self.confidence_ = translation_confidence(src, tgt, self.transform, self.inverse_transform)
@@ -131,12 +132,12 @@ class Translator:
     def transform(self, x) -> np.ndarray:
         """Translate source-space rows into the target space (L2-normalised float32 rows)."""
         self._check_fitted()
-        return _unit(self._forward(check_vectors(x, "source vectors", self.dim_source_)))
+        return unit_rows(self._forward(check_vectors(x, "source vectors", self.dim_source_))).numpy()
 
     def inverse_transform(self, y) -> np.ndarray:
         """Translate target-space rows back into the source space (L2-normalised float32 rows)."""
         self._check_fitted()
-        return _unit(self._backward(check_vectors(y, "target vectors", self.dim_target_)))
+        return unit_rows(self._backward(check_vectors(y, "target vectors", self.dim_target_))).numpy()
 
     # -- persistence: subclasses return/accept arrays and JSON-able state --------------------------
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -215,6 +216,7 @@ class Translator:
         return obj
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def unit_rows(x) -> torch.Tensor:
+    """Rows scaled to unit L2 norm, as a float32 tensor (the one normalising helper used across `align`)."""
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))
+    return torch.nn.functional.normalize(t.float(), dim=1)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from align.base import unit_rows
 from align.errors import AlignError
 
 Mapping = Callable[[np.ndarray], np.ndarray]
@@ -18,10 +19,6 @@ Mapping = Callable[[np.ndarray], np.ndarray]
 # structured: real sentence embeddings give ~0.12 at k=10 and 1,500 samples, clustered data ~0.45, and
 # isotropic Gaussian clouds 0.001-0.02 (more in fewer dimensions).
 STRUCTURE_FLOOR = 0.05
-
-
-def _unit(x: np.ndarray) -> torch.Tensor:
-    return torch.nn.functional.normalize(torch.as_tensor(np.asarray(x, dtype=np.float32)), dim=1)
 
 
 def _mutual_nn_rate(sims: torch.Tensor) -> float:
@@ -82,12 +79,12 @@ def translation_confidence(src, tgt, forward_fn: Mapping, backward_fn: Mapping |
     fs = np.asarray(forward_fn(s), dtype=np.float32)
     if fs.shape != (m, tgt.shape[1]):
         raise AlignError(f"forward_fn returned shape {fs.shape}; expected {(m, tgt.shape[1])}")
-    us, ufs, ut1, ut2 = _unit(s), _unit(fs), _unit(t1), _unit(t2)
+    us, ufs, ut1, ut2 = unit_rows(s), unit_rows(fs), unit_rows(t1), unit_rows(t2)
 
     cycles = []
     if backward_fn is not None:
-        cycles.append(float((_unit(backward_fn(fs)) * us).sum(dim=1).mean()))
-        cycles.append(float((_unit(forward_fn(np.asarray(backward_fn(t2), dtype=np.float32))) * ut2)
+        cycles.append(float((unit_rows(backward_fn(fs)) * us).sum(dim=1).mean()))
+        cycles.append(float((unit_rows(forward_fn(np.asarray(backward_fn(t2), dtype=np.float32))) * ut2)
                             .sum(dim=1).mean()))
     cycle = float(np.mean(cycles)) if cycles else 1.0
 

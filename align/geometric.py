@@ -13,14 +13,10 @@ from scipy.optimize import linear_sum_assignment, quadratic_assignment
 from sklearn.cluster import KMeans
 from tqdm.auto import tqdm
 
-from align.base import Translator, check_vectors, select_pairs
+from align.base import Translator, check_vectors, select_pairs, unit_rows
 from align.confidence import translation_confidence
 from align.errors import AlignError
 from align.paired import orthogonal_map
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.normalize(x, dim=1)
 
 
 def _polar(w: np.ndarray) -> np.ndarray:
@@ -113,12 +109,12 @@ class GeometricTranslator(Translator):
 
         self.source_mean_, self.target_mean_ = src.mean(0), tgt.mean(0)
         # shuffled once so that the held-out scoring rows are a random sample whatever the input order
-        xs = _unit(torch.from_numpy(src[rng.permutation(len(src))] - self.source_mean_))
-        yt = _unit(torch.from_numpy(tgt[rng.permutation(len(tgt))] - self.target_mean_))
+        xs = unit_rows(torch.from_numpy(src[rng.permutation(len(src))] - self.source_mean_))
+        yt = unit_rows(torch.from_numpy(tgt[rng.permutation(len(tgt))] - self.target_mean_))
         kx = ky = None
         if known is not None:
-            kx = _unit(torch.from_numpy(known[0] - self.source_mean_))
-            ky = _unit(torch.from_numpy(known[1] - self.target_mean_))
+            kx = unit_rows(torch.from_numpy(known[0] - self.source_mean_))
+            ky = unit_rows(torch.from_numpy(known[1] - self.target_mean_))
 
         t0 = time.perf_counter()
         w, init_report = self._initialise(xs, yt, kx, ky, rng)
@@ -134,8 +130,8 @@ class GeometricTranslator(Translator):
         self.forward_shrink_ = self.backward_shrink_ = 1.0
         if self.shrink:
             ws = torch.from_numpy(w)
-            self.forward_shrink_ = _shrinkage(_unit(xs[:self.score_sample] @ ws), yt, self.rel_neighbours)
-            self.backward_shrink_ = _shrinkage(_unit(yt[:self.score_sample] @ ws.T), xs, self.rel_neighbours)
+            self.forward_shrink_ = _shrinkage(unit_rows(xs[:self.score_sample] @ ws), yt, self.rel_neighbours)
+            self.backward_shrink_ = _shrinkage(unit_rows(yt[:self.score_sample] @ ws.T), xs, self.rel_neighbours)
         report["stages"]["calibrate"] = {"forward_shrink": round(self.forward_shrink_, 4),
                                          "backward_shrink": round(self.backward_shrink_, 4)}
         self.dim_source_, self.dim_target_ = src.shape[1], tgt.shape[1]
@@ -214,17 +210,17 @@ class GeometricTranslator(Translator):
         for it in bar:
             xa = fit_x[rng.choice(len(fit_x), min(self.refine_sample, len(fit_x)), replace=False)]
             if it < iters * 3 // 4:
-                _, idx = _topk_rows(_unit(xa @ wt), fit_y, self.rel_neighbours)
+                _, idx = _topk_rows(unit_rows(xa @ wt), fit_y, self.rel_neighbours)
                 px, py = xa, fit_y[idx].mean(dim=1)
             else:
                 yb = fit_y[rng.choice(len(fit_y), min(2 * self.refine_sample, len(fit_y)), replace=False)]
-                si, ti, _ = _csls_mutual_pairs(_unit(xa @ wt), yb, self.csls_k)
+                si, ti, _ = _csls_mutual_pairs(unit_rows(xa @ wt), yb, self.csls_k)
                 px, py = xa[si], yb[ti]
             if kx is not None:
                 px, py = torch.cat([px, kx]), torch.cat([py, ky])
             wt = torch.from_numpy(_polar(0.5 * wt.numpy() + 0.5 * orthogonal_map(px.numpy(), py.numpy())))
             if it % 8 == 7 or it == iters - 1:
-                trace.append(round(_csls_mutual_pairs(_unit(hold_x @ wt), hold_y, self.csls_k)[2], 4))
+                trace.append(round(_csls_mutual_pairs(unit_rows(hold_x @ wt), hold_y, self.csls_k)[2], 4))
                 bar.set_postfix(mnn=trace[-1])
         return wt.numpy(), {"score": trace[-1], "trace": trace}
 
@@ -287,7 +283,7 @@ def _self_learn(w: np.ndarray, x: torch.Tensor, y: torch.Tensor, kx, ky, k: int,
     prev, changed = None, []
     bar = tqdm(range(iters), desc=desc, disable=not verbose, leave=False)
     for _ in bar:
-        fwd, back = _csls_matches(_unit(x @ wt), y, k)
+        fwd, back = _csls_matches(unit_rows(x @ wt), y, k)
         px, py = torch.cat([x, x[back]]), torch.cat([y[fwd], y])
         if kx is not None:
             px, py = torch.cat([px, kx]), torch.cat([py, ky])
@@ -333,7 +329,7 @@ def _lloyd(x: torch.Tensor, centers: torch.Tensor, iters: int) -> torch.Tensor:
         assign = (x @ centers.T).argmax(dim=1)
         sums = torch.zeros_like(centers).index_add_(0, assign, x)
         empty = sums.norm(dim=1) == 0
-        centers = torch.where(empty[:, None], centers, _unit(sums))
+        centers = torch.where(empty[:, None], centers, unit_rows(sums))
     return centers
 
 
@@ -345,7 +341,7 @@ def _centroid_procrustes(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, k: i
     """
     g = torch.Generator().manual_seed(seed)
     cx = _lloyd(x, x[torch.randperm(len(x), generator=g)[:k]], 10)
-    cy = _lloyd(y, _unit(cx @ w), 10)
+    cy = _lloyd(y, unit_rows(cx @ w), 10)
     return orthogonal_map(cx.numpy(), cy.numpy())
 
 
@@ -370,7 +366,7 @@ def _relative_procrustes(x, y, cx, cy, n_neighbours: int) -> np.ndarray:
 
 def _standardise(r: torch.Tensor) -> torch.Tensor:
     r = (r - r.mean(dim=0)) / r.std(dim=0).clamp_min(1e-6)
-    return _unit(r)
+    return unit_rows(r)
 
 
 def _known_pairs(src, tgt, pairs):

@@ -8,10 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
-def _unit(x: np.ndarray) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    return torch.nn.functional.normalize(t, dim=1)
+from align.base import unit_rows
 
 
 def ranks_in_pool(pred: np.ndarray, target: np.ndarray, offset: int = 0, chunk: int = 1024) -> np.ndarray:
@@ -21,7 +18,7 @@ def ranks_in_pool(pred: np.ndarray, target: np.ndarray, offset: int = 0, chunk: 
     product that scores the whole pool: a separately computed dot product differs by float rounding and lets
     an item beat itself. Ties count in the item's favour, as a system ordering by score could return either.
     """
-    p, t = _unit(pred), _unit(target)
+    p, t = unit_rows(pred), unit_rows(target)
     ranks = np.empty(len(p), dtype=np.int64)
     for start in range(0, len(p), chunk):
         scores = p[start:start + chunk] @ t.T
@@ -32,7 +29,7 @@ def ranks_in_pool(pred: np.ndarray, target: np.ndarray, offset: int = 0, chunk: 
 
 
 def mean_cosine(pred: np.ndarray, target: np.ndarray) -> float:
-    return float((_unit(pred) * _unit(target)).sum(dim=1).mean())
+    return float((unit_rows(pred) * unit_rows(target)).sum(dim=1).mean())
 
 
 def evaluate(pred: np.ndarray, target: np.ndarray, pool: int = 8192) -> dict:

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from align.base import Translator, check_vectors
+from align.base import Translator, check_vectors, unit_rows
 from align.confidence import translation_confidence
 from align.errors import AlignError
 from align.nets import Discriminator, ResidualMLP, cosine_loss, lsgan_discriminator_loss, lsgan_generator_loss, vsp_loss
@@ -263,8 +263,8 @@ class Vec2VecTranslator(Translator):
     def fit(self, src, tgt, pairs=None) -> Vec2VecTranslator:
         if pairs is not None:
             raise AlignError("vec2vec trains without paired data; drop `pairs` (or use procrustes/ridge/mlp)")
-        src = _unit_rows(check_vectors(src, "source vectors", min_rows=self.min_rows))
-        tgt = _unit_rows(check_vectors(tgt, "target vectors", min_rows=self.min_rows))
+        src = unit_rows(check_vectors(src, "source vectors", min_rows=self.min_rows)).numpy()
+        tgt = unit_rows(check_vectors(tgt, "target vectors", min_rows=self.min_rows)).numpy()
         ckpt_dir = Path(self.checkpoint_dir) if self.checkpoint_dir else None
         if self.resume and ckpt_dir is None:
             raise AlignError("resume=True needs checkpoint_dir, the folder holding last.ckpt")
@@ -381,10 +381,6 @@ def _other(space: str) -> str:
 def _mean(values) -> torch.Tensor:
     values = list(values)
     return sum(values) / len(values)
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def _strategy(strategy):
