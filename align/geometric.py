@@ -14,7 +14,7 @@ from sklearn.cluster import KMeans
 from tqdm.auto import tqdm
 
 from align.base import Translator, check_vectors, select_pairs, unit_rows
-from align.confidence import translation_confidence
+from align.confidence import LOW_CONFIDENCE, translation_confidence
 from align.errors import AlignError
 from align.paired import orthogonal_map
 
@@ -87,8 +87,8 @@ class GeometricTranslator(Translator):
                  init_sample: int = 6000, rel_neighbours: int = 50, refine_iters: int = 64,
                  refine_sample: int = 1000, score_sample: int = 2000, csls_k: int = 10,
                  centroid_rounds: int = 20, n_centroids: int = 512, screen_iters: int = 2, screen_sample: int = 6000,
-                 final_iters: int = 6, final_sample: int = 30000, accept_score: float = 0.5, shrink: bool = False,
-                 verbose: bool = True):
+                 final_iters: int = 6, final_sample: int = 30000, accept_score: float = LOW_CONFIDENCE,
+                 shrink: bool = False, verbose: bool = True):
         self.seed, self.n_clusters, self.restarts, self.qap_restarts = seed, n_clusters, restarts, qap_restarts
         self.init_sample, self.rel_neighbours = init_sample, rel_neighbours
         self.refine_iters, self.refine_sample, self.csls_k = refine_iters, refine_sample, csls_k

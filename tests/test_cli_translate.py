@@ -97,3 +97,16 @@ def test_bad_inputs_fail_cleanly(files, capsys):
         assert len(err.strip().splitlines()) == 1, err
     assert not (tmp / "o2.npy").exists() and not list(tmp.glob(".o2.npy*"))
     assert p["tgt"].read_bytes() == before  # the refused --output was left intact
+
+
+def test_train_warns_when_confidence_is_low(tmp_path, capsys):
+    # two unrelated clouds: whatever map is fitted, the label-free confidence must say it is not trustworthy
+    rng = np.random.default_rng(1)
+    for name, dim in (("a", 16), ("b", 24)):
+        storage.write_vectors(tmp_path / f"{name}.npy", rng.standard_normal((600, dim)).astype(np.float32))
+    capsys.readouterr()
+    assert run("train", "--method", "procrustes", "--source", tmp_path / "a.npy", "--target", tmp_path / "b.npy",
+               "--output", tmp_path / "tr", "--json") == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["confidence"]["verdict"] == "low"
+    assert "confidence" in captured.err and "is low" in captured.err

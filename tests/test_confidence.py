@@ -33,6 +33,7 @@ def test_high_for_the_true_rotation(rotated):
     src, tgt, rot = rotated
     conf = translation_confidence(src, tgt, lambda a: a @ rot, lambda b: b @ rot.T)
     assert conf["score"] > 0.8
+    assert conf["verdict"] == "ok"
     assert conf["cycle"] > 0.99
     assert set(conf) >= {"score", "cycle", "mnn", "distribution", "structure"}
 
@@ -61,6 +62,7 @@ def test_low_for_unrelated_structured_spaces(rotated):
     other = _clustered(2000, seed=7) @ _rotation(9)
     conf = translation_confidence(src, other, lambda a: a @ rot, lambda b: b @ rot.T)
     assert conf["score"] < 0.25
+    assert conf["verdict"] == "low"
 
 
 def test_low_for_a_collapsed_map(rotated):

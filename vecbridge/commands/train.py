@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -102,4 +103,9 @@ def run(args: argparse.Namespace) -> int:
               "dim_target": translator.dim_target_, "train_seconds": round(seconds, 2),
               "confidence": translator.confidence_ if hasattr(translator, "confidence_") else None}
     emit(result, args.json, title=f"trained {args.method} translator -> {args.output}")
+    confidence = result["confidence"] or {}
+    if confidence.get("verdict") == "low":
+        print(f"warning: label-free confidence {confidence['score']:.2f} is low: this translator probably does not "
+              "map the spaces onto each other. Try more vectors per side, known pairs (--pairs), or another "
+              "--seed; check with `vecbridge eval` if you have paired vectors.", file=sys.stderr)
     return 0
