@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from encoders.core.attention import Plan, varlen_attention
+from encoders.core.linear import FUSED_ACTIVATIONS, CoreLinear
 from encoders.core.modernbert import ACTIVATIONS
 from encoders.errors import EncoderError
 
@@ -59,9 +60,9 @@ class BertSelfAttention(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
         self.num_heads, self.head_dim = c.num_attention_heads, c.hidden_size // c.num_attention_heads
-        self.query = nn.Linear(c.hidden_size, c.hidden_size)
-        self.key = nn.Linear(c.hidden_size, c.hidden_size)
-        self.value = nn.Linear(c.hidden_size, c.hidden_size)
+        self.query = CoreLinear(c.hidden_size, c.hidden_size)
+        self.key = CoreLinear(c.hidden_size, c.hidden_size)
+        self.value = CoreLinear(c.hidden_size, c.hidden_size)
 
     def forward(self, x, plan: Plan):
         q, k, v = (m(x).view(x.shape[0], self.num_heads, self.head_dim) for m in (self.query, self.key, self.value))
@@ -73,7 +74,7 @@ class BertOutput(nn.Module):
 
     def __init__(self, c: BertConfig, d_in: int):
         super().__init__()
-        self.dense = nn.Linear(d_in, c.hidden_size)
+        self.dense = CoreLinear(d_in, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
 
     def forward(self, x, residual):
@@ -93,11 +94,17 @@ class BertAttention(nn.Module):
 class BertIntermediate(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(c.hidden_size, c.intermediate_size)
-        self.act = ACTIVATIONS[c.hidden_act]
+        # GELU variants run fused into the matmul (see encoders/core/linear.py)
+        fused = c.hidden_act in FUSED_ACTIVATIONS
+        self.dense = CoreLinear(c.hidden_size, c.intermediate_size, activation=c.hidden_act if fused else None)
+        self.act = _identity if fused else ACTIVATIONS[c.hidden_act]
 
     def forward(self, x):
         return self.act(self.dense(x))
+
+
+def _identity(x):
+    return x
 
 
 class BertLayer(nn.Module):

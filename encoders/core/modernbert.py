@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.core.attention import Plan, varlen_attention
+from encoders.core.linear import CoreLinear
 from encoders.errors import EncoderError
 
 ACTIVATIONS = {
@@ -121,8 +122,8 @@ class ModernBertAttention(nn.Module):
         self.local = local
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.Wqkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.attention_bias)
-        self.Wo = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
+        self.Wqkv = CoreLinear(config.hidden_size, 3 * config.hidden_size, bias=config.attention_bias)
+        self.Wo = CoreLinear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
 
     def forward(self, x, plan: Plan, rope):
         q, k, v = self.Wqkv(x).view(x.shape[0], 3, self.num_heads, self.head_dim).unbind(1)
@@ -135,8 +136,8 @@ class ModernBertMLP(nn.Module):
     def __init__(self, config: ModernBertConfig):
         super().__init__()
         self.act = ACTIVATIONS[config.hidden_activation]
-        self.Wi = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=config.mlp_bias)
-        self.Wo = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.Wi = CoreLinear(config.hidden_size, 2 * config.intermediate_size, bias=config.mlp_bias)
+        self.Wo = CoreLinear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
 
     def forward(self, x):
         inp, gate = self.Wi(x).chunk(2, dim=-1)

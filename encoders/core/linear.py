@@ -1,0 +1,56 @@
+"""Linear layers for inference on CPU through oneDNN, where the encoder core spends ~80% of its CPU time.
+
+PyTorch's `F.linear` on CPU calls MKL's sgemm, which does not take its fastest code path on every CPU (on the
+AMD EPYC machine of BENCHMARKS.md it ran at about half of oneDNN's speed on the same shapes). oneDNN ships inside
+PyTorch and is what TorchInductor lowers linear layers to on CPU; we call that kernel directly, in fp32, with the
+bias and GELU fused into the matmul. Anything else (training, CUDA, other dtypes, a PyTorch build without
+oneDNN) runs the plain `F.linear` path, and the results agree to float32 rounding (parity tests hold both).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# name in checkpoint configs -> (eager function, oneDNN post-op, oneDNN algorithm)
+FUSED_ACTIVATIONS = {
+    "gelu": (F.gelu, "gelu", "none"),
+    "gelu_new": (lambda x: F.gelu(x, approximate="tanh"), "gelu", "tanh"),
+    "gelu_pytorch_tanh": (lambda x: F.gelu(x, approximate="tanh"), "gelu", "tanh"),
+}
+
+
+def _probe() -> bool:
+    """Whether this PyTorch build runs oneDNN's fused linear and agrees with `F.linear` (checked once)."""
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        x, w, b = torch.randn(3, 8), torch.randn(4, 8), torch.randn(4)
+        with torch.inference_mode():
+            return bool(torch.allclose(op(x, w, b, "none", [], ""), F.linear(x, w, b), atol=1e-5))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+ONEDNN = torch.backends.mkldnn.is_available() and _probe()
+
+
+class CoreLinear(nn.Linear):
+    """`nn.Linear` (same parameters and state-dict keys) with an optional fused activation, run by oneDNN when
+    the input is an fp32 CPU tensor outside autograd, by `F.linear` otherwise."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str | None = None):
+        super().__init__(in_features, out_features, bias=bias)
+        self.activation = activation
+        self._eager_act, self._post_op, self._algorithm = (
+            FUSED_ACTIVATIONS[activation] if activation else (None, "none", ""))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled() \
+                and self.weight.dtype == torch.float32:
+            flat = x.reshape(-1, x.shape[-1])
+            out = torch.ops.mkldnn._linear_pointwise(flat, self.weight, self.bias, self._post_op, [],
+                                                     self._algorithm)
+            return out.reshape(*x.shape[:-1], self.out_features)
+        out = F.linear(x, self.weight, self.bias)
+        return self._eager_act(out) if self._eager_act else out
