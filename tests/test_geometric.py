@@ -13,13 +13,14 @@ FAST = dict(n_clusters=48, restarts=2, qap_restarts=0, init_sample=1200, refine_
             score_sample=600, centroid_rounds=4, n_centroids=96, verbose=False)
 
 
-def clustered_pair(n=2000, n_eval=500, d=16, d_target=24, k=48, noise=0.05, seed=0):
+def clustered_pair(n=2000, n_eval=500, d=16, d_target=24, k=48, noise=0.05, seed=0, iso=None):
     """Source rows from a mixture of k clusters; target = the same kind of rows (disjoint draws) through a
     hidden isometry into a bigger space plus noise. Returns (src, tgt, eval_src, eval_tgt)."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(k, d))
     scales = rng.uniform(0.1, 0.3, size=k)
-    iso, _ = np.linalg.qr(rng.normal(size=(d_target, d)))
+    if iso is None:
+        iso, _ = np.linalg.qr(rng.normal(size=(d_target, d)))
 
     def draw(m):
         c = rng.integers(k, size=m)
@@ -58,6 +59,20 @@ def test_unrelated_spaces_get_low_confidence(data, fitted):
     other, _, _, _ = clustered_pair(d=24, seed=7)  # a different cluster layout: nothing to align
     tr = GeometricTranslator(seed=0, **FAST).fit(src, other)
     assert tr.confidence_["score"] < 0.5 * fitted.confidence_["score"]
+
+
+def test_equal_dims_start_from_the_identity_and_self_learn():
+    # two models of one family: the target is the source space turned by a small rotation. The identity
+    # start is screened first, accepted by the label-free score, and full-batch self-learning finishes it.
+    skew = np.random.default_rng(3).normal(size=(16, 16))
+    q, r = np.linalg.qr(np.eye(16) + 0.1 * (skew - skew.T))
+    near_identity = q * np.sign(np.diag(r))  # QR's sign convention would flip axes
+    src, tgt, ev_src, ev_tgt = clustered_pair(d_target=16, iso=near_identity)
+    tr = GeometricTranslator(seed=0, **FAST).fit(src, tgt)
+    init = tr.fit_report_["stages"]["init"]
+    assert init["chosen"] == "identity" and "pooled_anchors" not in init["candidates"]
+    assert 1 <= tr.fit_report_["stages"]["final_refine"]["rounds"] <= tr.final_iters
+    assert evaluate(tr.transform(ev_src), ev_tgt, pool=len(ev_src))["top1"] > 0.95
 
 
 def test_save_load_gives_identical_outputs(tmp_path, data, fitted):
