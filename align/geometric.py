@@ -247,13 +247,11 @@ class GeometricTranslator(Translator):
 
     # -- applying -----------------------------------------------------------------------------------
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        xc = x - self.source_mean_
-        xc = xc / np.maximum(np.linalg.norm(xc, axis=1, keepdims=True), 1e-12)
+        xc = unit_rows(x - self.source_mean_).numpy()
         return self.target_mean_ + self.forward_shrink_ * self.target_scale_ * (xc @ self.weight_)
 
     def _backward(self, y: np.ndarray) -> np.ndarray:
-        yc = y - self.target_mean_
-        yc = yc / np.maximum(np.linalg.norm(yc, axis=1, keepdims=True), 1e-12)
+        yc = unit_rows(y - self.target_mean_).numpy()
         return self.source_mean_ + self.backward_shrink_ * self.source_scale_ * (yc @ self.weight_.T)
 
     # -- persistence --------------------------------------------------------------------------------
