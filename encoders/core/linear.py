@@ -13,12 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# name in checkpoint configs -> (eager function, oneDNN post-op, oneDNN algorithm)
-FUSED_ACTIVATIONS = {
-    "gelu": (F.gelu, "gelu", "none"),
-    "gelu_new": (lambda x: F.gelu(x, approximate="tanh"), "gelu", "tanh"),
-    "gelu_pytorch_tanh": (lambda x: F.gelu(x, approximate="tanh"), "gelu", "tanh"),
+# activation name in checkpoint configs -> function (the one table for the BERT and ModernBERT cores)
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "silu": F.silu,
+    "relu": F.relu,
 }
+# the ones oneDNN applies inside the matmul: name -> (post-op, algorithm)
+FUSED_ACTIVATIONS = {"gelu": ("gelu", "none"), "gelu_new": ("gelu", "tanh"), "gelu_pytorch_tanh": ("gelu", "tanh")}
 
 
 def _probe() -> bool:
@@ -36,21 +40,24 @@ ONEDNN = torch.backends.mkldnn.is_available() and _probe()
 
 
 class CoreLinear(nn.Linear):
-    """`nn.Linear` (same parameters and state-dict keys) with an optional fused activation, run by oneDNN when
-    the input is an fp32 CPU tensor outside autograd, by `F.linear` otherwise."""
+    """`nn.Linear` (same parameters and state-dict keys) followed by an optional activation from `ACTIVATIONS`,
+    run by oneDNN when the input is an fp32 CPU tensor outside autograd (GELU fused into the matmul, other
+    activations applied after it), by `F.linear` otherwise."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str | None = None):
         super().__init__(in_features, out_features, bias=bias)
         self.activation = activation
-        self._eager_act, self._post_op, self._algorithm = (
-            FUSED_ACTIVATIONS[activation] if activation else (None, "none", ""))
+        self._act = ACTIVATIONS[activation] if activation else None
+        self._post_op, self._algorithm = FUSED_ACTIVATIONS.get(activation, ("none", ""))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled() \
                 and self.weight.dtype == torch.float32:
             flat = x.reshape(-1, x.shape[-1])
             out = torch.ops.mkldnn._linear_pointwise(flat, self.weight, self.bias, self._post_op, [],
-                                                     self._algorithm)
-            return out.reshape(*x.shape[:-1], self.out_features)
-        out = F.linear(x, self.weight, self.bias)
-        return self._eager_act(out) if self._eager_act else out
+                                                     self._algorithm).reshape(*x.shape[:-1], self.out_features)
+            if self._post_op != "none":  # the activation already ran inside the matmul
+                return out
+        else:
+            out = F.linear(x, self.weight, self.bias)
+        return self._act(out) if self._act else out

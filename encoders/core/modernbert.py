@@ -8,20 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from encoders.core.attention import Plan, varlen_attention
-from encoders.core.linear import CoreLinear
+from encoders.core.linear import ACTIVATIONS, CoreLinear
 from encoders.errors import EncoderError
-
-ACTIVATIONS = {
-    "gelu": F.gelu,
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "silu": F.silu,
-    "relu": F.relu,
-}
 
 
 @dataclass
