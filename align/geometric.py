@@ -5,6 +5,7 @@ every choice among candidates is made with label-free scores.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -99,10 +100,14 @@ class GeometricTranslator(Translator):
         self.shrink, self.verbose = shrink, verbose
 
     # -- fitting ------------------------------------------------------------------------------------
-    def fit(self, src, tgt, pairs=None) -> GeometricTranslator:
+    def fit(self, src, tgt, pairs=None, pivots=None) -> GeometricTranslator:
+        """Fit on unpaired `src` and `tgt`. `pairs`: optional known pairs (few-shot). `pivots`: optional
+        {name: vectors} from third encoders on their own texts (pair-free stepping stones, see `_pivot_start`)."""
         src = check_vectors(src, "source vectors", min_rows=self.min_rows)
         tgt = check_vectors(tgt, "target vectors", min_rows=self.min_rows)
         known = _known_pairs(src, tgt, pairs)
+        pivots = {name: check_vectors(p, f"pivot vectors {name!r}", min_rows=self.min_rows)
+                  for name, p in (pivots or {}).items()}
         t_start = time.perf_counter()
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
@@ -118,7 +123,7 @@ class GeometricTranslator(Translator):
             ky = unit_rows(torch.from_numpy(known[1] - self.target_mean_))
 
         t0 = time.perf_counter()
-        w, init_report = self._initialise(xs, yt, kx, ky, rng)
+        w, init_report = self._initialise(xs, yt, kx, ky, rng, lambda: self._pivot_starts(src, tgt, pivots))
         report["stages"]["init"] = {**init_report, "seconds": round(time.perf_counter() - t0, 2)}
 
         t0 = time.perf_counter()
@@ -144,9 +149,10 @@ class GeometricTranslator(Translator):
         self.fit_report_ = report
         return self
 
-    def _initialise(self, xs, yt, kx, ky, rng) -> tuple[np.ndarray, dict]:
-        """Candidate starts (known pairs, the identity, matched anchors), each refined on a subsample and scored
-        with the label-free confidence on held-out rows; the best one is returned.
+    def _initialise(self, xs, yt, kx, ky, rng, pivot_starts) -> tuple[np.ndarray, dict]:
+        """Candidate starts (known pairs, the identity, pivot chains, matched anchors), each refined on a
+        subsample and scored with the label-free confidence on held-out rows; the best one is returned.
+        Each slower kind of start is tried only while no earlier one passes `accept_score`.
 
         Anchors from all restarts are pooled: single k-means/QAP runs match only part of the centroids
         correctly, and the relative representation over the pooled anchors averages the mistakes out.
@@ -160,8 +166,20 @@ class GeometricTranslator(Translator):
             # matching. It is only a candidate: the label-free score decides.
             candidates.append(("identity", np.eye(xs.shape[1], dtype=np.float32)))
         scored = [self._screen(name, w, xs, yt, kx, ky) for name, w in candidates]
+        legs = {}
+
+        def passed() -> bool:
+            return bool(scored) and max(c[0] for c in scored) >= self.accept_score
+
+        if not passed():
+            for name, w, leg_report in pivot_starts():
+                legs[name] = leg_report
+                if w is not None:
+                    scored.append(self._screen(f"pivot:{name}", w, xs, yt, kx, ky))
+                if passed():
+                    break
         # The anchor search is the slow part: skip it when a cheap start already aligns the spaces confidently.
-        if not scored or max(c[0] for c in scored) < self.accept_score:
+        if not passed():
             xi = xs[rng.choice(len(xs), min(self.init_sample, len(xs)), replace=False)]
             yi = yt[rng.choice(len(yt), min(self.init_sample, len(yt)), replace=False)]
             anchors_x, anchors_y = [], []
@@ -177,8 +195,37 @@ class GeometricTranslator(Translator):
             scored.append(self._screen("pooled_anchors", w, xs, yt, kx, ky))
         scored.sort(key=lambda c: -c[0])
         best = scored[0]
-        return best[2], {"candidates": {n: round(sc, 4) for sc, n, _, _ in scored}, "chosen": best[1],
-                         "score": round(best[0], 4), "screen": best[3]}
+        report = {"candidates": {n: round(sc, 4) for sc, n, _, _ in scored}, "chosen": best[1],
+                  "score": round(best[0], 4), "screen": best[3]}
+        if legs:
+            report["pivots"] = legs
+        return best[2], report
+
+    def _pivot_starts(self, src, tgt, pivots):
+        """Starts through pivot spaces, one per pivot (lazily: the caller stops once one passes).
+
+        A pivot is a third encoder's vectors on its own texts. Two spaces too far apart for the anchor search
+        (minilm-l3 and mpnet-base) can each be close to a third one (minilm-l6): the legs source -> pivot and
+        pivot -> target are fitted unsupervised like any pair, and the product of their rotations starts the
+        direct map, which is then screened and refined on the source and target rows alone. Still pair-free:
+        the pivot's texts are unrelated to both sides. A leg below the confidence verdict line stops the chain.
+        """
+        params = {**self.get_params(), "verbose": False}
+        for name, piv in pivots.items():
+            t0 = time.perf_counter()
+            report, w = {}, None
+            for leg, (a, b) in (("source_to_pivot", (src, piv)), ("pivot_to_target", (piv, tgt))):
+                if self.verbose:
+                    print(f"pivot {name}: fitting {leg.replace('_', ' ')}", file=sys.stderr)
+                fitted = GeometricTranslator(**params).fit(a, b)
+                report[leg] = {"confidence": round(fitted.confidence_["score"], 4),
+                               "chosen": fitted.fit_report_["stages"]["init"]["chosen"]}
+                if fitted.confidence_["verdict"] == "low":
+                    w = None
+                    break
+                w = fitted.weight_ if w is None else w @ fitted.weight_
+            report["seconds"] = round(time.perf_counter() - t0, 2)
+            yield name, w, report
 
     def _holdout_size(self, xs, yt) -> int:
         """Rows held out from fitting for scoring: `score_sample`, or a quarter of the smaller side."""

@@ -7,6 +7,7 @@ set is embedded by every encoder through the real `vecbridge embed` CLI (resumab
 
     python scripts/bench_translate.py --pairs minilm-l3:minilm-l6 --methods identity,procrustes,ridge,geometric
     python scripts/bench_translate.py --pairs minilm-l3:mpnet-base --methods geometric@64   # few-shot: 64 pairs
+    python scripts/bench_translate.py --pairs minilm-l3:mpnet-base --methods geometric+minilm-l6  # via a pivot
     python scripts/bench_translate.py --throughput          # translate speed, 1M vectors 384 -> 768
 """
 
@@ -19,6 +20,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +31,35 @@ from align.metrics import evaluate
 from vecbridge import paths, storage
 from vecbridge.texts import read_texts
 
-SETS = {  # name -> (text specs, how many)
-    "train_a": (["builtin:pool:train_a"], 25000),
-    "train_b": (["builtin:pool:train_b"], 25000),
-    "eval": (["builtin:pool:eval"], 8192),
-    "ood": (["builtin:spamassassin", "builtin:icd10"], 4096),
+SETS = {  # name -> (text specs, how many, shuffle name, offset into the shuffled texts)
+    "train_a": (["builtin:pool:train_a"], 25000, "train_a", 0),
+    "train_b": (["builtin:pool:train_b"], 25000, "train_b", 0),
+    "eval": (["builtin:pool:eval"], 8192, "eval", 0),
+    "ood": (["builtin:spamassassin", "builtin:icd10"], 4096, "ood", 0),
+    # pivot encoders' texts (`geometric+ENCODER`): train_a's shuffle past the first 100,000, so they are disjoint
+    # from the source texts (a prefix of that shuffle) for any --n-train up to 100,000, and from the rest
+    "pivot": (["builtin:pool:train_a"], 10000, "train_a", 100_000),
 }
 PAIRED = ("procrustes", "ridge", "mlp")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A benchmark method: `NAME`, `NAME@K` (few-shot: K known pairs) or `NAME+ENCODER` (through a pivot)."""
+
+    name: str
+    shots: int = 0
+    pivot: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> Method:
+        spec, _, pivot = spec.partition("+")
+        name, _, shots = spec.partition("@")
+        return cls(name, int(shots) if shots else 0, pivot or None)
+
+    @property
+    def label(self) -> str:
+        return self.name + (f"@{self.shots}" if self.shots else "") + (f"+{self.pivot}" if self.pivot else "")
 
 
 def bench_dir() -> Path:
@@ -46,7 +70,7 @@ def bench_dir() -> Path:
 
 def text_file(name: str, n_train: int) -> Path:
     """Deterministic sample of a text set, written once as JSONL so every encoder embeds the same rows."""
-    specs, n = SETS[name]
+    specs, n, shuffle, offset = SETS[name]
     n = n_train if name.startswith("train") else n
     path = bench_dir() / f"texts-{name}-{n}.jsonl"
     if path.exists():
@@ -55,8 +79,8 @@ def text_file(name: str, n_train: int) -> Path:
     texts: list[str] = []
     for spec in specs:
         items = read_texts(spec)
-        random.Random(f"{spec}:{name}").shuffle(items)
-        texts.extend(items[:per_spec])
+        random.Random(f"{spec}:{shuffle}").shuffle(items)
+        texts.extend(items[offset:offset + per_spec])
     texts = texts[:n]
     with storage.atomic_path(path) as tmp:
         tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
@@ -79,10 +103,11 @@ def vectors(encoder: str, name: str, n_train: int) -> np.ndarray:
     return storage.read_vectors(out)
 
 
-def run_method(method: str, seed: int, data: dict, vec2vec_minutes: float) -> dict:
+def run_method(spec: Method, seed: int, data: dict, vec2vec_minutes: float) -> dict:
     """One trained translator, scored. `geometric@K` is few-shot: `geometric` given K known pairs (the first K
-    `train_a` texts embedded by both encoders) on top of the unpaired training sets."""
-    method, _, shots = method.partition("@")
+    `train_a` texts embedded by both encoders) on top of the unpaired training sets. `geometric+ENCODER` may
+    step through ENCODER's vectors of the disjoint `pivot` texts."""
+    method = spec.name
     if method == "identity":
         if data["src_a"].shape[1] != data["tgt_b"].shape[1]:
             return {}
@@ -93,19 +118,21 @@ def run_method(method: str, seed: int, data: dict, vec2vec_minutes: float) -> di
             params["time_budget_s"] = vec2vec_minutes * 60
         model = translator_class(method)(**params)
         start = time.perf_counter()
+        fit_args = {}
+        if spec.shots:
+            fit_args["pairs"] = (data["src_a"][:spec.shots], data["tgt_a"][:spec.shots])
+        if spec.pivot:
+            fit_args["pivots"] = {spec.pivot: vectors(spec.pivot, "pivot", 0)}
         if method in PAIRED:
             model.fit(data["src_a"], data["tgt_a"])
-        elif shots:
-            k = int(shots)
-            model.fit(data["src_a"], data["tgt_b"], pairs=(data["src_a"][:k], data["tgt_a"][:k]))
         else:
-            model.fit(data["src_a"], data["tgt_b"])
+            model.fit(data["src_a"], data["tgt_b"], **fit_args)
         seconds = time.perf_counter() - start
         forward, backward = model.transform, model.inverse_transform
         conf = getattr(model, "confidence_", None)
     if conf is None:
         conf = translation_confidence(data["src_a"], data["tgt_b"], forward, backward)
-    row = {"method": method + (f"@{shots}" if shots else ""), "seed": seed, "train_s": round(seconds, 1),
+    row = {"method": spec.label, "seed": seed, "train_s": round(seconds, 1),
            "confidence": conf.get("score")}
     for split, pool in (("eval", 8192), ("ood", 4096)):
         m = evaluate(forward(data[f"src_{split}"]), data[f"tgt_{split}"], pool=pool)
@@ -121,8 +148,8 @@ def bench_pair(src: str, tgt: str, methods: list[str], seeds: int, n_train: int,
         "src_ood": vectors(src, "ood", n_train), "tgt_ood": vectors(tgt, "ood", n_train),
     }
     rows = []
-    for method in methods:
-        for seed in range(seeds if method.partition("@")[0] in ("geometric", "vec2vec", "mlp") else 1):
+    for method in map(Method.parse, methods):
+        for seed in range(seeds if method.name in ("geometric", "vec2vec", "mlp") else 1):
             row = run_method(method, seed, data, vec2vec_minutes)
             if row:
                 row.update(pair=f"{src}->{tgt}", n_train=n_train)

@@ -110,3 +110,32 @@ def test_train_warns_when_confidence_is_low(tmp_path, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["confidence"]["verdict"] == "low"
     assert "confidence" in captured.err and "is low" in captured.err
+
+
+def test_train_through_a_pivot_encoder(files, tmp_path, capsys, monkeypatch):
+    # --pivot embeds the pivot texts with the real built-in encoder once (cached under VECBRIDGE_HOME) and hands
+    # them to geometric. These synthetic spaces share nothing with minilm-l6, so the chain stops at its first
+    # leg and says so in the report (the align tests cover a chain that works).
+    tmp, p = files
+    monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
+    texts = tmp_path / "pivot.txt"
+    texts.write_text("".join(f"note {i}: the {w} report on item {i * 7 % 13}\n"
+                             for i, w in enumerate(["weather", "market", "garden", "music"] * 55)))
+    argv = ["train", "--source", p["src"], "--target", p["tgt"], "--pivot", "minilm-l6",
+            "--pivot-texts", texts, "--pivot-rows", 210, "--json"]
+    assert run(*argv, "--output", tmp / "tr") == 0
+    config = json.loads((tmp / "tr" / "config.json").read_text())
+    assert config["trained_on"]["pivots"] == {"encoders": ["minilm-l6"], "texts": str(texts), "rows": 210}
+    init = config["fit_report"]["stages"]["init"]
+    assert init["pivots"]["minilm-l6"]["source_to_pivot"]["confidence"] < 0.6
+    assert init["chosen"] == "pooled_anchors"
+    cached = list((tmp_path / "home" / "pivots" / "minilm-l6").glob("*.npy"))
+    assert len(cached) == 1 and np.load(cached[0]).shape == (210, 384)
+    for extra, message in ((["--method", "procrustes"], "--pivot does not apply"),
+                           (["--pivot", "nope"], "unknown encoder 'nope'"),
+                           (["--pivot-rows", "0"], "--pivot-rows")):
+        capsys.readouterr()
+        assert run(*argv, *extra, "--output", tmp / "t2") == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert not (tmp / "t2").exists()

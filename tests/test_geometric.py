@@ -64,15 +64,45 @@ def test_unrelated_spaces_get_low_confidence(data, fitted):
 def test_equal_dims_start_from_the_identity_and_self_learn():
     # two models of one family: the target is the source space turned by a small rotation. The identity
     # start is screened first, accepted by the label-free score, and full-batch self-learning finishes it.
-    skew = np.random.default_rng(3).normal(size=(16, 16))
-    q, r = np.linalg.qr(np.eye(16) + 0.1 * (skew - skew.T))
-    near_identity = q * np.sign(np.diag(r))  # QR's sign convention would flip axes
-    src, tgt, ev_src, ev_tgt = clustered_pair(d_target=16, iso=near_identity)
+    src, tgt, ev_src, ev_tgt = clustered_pair(d_target=16, iso=near_identity())
     tr = GeometricTranslator(seed=0, **FAST).fit(src, tgt)
     init = tr.fit_report_["stages"]["init"]
     assert init["chosen"] == "identity" and "pooled_anchors" not in init["candidates"]
     assert 1 <= tr.fit_report_["stages"]["final_refine"]["rounds"] <= tr.final_iters
     assert evaluate(tr.transform(ev_src), ev_tgt, pool=len(ev_src))["top1"] > 0.95
+
+
+def near_identity(d=16, seed=3):
+    skew = np.random.default_rng(seed).normal(size=(d, d))
+    q, r = np.linalg.qr(np.eye(d) + 0.1 * (skew - skew.T))
+    return q * np.sign(np.diag(r))  # QR's sign convention would flip axes
+
+
+def test_pivot_chain_starts_the_direct_map(data):
+    # the pivot is a third space close to the source (same family: a small rotation) on its own rows. The legs
+    # source -> pivot (identity start) and pivot -> target (anchors) compose into the direct start, which
+    # passes the screen, so the direct anchor search is skipped.
+    src, tgt, ev_src, ev_tgt = data
+    pivot = clustered_pair(d_target=16, iso=near_identity())[1]
+    tr = GeometricTranslator(seed=0, **FAST).fit(src, tgt, pivots={"near": pivot})
+    init = tr.fit_report_["stages"]["init"]
+    assert init["chosen"] == "pivot:near" and "pooled_anchors" not in init["candidates"]
+    legs = init["pivots"]["near"]
+    assert legs["source_to_pivot"]["chosen"] == "identity" and legs["pivot_to_target"]["confidence"] > 0.6
+    assert evaluate(tr.transform(ev_src), ev_tgt, pool=len(ev_src))["top1"] > 0.95
+
+
+def test_unrelated_pivot_stops_at_its_first_leg(data):
+    src, tgt, ev_src, ev_tgt = data
+    unrelated = clustered_pair(d=16, seed=7)[0]
+    tr = GeometricTranslator(seed=0, **FAST).fit(src, tgt, pivots={"far": unrelated})
+    init = tr.fit_report_["stages"]["init"]
+    assert set(init["pivots"]["far"]) == {"source_to_pivot", "seconds"}  # the second leg never ran
+    assert init["pivots"]["far"]["source_to_pivot"]["confidence"] < 0.6
+    assert init["chosen"] == "pooled_anchors" and "pivot:far" not in init["candidates"]
+    assert evaluate(tr.transform(ev_src), ev_tgt, pool=len(ev_src))["top1"] > 0.95
+    with pytest.raises(AlignError, match="pivot vectors 'far'"):
+        GeometricTranslator(**FAST).fit(src, tgt, pivots={"far": unrelated[:10]})
 
 
 def test_save_load_gives_identical_outputs(tmp_path, data, fitted):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 
 import numpy as np
 
 from align import METHODS, translator_class
-from vecbridge import storage
+from vecbridge import pivots, storage
 from vecbridge.errors import UserError
 from vecbridge.report import emit
 
@@ -36,6 +37,14 @@ def register(sub) -> None:
     p.add_argument("--output", required=True, help="translator directory to create")
     p.add_argument("--method", default="geometric", choices=list(METHODS))
     p.add_argument("--pairs", help="few-shot / paired: .npy int array (k, 2) of (source_row, target_row)")
+    p.add_argument("--pivot", action="append", metavar="ENCODER", default=None,
+                   help="geometric: a built-in encoder to step through when the two spaces are too far apart to "
+                        "match directly (e.g. minilm-l6); repeat to try several. Its vectors are embedded from "
+                        "built-in texts once and cached")
+    p.add_argument("--pivot-texts", default=pivots.DEFAULT_TEXTS, metavar="SPEC",
+                   help=f"texts the pivot encoder embeds (default {pivots.DEFAULT_TEXTS})")
+    p.add_argument("--pivot-rows", type=int, default=pivots.DEFAULT_ROWS, metavar="N",
+                   help=f"how many pivot texts (default {pivots.DEFAULT_ROWS})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-budget", type=float, metavar="MINUTES",
                    help="stop training after this many minutes (methods that train iteratively)")
@@ -84,9 +93,15 @@ def run(args: argparse.Namespace) -> int:
     src = storage.read_vectors(args.source, "--source")
     tgt = storage.read_vectors(args.target, "--target")
     pairs = _pairs(args.pairs)
+    fit_args = {"pairs": pairs}
+    if args.pivot:
+        if "pivots" not in inspect.signature(cls.fit).parameters:
+            raise UserError(f"--pivot does not apply to method {args.method!r} (only to geometric)")
+        fit_args["pivots"] = {name: pivots.pivot_vectors(name, args.pivot_texts, args.pivot_rows)
+                              for name in dict.fromkeys(args.pivot)}
     translator = cls(**params)
     start = time.perf_counter()
-    translator.fit(src, tgt, pairs=pairs)
+    translator.fit(src, tgt, **fit_args)
     seconds = time.perf_counter() - start
     src_meta, tgt_meta = storage.read_sidecar(args.source), storage.read_sidecar(args.target)
     meta = {
@@ -94,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
         "target_encoder": tgt_meta.get("encoder"),
         "trained_on": {"source": str(args.source), "target": str(args.target),
                        "source_rows": len(src), "target_rows": len(tgt),
-                       "pairs": None if pairs is None else int(len(pairs))},
+                       "pairs": None if pairs is None else int(len(pairs)),
+                       "pivots": None if not args.pivot else {"encoders": list(dict.fromkeys(args.pivot)),
+                                                              "texts": args.pivot_texts, "rows": args.pivot_rows}},
         "train_seconds": round(seconds, 2),
         "fit_report": getattr(translator, "fit_report_", None),
     }
@@ -106,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     confidence = result["confidence"] or {}
     if confidence.get("verdict") == "low":
         print(f"warning: label-free confidence {confidence['score']:.2f} is low: this translator probably does not "
-              "map the spaces onto each other. Try more vectors per side, known pairs (--pairs), or another "
-              "--seed; check with `vecbridge eval` if you have paired vectors.", file=sys.stderr)
+              "map the spaces onto each other. Try a pivot encoder close to one side (--pivot minilm-l6), "
+              "known pairs (--pairs), more vectors per side or another --seed; check with `vecbridge eval` if you "
+              "have paired vectors.", file=sys.stderr)
     return 0
