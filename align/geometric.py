@@ -38,22 +38,46 @@ def _topk_rows(a: torch.Tensor, b: torch.Tensor, k: int, chunk: int = 2048) -> t
 
 def _csls_matches(a: torch.Tensor, b: torch.Tensor, k: int,
                   chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest neighbours under CSLS in both directions between unit rows `a` and `b`.
+    """Nearest neighbours under CSLS in both directions between the rows of `a` and `b` (dot products).
 
     CSLS discounts hubs (rows close to everything) that plain nearest neighbours over-select. The similarity
-    matrix is built a block of rows at a time, so memory stays O(chunk x rows) for any input size.
+    matrix is built a block of rows at a time, so memory stays O(chunk x rows) for any input size, and twice
+    in all: the first pass collects both sides' mean top-k similarities (rows of a block directly, columns by
+    merging each block's top-k into a running top-k), the second both sides' CSLS argmax the same way.
     Returns, for each row of `a`, its match in `b` and, for each row of `b`, its match in `a`.
     """
-    def blocks(p, q):
-        return (p[i:i + chunk] @ q.T for i in range(0, len(p), chunk))
+    ka, kb = min(k, len(b)), min(k, len(a))
+    starts = range(0, len(a), chunk)
+    ra, col_top = [], None
+    for i in starts:
+        s = a[i:i + chunk] @ b.T
+        ra.append(s.topk(ka, dim=1).values.mean(dim=1))
+        top = s.topk(min(kb, len(s)), dim=0).values
+        col_top = top if col_top is None else torch.cat([col_top, top]).topk(min(kb, len(col_top) + len(top)),
+                                                                              dim=0).values
+    ra, rb = torch.cat(ra), col_top.mean(dim=0)
+    fwd = []
+    back_val = torch.full((len(b),), -float("inf"))
+    back = torch.zeros(len(b), dtype=torch.long)
+    for i in starts:
+        s = 2 * (a[i:i + chunk] @ b.T) - ra[i:i + chunk, None] - rb[None, :]
+        fwd.append(s.argmax(dim=1))
+        val, idx = s.max(dim=0)
+        better = val > back_val  # strict: ties keep the earlier row, as one argmax over all rows would
+        back_val = torch.where(better, val, back_val)
+        back = torch.where(better, idx + i, back)
+    return torch.cat(fwd), back
 
-    ra = torch.cat([s.topk(min(k, len(b)), dim=1).values.mean(dim=1) for s in blocks(a, b)])
-    rb = torch.cat([s.topk(min(k, len(a)), dim=1).values.mean(dim=1) for s in blocks(b, a)])
-    fwd = torch.cat([(2 * s - ra[i * chunk:(i + 1) * chunk, None] - rb[None, :]).argmax(dim=1)
-                     for i, s in enumerate(blocks(a, b))])
-    back = torch.cat([(2 * s - rb[i * chunk:(i + 1) * chunk, None] - ra[None, :]).argmax(dim=1)
-                      for i, s in enumerate(blocks(b, a))])
-    return fwd, back
+
+def _mapped_matches(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSLS matches between the mapped unit rows `x @ w` and the unit rows `y`, computed in the smaller dim.
+
+    Into a bigger space (384 -> 768) cos(x w, y) = x . (y w^T) / |x w|: matching against `y @ w.T` halves the
+    cost of every similarity block and gives the same similarities up to float rounding.
+    """
+    if w.shape[0] < w.shape[1]:
+        return _csls_matches(x / (x @ w).norm(dim=1, keepdim=True).clamp_min(1e-12), y @ w.T, k)
+    return _csls_matches(unit_rows(x @ w), y, k)
 
 
 def _csls_mutual_pairs(xm: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -329,7 +353,7 @@ def _self_learn(w: np.ndarray, x: torch.Tensor, y: torch.Tensor, kx, ky, k: int,
     prev, changed = None, []
     bar = tqdm(range(iters), desc=desc, disable=not verbose, leave=False)
     for _ in bar:
-        fwd, back = _csls_matches(unit_rows(x @ wt), y, k)
+        fwd, back = _mapped_matches(x, y, wt, k)
         px, py = torch.cat([x, x[back]]), torch.cat([y[fwd], y])
         if kx is not None:
             px, py = torch.cat([px, kx]), torch.cat([py, ky])
