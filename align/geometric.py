@@ -1,6 +1,6 @@
-"""Unsupervised translation by shared geometry: matched k-means anchors -> Procrustes -> self-learning on
-nearest-neighbour and centroid pseudo-pairs -> the target mean restored. No paired data is used anywhere:
-every choice among candidates is made with label-free scores.
+"""Unsupervised translation by shared geometry: a start (the identity, a chain through a pivot space, or matched
+k-means anchors) -> Procrustes -> self-learning on nearest-neighbour and centroid pseudo-pairs -> the target mean
+restored. No paired data is used anywhere: every choice among candidates is made with label-free scores.
 """
 
 from __future__ import annotations
@@ -95,8 +95,10 @@ class GeometricTranslator(Translator):
     1. centre + L2-normalise each side (the dims may differ: the map is a partial isometry);
     2. init: candidate starts, each screened by `screen_iters` full-batch self-learning rounds on
        `screen_sample` rows and scored by the label-free confidence on held-out rows. Cheap candidates
-       first: known pairs (few-shot) and, for equal dims, the identity. Only if none reaches `accept_score` (a
-       screening bar on subsample scores, as benchmarked; the reported verdict uses `LOW_CONFIDENCE`):
+       first: known pairs (few-shot) and, for equal dims, the identity. Then, while none reaches
+       `accept_score` (a screening bar on subsample scores, as benchmarked; the reported verdict uses
+       `LOW_CONFIDENCE`), each pivot given to `fit`: source -> pivot -> target legs fitted like any pair,
+       their rotations composed. Only if still none passes:
        `restarts` k-means runs of `n_clusters` centroids per side matched by quadratic assignment; the pooled
        anchors give each row a relative representation (its similarities to the anchors), each source row's
        pseudo-target is the mean of its `rel_neighbours` nearest targets in that space; Procrustes; then

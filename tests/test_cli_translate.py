@@ -131,6 +131,8 @@ def test_train_through_a_pivot_encoder(files, tmp_path, capsys, monkeypatch):
     assert init["chosen"] == "pooled_anchors"
     cached = list((tmp_path / "home" / "pivots" / "minilm-l6").glob("*.npy"))
     assert len(cached) == 1 and np.load(cached[0]).shape == (210, 384)
+    listing = cached[0].with_suffix(".jsonl").read_text().splitlines()
+    assert [json.loads(line)["text"] for line in listing] == texts.read_text().splitlines()[-210:]  # the tail
     for extra, message in ((["--method", "procrustes"], "--pivot does not apply"),
                            (["--pivot", "nope"], "unknown encoder 'nope'"),
                            (["--pivot-rows", "0"], "--pivot-rows")):

@@ -8,7 +8,7 @@ keyed by encoder and by a fingerprint of the texts.
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 import numpy as np
 
@@ -17,25 +17,29 @@ from vecbridge.embed import embed_to_file, input_fingerprint
 from vecbridge.errors import UserError
 from vecbridge.texts import read_texts
 
-# The general pool (mixed English; hash order, so its first rows are a random sample of it).
+# The general pool (mixed English, in hash order: any stretch of it is a random sample).
 DEFAULT_TEXTS = "builtin:pool:train_a"
 DEFAULT_ROWS = 10000
 
 
-def pivot_path(encoder: str, texts: list[str]) -> Path:
-    return paths.home() / "pivots" / encoder / f"{input_fingerprint(texts)[:16]}-{len(texts)}.npy"
-
-
 def pivot_vectors(encoder: str, texts: str = DEFAULT_TEXTS, rows: int = DEFAULT_ROWS,
                   device: str = "auto") -> np.ndarray:
-    """`rows` texts of the spec `texts` embedded by the built-in `encoder` (cached; resumable if interrupted)."""
+    """The last `rows` texts of the spec `texts` embedded by the built-in `encoder` (cached; resumable).
+
+    The last ones, because training sets taken from the same spec (the demo, `embed --limit`) take the first
+    ones: a pivot should not share its texts with either side.
+    """
     if rows < 1:
         raise UserError(f"--pivot-rows must be a positive number of texts, got {rows}")
-    sample = read_texts(texts, limit=rows)
-    path = pivot_path(encoder, sample)
+    sample = read_texts(texts)[-rows:]
+    stem = paths.home() / "pivots" / encoder / f"{input_fingerprint(sample)[:16]}-{len(sample)}"
+    path = stem.with_suffix(".npy")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        embed_to_file(encoder, texts, path, limit=rows, device=device)
+        listing = stem.with_suffix(".jsonl")
+        with storage.atomic_path(listing) as tmp:
+            tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in sample))
+        embed_to_file(encoder, str(listing), path, device=device)
     vectors = storage.read_vectors(path, f"pivot vectors ({encoder})")
     if len(vectors) != len(sample):
         raise UserError(f"cached pivot vectors {path} hold {len(vectors)} rows, expected {len(sample)}; "
