@@ -8,6 +8,7 @@ set is embedded by every encoder through the real `vecbridge embed` CLI (resumab
     python scripts/bench_translate.py --pairs minilm-l3:minilm-l6 --methods identity,procrustes,ridge,geometric
     python scripts/bench_translate.py --pairs minilm-l3:mpnet-base --methods geometric@64   # few-shot: 64 pairs
     python scripts/bench_translate.py --pairs minilm-l3:mpnet-base --methods geometric+minilm-l6  # via a pivot
+    python scripts/bench_translate.py --pairs minilm-l3:minilm-l6 --methods geometric/whiten=0.4  # a parameter
     python scripts/bench_translate.py --throughput          # translate speed, 1M vectors 384 -> 768
 """
 
@@ -45,21 +46,22 @@ PAIRED = ("procrustes", "ridge", "mlp")
 
 @dataclass(frozen=True)
 class Method:
-    """A benchmark method: `NAME`, `NAME@K` (few-shot: K known pairs) or `NAME+ENCODER` (through a pivot)."""
+    """A benchmark method: `NAME[@K][+ENCODER][/PARAM=VALUE...]`: K known pairs (few-shot), a pivot encoder,
+    translator parameters (e.g. `geometric/whiten=0.4`)."""
 
     name: str
     shots: int = 0
     pivot: str | None = None
+    params: tuple[tuple[str, float], ...] = ()
+    label: str = ""
 
     @classmethod
     def parse(cls, spec: str) -> Method:
-        spec, _, pivot = spec.partition("+")
-        name, _, shots = spec.partition("@")
-        return cls(name, int(shots) if shots else 0, pivot or None)
-
-    @property
-    def label(self) -> str:
-        return self.name + (f"@{self.shots}" if self.shots else "") + (f"+{self.pivot}" if self.pivot else "")
+        head, *params = spec.split("/")
+        head, _, pivot = head.partition("+")
+        name, _, shots = head.partition("@")
+        pairs = tuple((k, float(v)) for k, _, v in (p.partition("=") for p in params))
+        return cls(name, int(shots) if shots else 0, pivot or None, pairs, spec)
 
 
 def bench_dir() -> Path:
@@ -106,14 +108,14 @@ def vectors(encoder: str, name: str, n_train: int) -> np.ndarray:
 def run_method(spec: Method, seed: int, data: dict, vec2vec_minutes: float) -> dict:
     """One trained translator, scored. `geometric@K` is few-shot: `geometric` given K known pairs (the first K
     `train_a` texts embedded by both encoders) on top of the unpaired training sets. `geometric+ENCODER` may
-    step through ENCODER's vectors of the disjoint `pivot` texts."""
+    step through ENCODER's vectors of the disjoint `pivot` texts. `/PARAM=VALUE` sets translator parameters."""
     method = spec.name
     if method == "identity":
         if data["src_a"].shape[1] != data["tgt_b"].shape[1]:
             return {}
         forward, backward, seconds, conf = (lambda x: x), (lambda y: y), 0.0, None
     else:
-        params = {"seed": seed}
+        params = {"seed": seed, **dict(spec.params)}
         if method == "vec2vec":
             params["time_budget_s"] = vec2vec_minutes * 60
         model = translator_class(method)(**params)

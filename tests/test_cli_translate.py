@@ -87,6 +87,10 @@ def test_bad_inputs_fail_cleanly(files, capsys):
           "--output", tmp / "t2"], "row-aligned"),
         (["train", "--method", "procrustes", "--devices", "2", "--source", p["src"], "--target", p["tgt"],
           "--output", tmp / "t3"], "does not apply"),
+        (["train", "--method", "procrustes", "--whiten", "0.4", "--source", p["src"], "--target", p["tgt"],
+          "--output", tmp / "t4"], "does not apply"),
+        (["train", "--whiten", "-1", "--source", p["src"], "--target", p["tgt"], "--output", tmp / "t5"],
+         "whiten must be >= 0"),
         (["eval", "--translator", tmp / "tr", "--source", p["src_eval"], "--target", p["tgt"]], "paired"),
     ]
     for argv, message in cases:
