@@ -105,6 +105,11 @@ class Translator:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    @classmethod
+    def _upgrade(cls, params: dict, tensors: dict, state: dict) -> tuple[dict, dict, dict]:
+        """Translate an artifact written by an earlier release of this method into the current layout."""
+        return params, tensors, state
+
     # -- the contract ------------------------------------------------------------------------------
     def fit(self, src, tgt, pairs=None) -> Translator:
         raise NotImplementedError
@@ -205,10 +210,12 @@ class Translator:
         except Exception as e:  # safetensors raises its own error types for truncated/garbled files
             raise AlignError(f"{weights} is corrupt ({e}); retrain or restore the translator") from None
         try:
-            obj = cls(**config.get("params", {}))
+            params, tensors, state = cls._upgrade(dict(config.get("params", {})), dict(tensors),
+                                                  dict(config.get("state") or {}))
+            obj = cls(**params)
             obj.dim_source_, obj.dim_target_ = int(config["dim_source"]), int(config["dim_target"])
             obj.confidence_ = config.get("confidence")
-            obj._set_state(tensors, config.get("state") or {})
+            obj._set_state(tensors, state)
         except (KeyError, TypeError, ValueError) as e:
             raise AlignError(f"{directory} does not match the {cls.__name__} format ({e}); "
                              "it may be corrupt or from another vecbridge version") from None

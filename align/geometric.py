@@ -363,6 +363,15 @@ class GeometricTranslator(Translator):
                  "fit_report": getattr(self, "fit_report_", None)}
         return tensors, state
 
+    @classmethod
+    def _upgrade(cls, params, tensors, state):
+        # before the whitening stage: a `shrink` flag, scalar shrinks and only the rotation was stored
+        if "forward" not in tensors and "weight" in tensors:
+            params.pop("shrink", None)
+            tensors["forward"] = tensors["weight"] * float(state.pop("forward_shrink", 1.0))
+            tensors["backward"] = tensors["weight"].T * float(state.pop("backward_shrink", 1.0))
+        return params, tensors, state
+
     def _set_state(self, tensors, state):
         self.weight_, self.forward_, self.backward_ = tensors["weight"], tensors["forward"], tensors["backward"]
         self.source_mean_, self.target_mean_ = tensors["source_mean"], tensors["target_mean"]

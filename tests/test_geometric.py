@@ -1,8 +1,11 @@
 """GeometricTranslator on small synthetic spaces: recovers a hidden isometry without pairs, flags unrelated
 spaces, round-trips through save/load, is deterministic, accepts few-shot pairs and rejects bad input."""
 
+import json
+
 import numpy as np
 import pytest
+from safetensors.numpy import load_file, save_file
 
 from align.base import Translator
 from align.errors import AlignError
@@ -128,6 +131,22 @@ def test_save_load_gives_identical_outputs(tmp_path, data, fitted):
     np.testing.assert_array_equal(loaded.transform(ev_src), fitted.transform(ev_src))
     np.testing.assert_array_equal(loaded.inverse_transform(ev_tgt), fitted.inverse_transform(ev_tgt))
     assert loaded.confidence_["score"] == pytest.approx(fitted.confidence_["score"])
+
+
+def test_loads_a_translator_saved_before_the_whitening_stage(tmp_path, data, fitted):
+    # the earlier layout: a `shrink` parameter, scalar shrinks in the state, only the rotation in the weights
+    _, _, ev_src, ev_tgt = data
+    path = fitted.save(tmp_path / "old")
+    config = json.loads((path / "config.json").read_text())
+    config["params"]["shrink"] = False
+    config["params"].pop("whiten")
+    config["state"].update(forward_shrink=1.0, backward_shrink=1.0)
+    (path / "config.json").write_text(json.dumps(config))
+    tensors = load_file(str(path / "model.safetensors"))
+    save_file({k: v for k, v in tensors.items() if k not in ("forward", "backward")}, str(path / "model.safetensors"))
+    old = Translator.load(path)
+    np.testing.assert_allclose(old.transform(ev_src), fitted.transform(ev_src), atol=1e-6)
+    np.testing.assert_allclose(old.inverse_transform(ev_tgt), fitted.inverse_transform(ev_tgt), atol=1e-6)
 
 
 def test_deterministic_for_a_seed(data, fitted):
