@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The built-in default job: fetch -> embed with two encoders (disjoint texts) -> train -> eval -> translate.
-# Re-running skips finished steps; DEMO_DIR, DEMO_N (texts per side), DEMO_EVAL (held-out texts), SRC_ENCODER
-# and TGT_ENCODER override the defaults.
+# Re-running skips finished steps; DEMO_DIR, DEMO_N (texts per side), DEMO_EVAL (held-out texts), SRC_ENCODER,
+# TGT_ENCODER and DEMO_PIVOT (a built-in encoder to step through, e.g. minilm-l6 for minilm-l3 -> mpnet-base)
+# override the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VB=${VB:-.venv/bin/vecbridge}
@@ -10,6 +11,7 @@ N=${DEMO_N:-25000}
 NEVAL=${DEMO_EVAL:-8192}
 SRC=${SRC_ENCODER:-minilm-l3}
 TGT=${TGT_ENCODER:-minilm-l6}
+PIVOT=${DEMO_PIVOT:-}
 mkdir -p "$DIR"
 
 step() { printf '\n== %s\n' "$*"; }
@@ -29,7 +31,7 @@ embed "$TGT" builtin:pool:eval "$NEVAL" "$DIR/$TGT.eval.npy"
 
 step "train an unsupervised translator $SRC -> $TGT (no pairs)"
 [ -d "$DIR/$SRC-to-$TGT" ] || $VB train --source "$DIR/$SRC.train_a.npy" --target "$DIR/$TGT.train_b.npy" \
-  --output "$DIR/$SRC-to-$TGT"
+  --output "$DIR/$SRC-to-$TGT" ${PIVOT:+--pivot "$PIVOT"}
 
 step "evaluate on held-out pairs (pool $NEVAL)"
 $VB eval --translator "$DIR/$SRC-to-$TGT" --source "$DIR/$SRC.eval.npy" --target "$DIR/$TGT.eval.npy" --pool "$NEVAL"

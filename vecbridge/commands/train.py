@@ -43,7 +43,8 @@ def register(sub) -> None:
                         "match directly (e.g. minilm-l6); repeat to try several. Its vectors are embedded from "
                         "built-in texts once and cached")
     p.add_argument("--pivot-texts", default=pivots.DEFAULT_TEXTS, metavar="SPEC",
-                   help=f"texts the pivot encoder embeds (default {pivots.DEFAULT_TEXTS})")
+                   help=f"texts the pivot encoder embeds: the last --pivot-rows of them, apart from training "
+                        f"sets cut from the head of the same spec (default {pivots.DEFAULT_TEXTS})")
     p.add_argument("--pivot-rows", type=int, default=pivots.DEFAULT_ROWS, metavar="N",
                    help=f"how many pivot texts (default {pivots.DEFAULT_ROWS})")
     p.add_argument("--whiten", type=float, default=None, metavar="EPS",
