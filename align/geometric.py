@@ -132,7 +132,7 @@ class GeometricTranslator(Translator):
     # -- fitting ------------------------------------------------------------------------------------
     def fit(self, src, tgt, pairs=None, pivots=None) -> GeometricTranslator:
         """Fit on unpaired `src` and `tgt`. `pairs`: optional known pairs (few-shot). `pivots`: optional
-        {name: vectors} from third encoders on their own texts (pair-free stepping stones, see `_pivot_start`)."""
+        {name: vectors} from third encoders on their own texts (pair-free stepping stones, see `_pivot_starts`)."""
         if not self.whiten >= 0:
             raise AlignError(f"whiten must be >= 0 (0 = off), got {self.whiten}")
         src = check_vectors(src, "source vectors", min_rows=self.min_rows)
@@ -240,7 +240,7 @@ class GeometricTranslator(Translator):
         direct map, which is then screened and refined on the source and target rows alone. Still pair-free:
         the pivot's texts are unrelated to both sides. A leg below the confidence verdict line stops the chain.
         """
-        params = {**self.get_params(), "verbose": False}
+        params = {**self.get_params(), "verbose": False, "whiten": 0.0}  # a leg only lends its rotation
         for name, piv in pivots.items():
             t0 = time.perf_counter()
             report, w = {}, None
