@@ -52,7 +52,7 @@ class Method:
     name: str
     shots: int = 0
     pivot: str | None = None
-    params: tuple[tuple[str, float], ...] = ()
+    params: tuple[tuple[str, int | float], ...] = ()
     label: str = ""
 
     @classmethod
@@ -60,7 +60,7 @@ class Method:
         head, *params = spec.split("/")
         head, _, pivot = head.partition("+")
         name, _, shots = head.partition("@")
-        pairs = tuple((k, float(v)) for k, _, v in (p.partition("=") for p in params))
+        pairs = tuple((k, int(v) if v.isdigit() else float(v)) for k, _, v in (p.partition("=") for p in params))
         return cls(name, int(shots) if shots else 0, pivot or None, pairs, spec)
 
 
