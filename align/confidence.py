@@ -57,7 +57,7 @@ def translation_confidence(src, tgt, forward_fn: Mapping, backward_fn: Mapping |
                            max_samples: int = 4096, k: int = 10, seed: int = 0) -> dict:
     """Score in [0, 1] that `forward_fn` (source -> target) is a meaningful translation; no pairs needed.
 
-    Components, each in [0, 1]:
+    Components, each in [0, 1], from cosines around each space's mean:
     - `cycle`: mean cos(G(F(x)), x) (and cos(F(G(y)), y)) when `backward_fn` is given, else 1.
     - `mnn`: mutual-nearest-neighbour rate between F(src) and tgt, relative to the rate between two
       disjoint samples of tgt itself (what a perfect translation of disjoint texts reaches).
@@ -86,13 +86,17 @@ def translation_confidence(src, tgt, forward_fn: Mapping, backward_fn: Mapping |
     fs = np.asarray(forward_fn(s), dtype=np.float32)
     if fs.shape != (m, tgt.shape[1]):
         raise AlignError(f"forward_fn returned shape {fs.shape}; expected {(m, tgt.shape[1])}")
-    us, ufs, ut1, ut2 = unit_rows(s), unit_rows(fs), unit_rows(t1), unit_rows(t2)
+    # Every cosine is taken around each space's mean: a common direction shared by all texts (e5-small's raw
+    # cosine between unrelated texts is ~0.8) says nothing about which text is which, and left in it lets
+    # any output near the mean look like a close neighbour.
+    ms, mt = s.mean(0), np.concatenate([t1, t2]).mean(0)
+    us, ufs, ut1, ut2 = unit_rows(s - ms), unit_rows(fs - mt), unit_rows(t1 - mt), unit_rows(t2 - mt)
 
     cycles = []
     if backward_fn is not None:
-        cycles.append(float((unit_rows(backward_fn(fs)) * us).sum(dim=1).mean()))
-        cycles.append(float((unit_rows(forward_fn(np.asarray(backward_fn(t2), dtype=np.float32))) * ut2)
-                            .sum(dim=1).mean()))
+        cycles.append(float((unit_rows(backward_fn(fs) - ms) * us).sum(dim=1).mean()))
+        back_t2 = np.asarray(backward_fn(t2), dtype=np.float32)
+        cycles.append(float((unit_rows(forward_fn(back_t2) - mt) * ut2).sum(dim=1).mean()))
     cycle = float(np.mean(cycles)) if cycles else 1.0
 
     sims, ref = ufs @ ut1.T, ut2 @ ut1.T
