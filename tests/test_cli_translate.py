@@ -127,7 +127,9 @@ def test_train_through_a_pivot_encoder(files, tmp_path, capsys, monkeypatch):
                              for i, w in enumerate(["weather", "market", "garden", "music"] * 55)))
     argv = ["train", "--source", p["src"], "--target", p["tgt"], "--pivot", "minilm-l6",
             "--pivot-texts", texts, "--pivot-rows", 210, "--json"]
+    capsys.readouterr()
     assert run(*argv, "--output", tmp / "tr") == 0
+    assert "pivot minilm-l6: source to pivot" in capsys.readouterr().err
     config = json.loads((tmp / "tr" / "config.json").read_text())
     assert config["trained_on"]["pivots"] == {"encoders": ["minilm-l6"], "texts": str(texts), "rows": 210}
     init = config["fit_report"]["stages"]["init"]

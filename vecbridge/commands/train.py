@@ -91,6 +91,20 @@ def _pairs(path: str | None) -> np.ndarray | None:
         raise UserError(f"pairs file {path} is not a .npy array ({e})") from None
 
 
+def _report_pivots(report: dict, names: list[str]) -> None:
+    """One stderr line per requested pivot: what its legs scored, or why it was not needed."""
+    init = report.get("stages", {}).get("init", {})
+    legs = init.get("pivots", {})
+    for name in names:
+        if name not in legs:
+            print(f"pivot {name}: not used (the {init.get('chosen')} start passed first)", file=sys.stderr)
+            continue
+        parts = [f"{leg.replace('_', ' ')} {v['confidence']:.2f} ({v['chosen']})"
+                 for leg, v in legs[name].items() if isinstance(v, dict)]
+        stopped = "" if "pivot_to_target" in legs[name] else "; chain stopped: its first leg is not confident"
+        print(f"pivot {name}: {', '.join(parts)}{stopped}; chosen start: {init.get('chosen')}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     cls = translator_class(args.method)
     params = _params(args, cls)
@@ -125,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
               "dim_target": translator.dim_target_, "train_seconds": round(seconds, 2),
               "confidence": translator.confidence_ if hasattr(translator, "confidence_") else None}
     emit(result, args.json, title=f"trained {args.method} translator -> {args.output}")
+    if args.pivot:
+        _report_pivots(getattr(translator, "fit_report_", None) or {}, list(fit_args["pivots"]))
     confidence = result["confidence"] or {}
     if confidence.get("verdict") == "low":
         print(f"warning: label-free confidence {confidence['score']:.2f} is low: this translator probably does not "
