@@ -99,8 +99,8 @@ def _report_pivots(report: dict, names: list[str]) -> None:
         if name not in legs:
             print(f"pivot {name}: not used (the {init.get('chosen')} start passed first)", file=sys.stderr)
             continue
-        parts = [f"{leg.replace('_', ' ')} {v['confidence']:.2f} ({v['chosen']})"
-                 for leg, v in legs[name].items() if isinstance(v, dict)]
+        parts = [f"{leg.replace('_', ' ')} {legs[name][leg]['confidence']:.2f} ({legs[name][leg]['chosen']})"
+                 for leg in ("source_to_pivot", "pivot_to_target") if leg in legs[name]]
         stopped = "" if "pivot_to_target" in legs[name] else "; chain stopped: its first leg is not confident"
         print(f"pivot {name}: {', '.join(parts)}{stopped}; chosen start: {init.get('chosen')}", file=sys.stderr)
 
