@@ -240,7 +240,7 @@ class GeometricTranslator(Translator):
         direct map, which is then screened and refined on the source and target rows alone. Still pair-free:
         the pivot's texts are unrelated to both sides. A leg below the confidence verdict line stops the chain.
         """
-        params = {**self.get_params(), "verbose": False, "whiten": 0.0}  # a leg only lends its rotation
+        params = {**self.get_params(), "whiten": 0.0}  # a leg only lends its rotation
         for name, piv in pivots.items():
             t0 = time.perf_counter()
             report, w = {}, None
