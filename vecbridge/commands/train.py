@@ -113,11 +113,12 @@ def run(args: argparse.Namespace) -> int:
     tgt = storage.read_vectors(args.target, "--target")
     pairs = _pairs(args.pairs)
     fit_args = {"pairs": pairs}
-    if args.pivot:
+    pivot_names = list(dict.fromkeys(args.pivot or []))  # in the order given, each once
+    if pivot_names:
         if "pivots" not in inspect.signature(cls.fit).parameters:
             raise UserError(f"--pivot does not apply to method {args.method!r} (only to geometric)")
         fit_args["pivots"] = {name: pivots.pivot_vectors(name, args.pivot_texts, args.pivot_rows)
-                              for name in dict.fromkeys(args.pivot)}
+                              for name in pivot_names}
     translator = cls(**params)
     start = time.perf_counter()
     translator.fit(src, tgt, **fit_args)
@@ -129,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
         "trained_on": {"source": str(args.source), "target": str(args.target),
                        "source_rows": len(src), "target_rows": len(tgt),
                        "pairs": None if pairs is None else int(len(pairs)),
-                       "pivots": None if not args.pivot else {"encoders": list(dict.fromkeys(args.pivot)),
-                                                              "texts": args.pivot_texts, "rows": args.pivot_rows}},
+                       "pivots": None if not pivot_names else {"encoders": pivot_names, "texts": args.pivot_texts,
+                                                               "rows": args.pivot_rows}},
         "train_seconds": round(seconds, 2),
         "fit_report": getattr(translator, "fit_report_", None),
     }
@@ -139,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
               "dim_target": translator.dim_target_, "train_seconds": round(seconds, 2),
               "confidence": translator.confidence_ if hasattr(translator, "confidence_") else None}
     emit(result, args.json, title=f"trained {args.method} translator -> {args.output}")
-    if args.pivot:
-        _report_pivots(getattr(translator, "fit_report_", None) or {}, list(fit_args["pivots"]))
+    if pivot_names:
+        _report_pivots(getattr(translator, "fit_report_", None) or {}, pivot_names)
     confidence = result["confidence"] or {}
     if confidence.get("verdict") == "low":
         print(f"warning: label-free confidence {confidence['score']:.2f} is low: this translator probably does not "
