@@ -107,7 +107,8 @@ def vectors(encoder: str, name: str, n_train: int) -> np.ndarray:
 
 def run_method(spec: Method, seed: int, data: dict, vec2vec_minutes: float) -> dict:
     """One trained translator, scored. `geometric@K` is few-shot: `geometric` given K known pairs (the first K
-    `train_a` texts embedded by both encoders) on top of the unpaired training sets. `geometric+ENCODER` may
+    `train_a` texts embedded by both encoders) on top of the unpaired training sets; `procrustes@K` (any paired
+    method) is fitted on those K pairs alone, the baseline a user with K pairs already has. `geometric+ENCODER` may
     step through ENCODER's vectors of the disjoint `pivot` texts. `/PARAM=VALUE` sets translator parameters."""
     method = spec.name
     if method == "identity":
@@ -126,7 +127,8 @@ def run_method(spec: Method, seed: int, data: dict, vec2vec_minutes: float) -> d
         if spec.pivot:
             fit_args["pivots"] = {spec.pivot: vectors(spec.pivot, "pivot", 0)}
         if method in PAIRED:
-            model.fit(data["src_a"], data["tgt_a"])
+            n = spec.shots or len(data["src_a"])
+            model.fit(data["src_a"][:n], data["tgt_a"][:n])
         else:
             model.fit(data["src_a"], data["tgt_b"], **fit_args)
         seconds = time.perf_counter() - start
