@@ -94,8 +94,9 @@ class GeometricTranslator(Translator):
     Stages (timed in `fit_report_`):
     1. centre + L2-normalise each side (the dims may differ: the map is a partial isometry);
     2. init: candidate starts, each screened by `screen_iters` full-batch self-learning rounds on
-       `screen_sample` rows and scored by the label-free confidence on held-out rows. Cheap candidates
-       first: known pairs (few-shot) and, for equal dims, the identity. Then, while none reaches
+       `screen_sample` rows (a known-pairs start: `final_iters` rounds) and scored by the label-free
+       confidence on held-out rows. Cheap candidates first: known pairs (few-shot) and, for equal dims, the
+       identity. Then, while none reaches
        `accept_score` (a screening bar on subsample scores, as benchmarked; the reported verdict uses
        `LOW_CONFIDENCE`), each pivot given to `fit`: source -> pivot -> target legs fitted like any pair,
        their rotations composed. Only if still none passes:
