@@ -165,6 +165,16 @@ def test_few_shot_pairs(data):
         GeometricTranslator(**FAST).fit(src, tgt, pairs=np.array([[0, len(tgt) + 5]]))
 
 
+def test_a_weak_known_pairs_start_gets_more_screening_rounds_and_skips_the_anchors(data):
+    src, tgt, ev_src, ev_tgt = data
+    # 8 pairs in 16 dims: a rough start that 2 screening rounds would not settle
+    tr = GeometricTranslator(seed=1, **FAST).fit(src, tgt, pairs=(ev_src[:8], ev_tgt[:8]))
+    init = tr.fit_report_["stages"]["init"]
+    assert init["chosen"] == "known_pairs" and "pooled_anchors" not in init["candidates"]
+    assert tr.screen_iters < init["screen"]["rounds"] <= tr.final_iters
+    assert evaluate(tr.transform(ev_src[30:]), ev_tgt[30:], pool=470)["top1"] > 0.95
+
+
 @pytest.mark.parametrize("bad, match", [
     (lambda s: np.where(np.arange(len(s))[:, None] == 3, np.nan, s), "NaN"),
     (lambda s: s[:50], "at least"),
