@@ -188,20 +188,19 @@ class GeometricTranslator(Translator):
         Anchors from all restarts are pooled: single k-means/QAP runs match only part of the centroids
         correctly, and the relative representation over the pooled anchors averages the mistakes out.
         """
-        candidates = []
+        candidates = []  # (name, start, screening rounds)
         if kx is not None:
-            candidates.append(("known_pairs", orthogonal_map(kx.numpy(), ky.numpy())))
+            # A few known pairs give a rough start (64 pairs: top-1 0.12 on minilm-l6 -> e5-small) that needs more
+            # self-learning rounds than the other starts to show its score. It is the cheapest start and, once it
+            # passes, the pivot and anchor searches are skipped, so it gets the final refine's rounds.
+            candidates.append(("known_pairs", orthogonal_map(kx.numpy(), ky.numpy()),
+                               max(self.screen_iters, self.final_iters)))
         if xs.shape[1] == yt.shape[1]:
             # Models of one family (distilled from one teacher, or fine-tuned from one base) often share
             # coordinates up to a small rotation; the identity is then a far better start than any anchor
             # matching. It is only a candidate: the label-free score decides.
-            candidates.append(("identity", np.eye(xs.shape[1], dtype=np.float32)))
-        # A few known pairs give a rough start (64 pairs: top-1 0.12 on minilm-l6 -> e5-small) that needs more
-        # self-learning rounds than the other starts to show its score. It is the cheapest start and, once it
-        # passes, the pivot and anchor searches are skipped, so it gets the final refine's rounds.
-        scored = [self._screen(name, w, xs, yt, kx, ky,
-                               iters=max(self.screen_iters, self.final_iters) if name == "known_pairs" else None)
-                  for name, w in candidates]
+            candidates.append(("identity", np.eye(xs.shape[1], dtype=np.float32), self.screen_iters))
+        scored = [self._screen(name, w, xs, yt, kx, ky, iters) for name, w, iters in candidates]
         legs = {}
 
         def passed() -> bool:
@@ -273,7 +272,8 @@ class GeometricTranslator(Translator):
         rows' scores)."""
         n = self._holdout_size(xs, yt)
         m = min(self.screen_sample, len(xs) - n, len(yt) - n)
-        w, rep = _self_learn(w, xs[n:n + m], yt[n:n + m], kx, ky, self.csls_k, iters or self.screen_iters,
+        w, rep = _self_learn(w, xs[n:n + m], yt[n:n + m], kx, ky, self.csls_k,
+                             self.screen_iters if iters is None else iters,
                              desc=f"screen {name}", verbose=self.verbose)
         hold_x, hold_y = xs[:n].numpy(), yt[:2 * n].numpy()
         score = translation_confidence(hold_x, hold_y, lambda x: x @ w, lambda y: y @ w.T, seed=self.seed)["score"]

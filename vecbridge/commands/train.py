@@ -146,6 +146,6 @@ def run(args: argparse.Namespace) -> int:
     if confidence.get("verdict") == "low":
         print(f"warning: label-free confidence {confidence['score']:.2f} is low: this translator probably does not "
               "map the spaces onto each other. Try a pivot encoder close to one side (--pivot minilm-l6), "
-              "known pairs (--pairs: a few dozen are often enough), more vectors per side or another --seed; check with `vecbridge eval` if you "
-              "have paired vectors.", file=sys.stderr)
+              "known pairs (--pairs: a few dozen are often enough), more vectors per side or another --seed; "
+              "check with `vecbridge eval` if you have paired vectors.", file=sys.stderr)
     return 0
