@@ -134,15 +134,24 @@ class Translator:
         if not hasattr(self, "dim_source_"):
             raise AlignError(f"this {type(self).__name__} is not fitted yet; call fit() or load() first")
 
-    def transform(self, x) -> np.ndarray:
-        """Translate source-space rows into the target space (L2-normalised float32 rows)."""
+    def transform(self, x, search: bool = False) -> np.ndarray:
+        """Translate source-space rows into the target space (L2-normalised float32 rows). `search`: rows
+        meant as queries against native target vectors (translators that support it; see `_search`)."""
         self._check_fitted()
-        return unit_rows(self._forward(check_vectors(x, "source vectors", self.dim_source_))).numpy()
+        x = check_vectors(x, "source vectors", self.dim_source_)
+        return unit_rows(self._search(x, reverse=False) if search else self._forward(x)).numpy()
 
-    def inverse_transform(self, y) -> np.ndarray:
+    def inverse_transform(self, y, search: bool = False) -> np.ndarray:
         """Translate target-space rows back into the source space (L2-normalised float32 rows)."""
         self._check_fitted()
-        return unit_rows(self._backward(check_vectors(y, "target vectors", self.dim_target_))).numpy()
+        y = check_vectors(y, "target vectors", self.dim_target_)
+        return unit_rows(self._search(y, reverse=True) if search else self._backward(y)).numpy()
+
+    supports_search = False  # whether `transform(..., search=True)` is available
+
+    def _search(self, x: np.ndarray, reverse: bool) -> np.ndarray:
+        raise AlignError(f"search output is not available for method {self.method!r} (only geometric); "
+                         "translate without it")
 
     # -- persistence: subclasses return/accept arrays and JSON-able state --------------------------
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:

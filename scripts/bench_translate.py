@@ -136,11 +136,17 @@ def run_method(spec: Method, seed: int, data: dict, vec2vec_minutes: float) -> d
         conf = getattr(model, "confidence_", None)
     if conf is None:
         conf = translation_confidence(data["src_a"], data["tgt_b"], forward, backward)
-    row = {"method": spec.label, "seed": seed, "train_s": round(seconds, 1),
-           "confidence": conf.get("score")}
+    row = {"method": spec.label, "seed": seed, "train_s": round(seconds, 1), "confidence": conf.get("score"),
+           "verdict": conf.get("verdict")}
+    if isinstance(conf.get("validation"), dict):
+        row["validation_top1"] = conf["validation"]["top1"]
+    search = getattr(model, "supports_search", False) if method != "identity" else False
     for split, pool in (("eval", 8192), ("ood", 4096)):
         m = evaluate(forward(data[f"src_{split}"]), data[f"tgt_{split}"], pool=pool)
         row[split] = {k: m[k] for k in ("mean_cosine", "top1", "mean_rank", "median_rank", "pool")}
+        if search:  # the same translator's search output (`translate --search`)
+            m = evaluate(model.transform(data[f"src_{split}"], search=True), data[f"tgt_{split}"], pool=pool)
+            row[f"{split}_search"] = {k: m[k] for k in ("mean_cosine", "top1", "mean_rank")}
     return row
 
 
@@ -164,13 +170,19 @@ def bench_pair(src: str, tgt: str, methods: list[str], seeds: int, n_train: int,
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| pair | method | seed | eval cos | eval top-1 | eval rank | ood cos | ood top-1 | ood rank "
-             "| train s | confidence |", "|" + "---|" * 11]
+             "| train s | confidence | search: eval cos / top-1, ood top-1 |", "|" + "---|" * 12]
     for r in rows:
         e, o = r["eval"], r["ood"]
-        conf = "-" if r["confidence"] is None else f"{r['confidence']:.2f}"
+        conf = "-" if r["confidence"] is None else f"{r['confidence']:.2f} {r.get('verdict') or ''}".strip()
+        if "validation_top1" in r:
+            conf += f" (held-out pairs {r['validation_top1']:.2f})"
+        search = "-"
+        if "eval_search" in r:
+            search = (f"{r['eval_search']['mean_cosine']:.3f} / {r['eval_search']['top1']:.3f}, "
+                      f"{r['ood_search']['top1']:.3f}")
         lines.append(f"| {r['pair']} | {r['method']} | {r['seed']} | {e['mean_cosine']:.3f} | {e['top1']:.3f} | "
                      f"{e['mean_rank']:.2f} | {o['mean_cosine']:.3f} | {o['top1']:.3f} | {o['mean_rank']:.2f} | "
-                     f"{r['train_s']:.1f} | {conf} |")
+                     f"{r['train_s']:.1f} | {conf} | {search} |")
     return "\n".join(lines)
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from align.confidence import translation_confidence
+from align.confidence import VALIDATION_OK, pair_validation, translation_confidence, with_pair_validation
 from align.errors import AlignError
 
 DIM = 48
@@ -89,3 +89,19 @@ def test_bad_input():
     big = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
     with pytest.raises(AlignError, match="forward_fn returned"):
         translation_confidence(big, big, lambda a: a[:, :3])
+
+
+def test_pair_validation_ranks_each_pair_among_all_targets_and_the_pool():
+    targets = np.eye(4, 6, dtype=np.float32)                   # 4 held-out targets, orthogonal
+    pool = np.eye(6, dtype=np.float32)[4:]                     # 2 more rows
+    pred = targets.copy()
+    pred[3] = 0.2 * targets[3] + targets[0]                    # the last pair is closer to the first target
+    check = pair_validation(pred, targets, pool)
+    assert check == {"pairs": 4, "pool": 6, "top1": 0.75, "median_rank": 1.0}
+
+
+@pytest.mark.parametrize("top1, verdict", [(VALIDATION_OK, "ok"), (VALIDATION_OK - 0.01, "low")])
+def test_held_out_pairs_decide_the_verdict(top1, verdict):
+    label_free = {"score": 0.9 if verdict == "low" else 0.1, "verdict": "ok" if verdict == "low" else "low"}
+    out = with_pair_validation(label_free, {"pairs": 16, "pool": 4016, "top1": top1, "median_rank": 1.0})
+    assert out["verdict"] == verdict and out["score"] == label_free["score"] and out["validation"]["top1"] == top1

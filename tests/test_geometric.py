@@ -161,6 +161,10 @@ def test_few_shot_pairs(data):
     tr = GeometricTranslator(seed=1, **FAST).fit(src, tgt, pairs=(ev_src[:30], ev_tgt[:30]))
     assert evaluate(tr.transform(ev_src[30:]), ev_tgt[30:], pool=470)["top1"] > 0.95
     assert "known_pairs" in tr.fit_report_["stages"]["init"]["candidates"]
+    # a quarter of the 30 pairs is held out of the start and the screen: they validate the map and decide the verdict
+    check = tr.confidence_["validation"]
+    assert check["pairs"] == 7 and check["top1"] > 0.8 and check["pool"] > 7
+    assert tr.confidence_["verdict"] == "ok" and tr.confidence_["verdict_from"] == "held-out known pairs"
     with pytest.raises(AlignError, match="pairs"):
         GeometricTranslator(**FAST).fit(src, tgt, pairs=np.array([[0, len(tgt) + 5]]))
 
@@ -172,7 +176,17 @@ def test_a_weak_known_pairs_start_gets_more_screening_rounds_and_skips_the_ancho
     init = tr.fit_report_["stages"]["init"]
     assert init["chosen"] == "known_pairs" and "pooled_anchors" not in init["candidates"]
     assert tr.screen_iters < init["screen"]["rounds"] <= tr.final_iters
+    assert "validation" not in tr.confidence_  # too few pairs to hold any out
     assert evaluate(tr.transform(ev_src[30:]), ev_tgt[30:], pool=470)["top1"] > 0.95
+
+
+def test_known_pairs_that_contradict_the_map_make_the_verdict_low(data, fitted):
+    src, tgt, ev_src, ev_tgt = data
+    # 32 "pairs" with shuffled targets: the spaces still align without pairs, but the held-out pairs disagree
+    wrong = ev_tgt[np.random.default_rng(0).permutation(32)]
+    tr = GeometricTranslator(seed=0, **FAST).fit(src, tgt, pairs=(ev_src[:32], wrong))
+    assert tr.confidence_["validation"]["top1"] < 0.25
+    assert tr.confidence_["verdict"] == "low" and fitted.confidence_["verdict"] == "ok"
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -20,6 +20,7 @@ def register(sub) -> None:
     p.add_argument("--target", required=True, help="the same texts embedded in the target space (.npy)")
     p.add_argument("--pool", type=int, default=8192, help="candidates per ranking pool (default 8192)")
     p.add_argument("--reverse", action="store_true", help="evaluate the target -> source direction")
+    p.add_argument("--search", action="store_true", help="evaluate the search output (see `translate --search`)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=run)
 
@@ -33,8 +34,12 @@ def run(args: argparse.Namespace) -> int:
     if len(src) != len(tgt):
         raise UserError(f"--source has {len(src)} rows and --target {len(tgt)}; eval needs paired files "
                         "(row i = the same text embedded by both encoders)")
-    pred = translator.inverse_transform(src) if args.reverse else translator.transform(src)
+    if args.search and not translator.supports_search:
+        raise UserError(f"--search is only available for geometric translators, not {translator.method!r}")
+    translate = translator.inverse_transform if args.reverse else translator.transform
+    pred = translate(src, search=args.search)
     metrics = evaluate(pred, tgt, pool=args.pool)
     metrics["method"] = translator.config_.get("method")
+    metrics["output"] = "search" if args.search else "faithful"
     emit(metrics, args.json, title=f"{args.translator} on {len(src)} pairs (pool {metrics['pool']})")
     return 0

@@ -144,8 +144,12 @@ def run(args: argparse.Namespace) -> int:
         _report_pivots(getattr(translator, "fit_report_", None) or {}, pivot_names)
     confidence = result["confidence"] or {}
     if confidence.get("verdict") == "low":
-        print(f"warning: label-free confidence {confidence['score']:.2f} is low: this translator probably does not "
-              "map the spaces onto each other. Try a pivot encoder close to one side (--pivot minilm-l6), "
-              "known pairs (--pairs: a few dozen are often enough), more vectors per side or another --seed; "
-              "check with `vecbridge eval` if you have paired vectors.", file=sys.stderr)
+        check = confidence.get("validation")
+        evidence = (f"label-free confidence {confidence['score']:.2f} is low" if check is None else
+                    f"only {check['top1']:.0%} of {check['pairs']} held-out known pairs find their own target first "
+                    f"among {check['pool']} rows")
+        print(f"warning: {evidence}: this translator probably does not map the spaces onto each other. Try a pivot "
+              "encoder close to one side (--pivot minilm-l6), known pairs (--pairs: a few dozen are often enough; "
+              "with 16 or more, a quarter validate the map), more vectors per side or another --seed; check with "
+              "`vecbridge eval` if you have paired vectors.", file=sys.stderr)
     return 0

@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--input", required=True, help="vectors to translate (.npy, memory-mapped)")
     p.add_argument("--output", required=True, help="translated vectors (.npy, float32, L2-normalised)")
     p.add_argument("--reverse", action="store_true", help="translate target-space vectors back to the source")
+    p.add_argument("--search", action="store_true",
+                   help="output queries for nearest-neighbour search among native vectors of the other space: "
+                        "higher top-1, lower cosine to the true vector (geometric only; see README)")
     p.add_argument("--chunk", type=int, default=65536, help="rows per chunk (bounds memory)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -27,7 +30,7 @@ def register(sub) -> None:
 
 
 def translate_file(translator: Translator, input_path, output_path, reverse: bool = False,
-                   chunk: int = 65536, overwrite: bool = False, progress: bool = True) -> dict:
+                   chunk: int = 65536, overwrite: bool = False, progress: bool = True, search: bool = False) -> dict:
     """Translate `input_path` chunk by chunk into a memory-mapped temp file, renamed onto `output_path`."""
     src = storage.open_vectors(input_path, "--input")
     dim_in, dim_out = ((translator.dim_target_, translator.dim_source_) if reverse
@@ -37,7 +40,9 @@ def translate_file(translator: Translator, input_path, output_path, reverse: boo
         hint = "" if reverse else " (vectors of the translator's target space need --reverse)"
         raise UserError(f"--input {input_path} has {src.shape[1]} dims but the translator's {side} "
                                 f"space has {dim_in}{hint}")
-    fn = translator.inverse_transform if reverse else translator.transform
+    if search and not translator.supports_search:
+        raise UserError(f"--search is only available for geometric translators, not {translator.method!r}")
+    translate = translator.inverse_transform if reverse else translator.transform
     start = time.perf_counter()
     with storage.atomic_path(output_path, overwrite=overwrite) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(src.shape[0], dim_out))
@@ -45,7 +50,7 @@ def translate_file(translator: Translator, input_path, output_path, reverse: boo
                   desc="translate") as bar:
             for i in range(0, src.shape[0], chunk):
                 block = storage.check_rows(src[i:i + chunk], "--input", i)
-                out[i:i + len(block)] = fn(block)
+                out[i:i + len(block)] = translate(block, search=search)
                 bar.update(len(block))
         out.flush()
         del out
@@ -59,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--chunk must be a positive number of rows")
     translator = Translator.load(args.translator)
     config = translator.config_
-    summary = translate_file(translator, args.input, args.output, args.reverse, args.chunk, args.overwrite)
+    summary = translate_file(translator, args.input, args.output, args.reverse, args.chunk, args.overwrite,
+                             search=args.search)
     encoder = config.get("source_encoder") if args.reverse else config.get("target_encoder")
     storage.write_json(storage.sidecar_path(args.output), {
         "encoder": encoder,
@@ -68,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         "normalised": True,
         "translated_by": {"translator": str(args.translator), "method": config.get("method"),
                           "direction": "reverse" if args.reverse else "forward",
+                          "output": "search" if args.search else "faithful",
                           "input": str(args.input), "input_meta": storage.read_sidecar(args.input)},
     })
     emit({"output": str(args.output), **summary}, args.json, title="translated")
