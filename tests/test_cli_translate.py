@@ -92,6 +92,10 @@ def test_bad_inputs_fail_cleanly(files, capsys):
         (["train", "--whiten", "-1", "--source", p["src"], "--target", p["tgt"], "--output", tmp / "t5"],
          "whiten must be >= 0"),
         (["eval", "--translator", tmp / "tr", "--source", p["src_eval"], "--target", p["tgt"]], "paired"),
+        (["eval", "--translator", tmp / "tr", "--source", p["src_eval"], "--target", p["tgt_eval"], "--search"],
+         "only available for geometric"),
+        (["translate", "--translator", tmp / "tr", "--input", p["src"], "--output", tmp / "o9.npy", "--search"],
+         "only available for geometric"),
     ]
     for argv, message in cases:
         capsys.readouterr()
@@ -147,3 +151,11 @@ def test_train_through_a_pivot_encoder(files, tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
     assert not (tmp / "t2").exists()
+    # the geometric translator also writes search output (queries against native target vectors)
+    assert run("translate", "--translator", tmp / "tr", "--input", p["src_eval"], "--output", tmp / "q.npy",
+               "--search") == 0
+    assert json.loads((tmp / "q.npy.json").read_text())["translated_by"]["output"] == "search"
+    capsys.readouterr()
+    assert run("eval", "--translator", tmp / "tr", "--source", p["src_eval"], "--target", p["tgt_eval"],
+               "--search", "--pool", 100, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["output"] == "search"

@@ -189,6 +189,23 @@ def test_known_pairs_that_contradict_the_map_make_the_verdict_low(data, fitted):
     assert tr.confidence_["verdict"] == "low" and fitted.confidence_["verdict"] == "ok"
 
 
+def test_search_output_weighs_the_direction_twice_against_the_mean(data, fitted):
+    from align.base import unit_rows
+    from align.geometric import SEARCH_WEIGHT
+    from align.paired import ProcrustesTranslator
+
+    _, _, ev_src, ev_tgt = data
+    direction = unit_rows(ev_src - fitted.source_mean_).numpy() @ fitted.forward_
+    expected = unit_rows(fitted.target_mean_ + SEARCH_WEIGHT * fitted.target_scale_ * direction).numpy()
+    np.testing.assert_allclose(fitted.transform(ev_src, search=True), expected, atol=1e-6)
+    assert not np.allclose(fitted.transform(ev_src, search=True), fitted.transform(ev_src), atol=1e-3)
+    back = fitted.inverse_transform(ev_tgt, search=True)
+    assert back.shape == ev_src.shape and evaluate(back, ev_src, pool=len(ev_src))["top1"] > 0.95
+    paired = ProcrustesTranslator().fit(ev_src, ev_tgt)
+    with pytest.raises(AlignError, match="search output is not available"):
+        paired.transform(ev_src, search=True)
+
+
 @pytest.mark.parametrize("bad, match", [
     (lambda s: np.where(np.arange(len(s))[:, None] == 3, np.nan, s), "NaN"),
     (lambda s: s[:50], "at least"),
