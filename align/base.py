@@ -138,20 +138,29 @@ class Translator:
         """Translate source-space rows into the target space (L2-normalised float32 rows). `search`: rows
         meant as queries against native target vectors (translators that support it; see `_search`)."""
         self._check_fitted()
+        if search:
+            self.check_search()
         x = check_vectors(x, "source vectors", self.dim_source_)
         return unit_rows(self._search(x, reverse=False) if search else self._forward(x)).numpy()
 
     def inverse_transform(self, y, search: bool = False) -> np.ndarray:
         """Translate target-space rows back into the source space (L2-normalised float32 rows)."""
         self._check_fitted()
+        if search:
+            self.check_search()
         y = check_vectors(y, "target vectors", self.dim_target_)
         return unit_rows(self._search(y, reverse=True) if search else self._backward(y)).numpy()
 
     supports_search = False  # whether `transform(..., search=True)` is available
 
+    def check_search(self) -> None:
+        """Raise a clear error when this translator has no search output (callers may check before any work)."""
+        if not self.supports_search:
+            raise AlignError(f"search output is not available for method {self.method!r}: it is only available "
+                             "for geometric translators; translate without --search")
+
     def _search(self, x: np.ndarray, reverse: bool) -> np.ndarray:
-        raise AlignError(f"search output is not available for method {self.method!r} (only geometric); "
-                         "translate without it")
+        raise NotImplementedError
 
     # -- persistence: subclasses return/accept arrays and JSON-able state --------------------------
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:

@@ -164,11 +164,11 @@ class GeometricTranslator(Translator):
         if known is not None:
             kx = unit_rows(torch.from_numpy(known[0] - self.source_mean_))
             ky = unit_rows(torch.from_numpy(known[1] - self.target_mean_))
-            held = _held_out_pairs(len(kx), rng)
-            if held is not None:
-                val = kx[held], ky[held]
-                check = self._pair_check(known[0][held], known[1][held], tgt, rng)
-        fit_pairs = (kx, ky) if val is None else (kx[~held], ky[~held])
+        fit_pairs = (kx, ky)
+        held = None if known is None else _held_out_pairs(len(kx), rng)
+        if held is not None:
+            fit_pairs, val = (kx[~held], ky[~held]), (kx[held], ky[held])
+            check = self._pair_check(known[0][held], known[1][held], tgt, rng)
 
         t0 = time.perf_counter()
         w, init_report = self._initialise(xs, yt, *fit_pairs, rng, lambda: self._pivot_starts(src, tgt, pivots),
@@ -225,9 +225,11 @@ class GeometricTranslator(Translator):
         scored = [self._screen(name, w, xs, yt, kx, ky, iters, val) for name, w, iters in candidates]
         legs = {}
 
+        def validated(c) -> float:
+            return c[3].get("validation", {}).get("top1", 0.0)
+
         def passed() -> bool:
-            return any(c[0] >= self.accept_score or c[3].get("validation", {}).get("top1", 0.0) >= VALIDATION_OK
-                       for c in scored)
+            return any(c[0] >= self.accept_score or validated(c) >= VALIDATION_OK for c in scored)
 
         if not passed():
             for name, w, leg_report in pivot_starts():
@@ -251,7 +253,7 @@ class GeometricTranslator(Translator):
             w, _ = self._refine(w, xs, yt, kx, ky, rng, self.refine_iters, desc="refine anchors")
             w = self._centroid_refine(w, xs, yt, rng)
             scored.append(self._screen("pooled_anchors", w, xs, yt, kx, ky, val=val))
-        scored.sort(key=lambda c: (-c[3].get("validation", {}).get("top1", 0.0), -c[0]))
+        scored.sort(key=lambda c: (-validated(c), -c[0]))
         best = scored[0]
         report = {"candidates": {n: round(sc, 4) for sc, n, _, _ in scored}, "chosen": best[1],
                   "score": round(best[0], 4), "screen": best[3]}
@@ -547,7 +549,7 @@ def _standardise(r: torch.Tensor) -> torch.Tensor:
     return unit_rows(r)
 
 
-def _held_out_pairs(n: int, rng) -> np.ndarray | None:
+def _held_out_pairs(n: int, rng) -> torch.Tensor | None:
     """Mask of the known pairs held out of fitting to validate a few-shot map: a quarter, once there are
     `MIN_VALIDATION_PAIRS`; None when there are too few to spare any.
 

@@ -114,7 +114,7 @@ def run_method(spec: Method, seed: int, data: dict, vec2vec_minutes: float) -> d
     if method == "identity":
         if data["src_a"].shape[1] != data["tgt_b"].shape[1]:
             return {}
-        forward, backward, seconds, conf = (lambda x: x), (lambda y: y), 0.0, None
+        forward, backward, seconds, conf, model = (lambda x: x), (lambda y: y), 0.0, None, None
     else:
         params = {"seed": seed, **dict(spec.params)}
         if method == "vec2vec":
@@ -140,7 +140,7 @@ def run_method(spec: Method, seed: int, data: dict, vec2vec_minutes: float) -> d
            "verdict": conf.get("verdict")}
     if isinstance(conf.get("validation"), dict):
         row["validation_top1"] = conf["validation"]["top1"]
-    search = getattr(model, "supports_search", False) if method != "identity" else False
+    search = getattr(model, "supports_search", False)
     for split, pool in (("eval", 8192), ("ood", 4096)):
         m = evaluate(forward(data[f"src_{split}"]), data[f"tgt_{split}"], pool=pool)
         row[split] = {k: m[k] for k in ("mean_cosine", "top1", "mean_rank", "median_rank", "pool")}

@@ -34,8 +34,6 @@ def run(args: argparse.Namespace) -> int:
     if len(src) != len(tgt):
         raise UserError(f"--source has {len(src)} rows and --target {len(tgt)}; eval needs paired files "
                         "(row i = the same text embedded by both encoders)")
-    if args.search and not translator.supports_search:
-        raise UserError(f"--search is only available for geometric translators, not {translator.method!r}")
     translate = translator.inverse_transform if args.reverse else translator.transform
     pred = translate(src, search=args.search)
     metrics = evaluate(pred, tgt, pool=args.pool)

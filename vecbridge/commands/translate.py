@@ -40,8 +40,8 @@ def translate_file(translator: Translator, input_path, output_path, reverse: boo
         hint = "" if reverse else " (vectors of the translator's target space need --reverse)"
         raise UserError(f"--input {input_path} has {src.shape[1]} dims but the translator's {side} "
                                 f"space has {dim_in}{hint}")
-    if search and not translator.supports_search:
-        raise UserError(f"--search is only available for geometric translators, not {translator.method!r}")
+    if search:
+        translator.check_search()  # before the output file is created
     translate = translator.inverse_transform if reverse else translator.transform
     start = time.perf_counter()
     with storage.atomic_path(output_path, overwrite=overwrite) as tmp:
