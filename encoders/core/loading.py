@@ -35,7 +35,6 @@ class Checkpoint:
     pooling: str  # "mean" or "cls"
     max_length: int
     prompts: dict[str, str] = field(default_factory=dict)  # e.g. {"query": "search_query: ", "document": ...}
-    folder: Path | None = None
 
 
 def resolve_folder(name_or_path: str) -> Path:
@@ -91,7 +90,7 @@ def load_checkpoint(name_or_path: str, architecture: str | None = None) -> Check
     max_length = int(st.get("max_seq_length") or config.get("max_position_embeddings") or 512)
     prompts = _read_optional(root / "config_sentence_transformers.json").get("prompts") or {}
     prompts = prompts or KNOWN_PROMPTS.get(Path(name_or_path.rstrip("/")).name.lower(), {})
-    return Checkpoint(model.eval(), tokenizer, arch, pooling, max_length, prompts, root)
+    return Checkpoint(model.eval(), tokenizer, arch, pooling, max_length, prompts)
 
 
 def _read_optional(path: Path) -> dict:
