@@ -21,7 +21,15 @@ VOCAB = 300
 # 3 .. 340 tokens: shorter and longer than the +-64 window and than one 128-query block
 LENGTHS = [3, 17, 64, 65, 66, 129, 200, 301, 340]
 SMALL = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4)
-BASE_LIKE = dict(hidden_size=768, intermediate_size=1152, num_hidden_layers=4, num_attention_heads=12)
+# ModernBERT-base's widths; two layers are one global and one local
+BASE_LIKE = dict(hidden_size=768, intermediate_size=1152, num_hidden_layers=2, num_attention_heads=12)
+
+
+@pytest.fixture(autouse=True)
+def own_rng():
+    """Seeds set here stay here."""
+    with torch.random.fork_rng():
+        yield
 
 
 def hf_model(seed=0, **shape) -> HFModel:
@@ -65,18 +73,19 @@ def ours_from(model: HFModel) -> ModernBertModel:
     return ours
 
 
-@pytest.mark.parametrize("shape", [SMALL, BASE_LIKE], ids=["small", "base-like"])
-def test_hidden_states_match_transformers(shape):
+@pytest.mark.parametrize("shape,lengths", [(SMALL, LENGTHS), (BASE_LIKE, [3, 65, 129, 340])],
+                         ids=["small", "base-like"])
+def test_hidden_states_match_transformers(shape, lengths):
     ref = hf_model(**shape)
     ours = ours_from(ref)
     rng = np.random.default_rng(1)
-    ids = [[2, *rng.integers(4, VOCAB, n - 2).tolist(), 3] for n in LENGTHS]
-    plan = build_plan(LENGTHS, torch.device("cpu"), ours.window)
+    ids = [[2, *rng.integers(4, VOCAB, n - 2).tolist(), 3] for n in lengths]
+    plan = build_plan(lengths, torch.device("cpu"), ours.window)
     with torch.inference_mode():
         got = ours(torch.tensor(sum(ids, [])), plan)
     want = hf_hidden(ref, ids)
     cu = plan.cu_seqlens.tolist()
-    diff = max((got[cu[i]:cu[i + 1]] - want[i, :n]).abs().max().item() for i, n in enumerate(LENGTHS))
+    diff = max((got[cu[i]:cu[i + 1]] - want[i, :n]).abs().max().item() for i, n in enumerate(lengths))
     assert diff <= 1e-4
 
 
@@ -162,7 +171,7 @@ def test_other_attention_pattern_matches_transformers():
 
 def test_local_attention_is_banded_without_a_square_mask():
     n, heads, dim, window = 700, 2, 16, 64
-    q, k, v = torch.randn(3, n, heads, dim).unbind(0)
+    q, k, v = torch.randn(3, n, heads, dim, generator=torch.Generator().manual_seed(0)).unbind(0)
     plan = build_plan([n], torch.device("cpu"), window)
     got = varlen_attention(q, k, v, plan, local=True)
     pos = torch.arange(n)
