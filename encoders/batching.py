@@ -10,20 +10,16 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def token_budget_batches(lengths: Sequence[int] | np.ndarray, max_tokens: int,
-                         max_batch: int | None = None) -> list[np.ndarray]:
+def token_budget_batches(lengths: Sequence[int] | np.ndarray, max_tokens: int) -> list[np.ndarray]:
     """Split item indices into batches whose padded size `len(batch) * max(lengths[batch])` <= `max_tokens`.
 
     Items are visited longest first (a stable sort, so equal lengths keep input order): an out-of-memory
     failure then shows on the first batch rather than at the end. An item longer than the budget gets a
-    batch of its own. `max_batch` additionally caps the number of items per batch. Every index appears
-    exactly once; within and across batches lengths are non-increasing.
+    batch of its own. Every index appears exactly once; within and across batches lengths are non-increasing.
     """
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    if max_batch is not None and max_batch < 1:
-        raise ValueError(f"max_batch must be >= 1 or None, got {max_batch}")
     if lengths.size and lengths.min() < 0:
         raise ValueError("lengths must be non-negative")
     order = np.argsort(-lengths, kind="stable")
@@ -34,8 +30,6 @@ def token_budget_batches(lengths: Sequence[int] | np.ndarray, max_tokens: int,
         # The first item of a batch is its longest, so it fixes the padded width of the whole batch.
         width = max(int(lengths[order[start]]), 1)
         size = max(max_tokens // width, 1)
-        if max_batch is not None:
-            size = min(size, max_batch)
         batches.append(order[start:start + size])
         start += size
     return batches

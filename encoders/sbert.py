@@ -3,29 +3,14 @@ hub ids where a hub is reachable). On CUDA the weights run in fp16."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from encoders.base import BatchedEncoder, resolve_device
 from encoders.errors import EncoderError
-
-
-@contextlib.contextmanager
-def _offline() -> Iterator[None]:
-    """Keep transformers/huggingface_hub off the network while a bundled local folder loads."""
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old
 
 
 def load_sentence_transformer(source: str | os.PathLike, device: str, local: bool):
@@ -35,9 +20,7 @@ def load_sentence_transformer(source: str | os.PathLike, device: str, local: boo
 
     # The per-tensor "Loading weights" bar would interleave with embed's own progress bar.
     hf_logging.disable_progress_bar()
-    ctx = _offline() if local else contextlib.nullcontext()
-    with ctx:
-        model = SentenceTransformer(str(source), device=device, local_files_only=local)
+    model = SentenceTransformer(str(source), device=device, local_files_only=local)
     if device == "cuda":
         model.half()
     model.eval()
@@ -45,10 +28,14 @@ def load_sentence_transformer(source: str | os.PathLike, device: str, local: boo
 
 
 class SentenceTransformerEncoder(BatchedEncoder):
+    """One lock serialises calls into the model: transformers' fast tokenizers rewrite their truncation and
+    padding settings on every call (so concurrent calls corrupt each other), and each call already runs on every
+    core."""
+
     backend = "sentence-transformers"
 
     def __init__(self, name: str, source: str | os.PathLike, device: str = "auto", local: bool = True,
-                 batch_tokens: int = 16384) -> None:
+                 batch_tokens: int | None = None) -> None:
         super().__init__(batch_tokens=batch_tokens)
         self.name = name
         self.device = resolve_device(device)
@@ -58,18 +45,20 @@ class SentenceTransformerEncoder(BatchedEncoder):
         self.dim = int(get_dim() if get_dim else self.model.get_sentence_embedding_dimension())
         max_length = self.model.max_seq_length or getattr(self.model.tokenizer, "model_max_length", 512)
         self.max_length = int(min(max_length, 1 << 20))
+        self._lock = threading.Lock()
 
-    def _token_lengths(self, texts: list[str]) -> np.ndarray:
+    def _tokenize(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
         # Tokenising to max_length + 1 tells "cut" (length max_length + 1) from "fits exactly".
-        ids = self.model.tokenizer(texts, add_special_tokens=True, truncation=True,
-                                   max_length=self.max_length + 1, verbose=False)["input_ids"]
-        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        with self._lock:
+            ids = self.model.tokenizer(texts, add_special_tokens=True, truncation=True,
+                                       max_length=self.max_length + 1, verbose=False)["input_ids"]
+        return texts, np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
 
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+    def _encode_batch(self, items: list[str]) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
-            out = self.model.encode(texts, batch_size=len(texts), show_progress_bar=False,
+        with self._lock, torch.inference_mode():
+            out = self.model.encode(items, batch_size=len(items), show_progress_bar=False,
                                     convert_to_numpy=False, convert_to_tensor=True,
                                     normalize_embeddings=False)
         return out.float().cpu().numpy()
@@ -95,7 +84,8 @@ def _hub_reachable(model: str) -> bool:
     return True
 
 
-def hf_encoder(name: str, model: str, device: str = "auto") -> SentenceTransformerEncoder:
+def hf_encoder(name: str, model: str, device: str = "auto",
+               batch_tokens: int | None = None) -> SentenceTransformerEncoder:
     """`hf:<model id or local folder>`: a local folder loads offline; an id is downloaded when the hub is
     reachable, else taken from the local hub cache if it is there."""
     if not model:
@@ -107,7 +97,7 @@ def hf_encoder(name: str, model: str, device: str = "auto") -> SentenceTransform
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         source, local = model, offline or not _hub_reachable(model)
     try:
-        return SentenceTransformerEncoder(name, source, device=device, local=local)
+        return SentenceTransformerEncoder(name, source, device=device, local=local, batch_tokens=batch_tokens)
     except EncoderError:
         raise
     except Exception as e:  # noqa: BLE001 - loaders raise many types; the user needs one actionable line

@@ -5,40 +5,41 @@ CUDA with bf16 autocast (and flash-attention when installed) when a GPU is prese
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 
-from encoders.base import Encoder, EncodeStats, resolve_device
-from encoders.batching import token_budget_batches
+from encoders.base import BatchedEncoder, resolve_device
 from encoders.core.attention import build_plan
-from encoders.core.loading import Checkpoint, load_checkpoint
+from encoders.core.loading import load_checkpoint
 
 
-class CoreEncoder(Encoder):
+class CoreEncoder(BatchedEncoder):
     """Our own encoder core for ModernBERT and BERT checkpoints (local folder or hub id).
 
     `batch_tokens` bounds the tokens of one forward pass (default: 8192 on CPU, 65536 on CUDA); `chunk` is how
-    many texts are tokenised and encoded at a time, so corpora of any size stream through in bounded memory.
+    many texts are tokenised at a time. Safe to call from several threads: the tokenizer is configured once
+    here, and the forward pass keeps no state.
     """
+
+    backend = "core"
 
     def __init__(self, name_or_path: str, name: str | None = None, architecture: str | None = None,
                  device: str = "auto", batch_tokens: int | None = None, max_length: int | None = None,
                  chunk: int = 8192):
-        super().__init__()
-        ckpt: Checkpoint = load_checkpoint(name_or_path, architecture)
-        self.device = resolve_device(device)
+        ckpt = load_checkpoint(name_or_path, architecture)
+        device = resolve_device(device)
+        if batch_tokens is None:  # CPU: small passes keep activations in cache; GPU: big ones keep it busy
+            batch_tokens = 65536 if device == "cuda" else 8192
+        super().__init__(batch_tokens=batch_tokens, chunk=chunk)
+        self.device = device
         self.model = ckpt.model.to(self.device)
         self.tokenizer = ckpt.tokenizer
         self.pooling, self.prompts = ckpt.pooling, ckpt.prompts
         self.name = name or f"{'modernbert' if ckpt.architecture == 'modernbert' else 'core'}:{name_or_path}"
-        self.backend = "core"
         self.dim = self.model.config.hidden_size
         self.max_length = min(max_length or ckpt.max_length, self.model.config.max_position_embeddings)
-        # CPU: small passes keep activations in cache; GPU: big ones keep the device busy
-        self.batch_tokens = batch_tokens or (65536 if self.device == "cuda" else 8192)
-        self.chunk = chunk
         self.tokenizer.no_padding()  # a tokenizer.json may carry padding settings; packing needs none
         self.tokenizer.enable_truncation(self.max_length)
 
@@ -51,34 +52,14 @@ class CoreEncoder(Encoder):
     def encode_queries(self, texts: Iterable[str]) -> np.ndarray:
         return self.encode(texts, "query")
 
-    def iter_encode(self, texts: Iterable[str]) -> Iterator[np.ndarray]:
-        """Stream any number of texts: yields (<= chunk, dim) float32 blocks of normalised rows, in input order."""
-        block: list[str] = []
-        for text in texts:
-            block.append(text)
-            if len(block) == self.chunk:
-                yield self.encode(block)
-                block = []
-        if block:
-            yield self.encode(block)
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        tokens = truncated = 0
-        for start in range(0, len(texts), self.chunk):
-            part = texts[start:start + self.chunk]
-            encs = self.tokenizer.encode_batch(part, add_special_tokens=True)
-            ids = [e.ids for e in encs]
-            truncated += sum(bool(e.overflowing) for e in encs)
-            lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
-            tokens += int(lengths.sum())
-            for batch in token_budget_batches(lengths, self.batch_tokens):
-                out[start + batch] = self._forward([ids[i] for i in batch])
-        self.last_stats = EncodeStats(texts=len(texts), tokens=tokens, truncated=truncated)
-        return out
+    def _tokenize(self, texts: list[str]) -> tuple[list[list[int]], np.ndarray]:
+        encs = self.tokenizer.encode_batch(texts, add_special_tokens=True)
+        # one more than max_length marks a text that was cut
+        lengths = np.fromiter((len(e.ids) + bool(e.overflowing) for e in encs), dtype=np.int64, count=len(encs))
+        return [e.ids for e in encs], lengths
 
     @torch.inference_mode()
-    def _forward(self, ids: list[list[int]]) -> np.ndarray:
+    def _encode_batch(self, ids: list[list[int]]) -> np.ndarray:
         lengths = [len(i) for i in ids]
         flat = torch.tensor([t for i in ids for t in i], dtype=torch.long, device=self.device)
         plan = build_plan(lengths, flat.device, self.model.window)
