@@ -302,8 +302,9 @@ def test_unpack_corrupt_archive_is_an_encoder_error(tmp_path, monkeypatch):
 
 @pytest.fixture
 def default_models_dir():
+    previous = packages._models_dir
     yield
-    packages.set_models_dir(None)
+    packages.set_models_dir(previous)
 
 
 def test_models_dir_default_follows_the_environment(monkeypatch, tmp_path, default_models_dir):
