@@ -75,7 +75,7 @@ def test_bad_inputs_fail_cleanly(files, capsys):
         (["translate", "--translator", tmp / "tr", "--input", flat, "--output", tmp / "o4.npy"], "2-D"),
         (["translate", "--translator", tmp / "tr", "--input", zeros, "--output", tmp / "o5.npy"], "zeros"),
         (["translate", "--translator", tmp / "broken", "--input", p["src"], "--output", tmp / "o6.npy"],
-         "corrupt"),
+         "damaged"),
         (["translate", "--translator", tmp / "none", "--input", p["src"], "--output", tmp / "o7.npy"],
          "does not exist"),
         (["translate", "--translator", tmp / "tr", "--input", tmp / "missing.npy", "--output", tmp / "o8.npy"],
@@ -129,8 +129,10 @@ def test_train_through_a_pivot_encoder(files, tmp_path, capsys, monkeypatch):
     texts = tmp_path / "pivot.txt"
     texts.write_text("".join(f"note {i}: the {w} report on item {i * 7 % 13}\n"
                              for i, w in enumerate(["weather", "market", "garden", "music"] * 55)))
+    fast = [a for kv in ("restarts=2", "qap_restarts=0", "refine_iters=8", "centroid_rounds=4", "n_centroids=64",
+                         "verbose=false") for a in ("--param", kv)]
     argv = ["train", "--source", p["src"], "--target", p["tgt"], "--pivot", "minilm-l6",
-            "--pivot-texts", texts, "--pivot-rows", 210, "--json"]
+            "--pivot-texts", texts, "--pivot-rows", 210, "--json", *fast]
     capsys.readouterr()
     assert run(*argv, "--output", tmp / "tr") == 0
     assert "pivot minilm-l6: source to pivot" in capsys.readouterr().err

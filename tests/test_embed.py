@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from encoders.registry import get_encoder
-from vecbridge import cli, embed, storage
+from vecbridge import cli, storage
+from vecbridge.jobs import embedding as embed
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = [f"Sentence number {i} talks about {topic}." for i, topic in
@@ -31,22 +32,16 @@ def minilm():
     return get_encoder("minilm-l6", device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def shared_encoder(minilm, monkeypatch):
-    # Loading the model once per module keeps the file fast; the pipeline under test is unchanged.
-    monkeypatch.setattr(embed, "get_encoder", lambda name, device="auto": minilm if name == "minilm-l6"
-                        else get_encoder(name, device))
-
-
 def write_txt(path: Path, texts: list[str]) -> Path:
     path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     return path
 
 
 def run_cli(argv: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    # Only our verbs: the others are written in parallel and may not import yet.
-    monkeypatch.setattr(cli, "COMMANDS", ["embed", "encoders"])
-    rc = cli.main(argv)
+    try:
+        rc = cli.main(argv)
+    except SystemExit as e:  # argparse's usage errors
+        rc = e.code
     out, err = capsys.readouterr()
     return rc, out, err
 
@@ -71,14 +66,14 @@ def test_embed_writes_normalised_rows_in_order_with_sidecar(tmp_path, minilm, ca
 
 def test_limit(tmp_path):
     out = tmp_path / "v.npy"
-    meta = embed.embed_to_file("minilm-l6", str(write_txt(tmp_path / "in.txt", TEXTS)), out, limit=5)
+    meta = embed.embed("minilm-l6", str(write_txt(tmp_path / "in.txt", TEXTS)), out, limit=5)
     assert meta["count"] == 5 and np.load(out).shape == (5, 384)
 
 
 def test_resume_after_interruption_is_byte_identical(tmp_path):
     src = str(write_txt(tmp_path / "in.txt", TEXTS))
     full = tmp_path / "full.npy"
-    embed.embed_to_file("minilm-l6", src, full, chunk_size=3)
+    embed.embed("minilm-l6", src, full, chunk_size=3)
 
     out = tmp_path / "resumed.npy"
 
@@ -87,13 +82,13 @@ def test_resume_after_interruption_is_byte_identical(tmp_path):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        embed.embed_to_file("minilm-l6", src, out, chunk_size=3, after_chunk=stop_after_second)
+        embed.embed("minilm-l6", src, out, chunk_size=3, after_chunk=stop_after_second)
     assert not out.exists() and not storage.sidecar_path(out).exists()
     wd = embed.work_dir(out)
     assert sorted(p.name for p in wd.glob("chunk-*.npy")) == ["chunk-000000.npy", "chunk-000001.npy"]
 
     encoded = []
-    embed.embed_to_file("minilm-l6", src, out, chunk_size=3, after_chunk=encoded.append)
+    embed.embed("minilm-l6", src, out, chunk_size=3, after_chunk=encoded.append)
     assert encoded == [2, 3, 4], "finished chunks must not be encoded again"
     assert out.read_bytes() == full.read_bytes()
     assert not wd.exists()
@@ -106,15 +101,15 @@ def test_changed_input_invalidates_unfinished_work(tmp_path):
         raise Interrupt
 
     with pytest.raises(Interrupt):
-        embed.embed_to_file("minilm-l6", str(write_txt(tmp_path / "a.txt", TEXTS)), out, chunk_size=4,
+        embed.embed("minilm-l6", str(write_txt(tmp_path / "a.txt", TEXTS)), out, chunk_size=4,
                             after_chunk=stop)
     other = list(reversed(TEXTS))
     logs = []
-    embed.embed_to_file("minilm-l6", str(write_txt(tmp_path / "b.txt", other)), out, chunk_size=4,
+    embed.embed("minilm-l6", str(write_txt(tmp_path / "b.txt", other)), out, chunk_size=4,
                         log=logs.append)
     assert logs and "discarding" in logs[0]
     fresh = tmp_path / "fresh.npy"
-    embed.embed_to_file("minilm-l6", str(tmp_path / "b.txt"), fresh, chunk_size=4)
+    embed.embed("minilm-l6", str(tmp_path / "b.txt"), fresh, chunk_size=4)
     assert out.read_bytes() == fresh.read_bytes()
 
 
@@ -127,8 +122,8 @@ def test_killed_process_resumes(tmp_path):
     """
     src = str(write_txt(tmp_path / "in.txt", [f"{t} Variant {j}." for j in range(30) for t in TEXTS]))
     out = tmp_path / "killed.npy"
-    code = ("import sys; from vecbridge.embed import embed_to_file\n"
-            "embed_to_file('minilm-l6', sys.argv[1], sys.argv[2], chunk_size=16, progress=False)\n")
+    code = ("import sys; from vecbridge.jobs import embed\n"
+            "embed('minilm-l6', sys.argv[1], sys.argv[2], chunk_size=16, progress=False)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, src, str(out)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = embed.work_dir(out) / "chunk-000000.npy.json"
@@ -140,22 +135,28 @@ def test_killed_process_resumes(tmp_path):
     if out.exists():
         pytest.skip("the run finished before it could be killed")
     assert first.exists() and not storage.sidecar_path(out).exists()
-    embed.embed_to_file("minilm-l6", src, out, chunk_size=16)
+    embed.embed("minilm-l6", src, out, chunk_size=16)
     full = tmp_path / "full.npy"
-    embed.embed_to_file("minilm-l6", src, full, chunk_size=16)
+    embed.embed("minilm-l6", src, full, chunk_size=16)
     assert out.read_bytes() == full.read_bytes()
 
 
-def test_overwrite(tmp_path, capsys, monkeypatch):
+def test_overwrite_replaces_only_vecbridge_outputs(tmp_path, capsys, monkeypatch):
     src = str(write_txt(tmp_path / "in.txt", TEXTS[:3]))
     out = tmp_path / "v.npy"
-    out.write_bytes(b"keep me")
-    rc, _, err = run_cli(["embed", "--encoder", "minilm-l6", "--input", src, "--output", str(out)],
-                         capsys, monkeypatch)
-    assert rc == 2 and "already exists" in err and "--overwrite" in err and out.read_bytes() == b"keep me"
-    rc, _, _ = run_cli(["embed", "--encoder", "minilm-l6", "--input", src, "--output", str(out),
-                        "--overwrite"], capsys, monkeypatch)
-    assert rc == 0 and np.load(out).shape == (3, 384)
+    argv = ["embed", "--encoder", "minilm-l6", "--input", src, "--output", str(out)]
+    assert run_cli(argv, capsys, monkeypatch)[0] == 0
+    first = out.read_bytes()
+    rc, _, err = run_cli(argv, capsys, monkeypatch)
+    assert rc == 2 and "already exists" in err and "--overwrite" in err and out.read_bytes() == first
+    write_txt(tmp_path / "in.txt", TEXTS[3:7])
+    assert run_cli([*argv, "--overwrite"], capsys, monkeypatch)[0] == 0
+    assert np.load(out).shape == (4, 384) and storage.read_sidecar(out)["count"] == 4
+    # a file vecbridge did not write (no sidecar of its own) is never replaced, --overwrite or not
+    mine = tmp_path / "mine.npy"
+    mine.write_bytes(b"keep me")
+    rc, _, err = run_cli([*argv[:-1], str(mine), "--overwrite"], capsys, monkeypatch)
+    assert rc == 2 and "not written by vecbridge" in err and mine.read_bytes() == b"keep me"
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -166,7 +167,7 @@ def test_overwrite(tmp_path, capsys, monkeypatch):
     ("unknown_corpus", "nope"),
     ("no_dir", "does not exist; create it first"),
     ("not_npy", "must end in .npy"),
-    ("bad_limit", "--limit must be a positive"),
+    ("bad_limit", "--limit: expected a positive integer"),
     ("is_dir", "is a directory"),
 ])
 def test_bad_input_is_one_line_error_and_no_output(tmp_path, capsys, monkeypatch, case, expected):

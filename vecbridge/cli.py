@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
-from align.errors import AlignError
-from encoders.errors import EncoderError
 from vecbridge import __version__
 from vecbridge.errors import UserError
 
@@ -15,8 +15,26 @@ from vecbridge.errors import UserError
 COMMANDS = ["data", "encoders", "embed", "train", "translate", "eval"]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM / SIGHUP, raised like Ctrl-C so that every staged file is removed on the way out."""
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line, like every other error of the command line."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vecbridge", description=__doc__)
+    parser = Parser(
+        prog="vecbridge",
+        description="Translate between text-embedding spaces without paired data: embed texts, train a "
+                    "translator between two encoders' vectors, translate stored vectors, evaluate.")
     parser.add_argument("--version", action="version", version=f"vecbridge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
@@ -25,15 +43,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed in one line
+        return int(e.code or 0)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)} if main_thread else {}
+    for s in previous:
+        signal.signal(s, _terminate)
     try:
         return int(args.func(args) or 0)
-    except (UserError, AlignError, EncoderError) as e:
+    except UserError as e:
         print(f"vecbridge {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Terminated as e:
+        print(f"vecbridge {args.command}: terminated by signal {e.args[0]}; nothing was published", file=sys.stderr)
+        return 128 + int(e.args[0])
     except KeyboardInterrupt:
         print(f"vecbridge {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

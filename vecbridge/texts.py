@@ -25,6 +25,12 @@ def _read_jsonl(path: Path) -> list[str]:
                                 "each line must be an object such as {\"text\": \"...\"}")
             if not isinstance(record["text"], str) or not record["text"].strip():
                 raise UserError(f"{path}: line {number}: `text` must be a non-empty string")
+            try:
+                record["text"].encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise UserError(f"{path}: line {number}: `text` holds an invalid character "
+                                f"({record['text'][e.start]!r}, a lone surrogate escape); fix the text's "
+                                "encoding") from None
             texts.append(record["text"])
     return texts
 
@@ -44,12 +50,16 @@ def _read_file(path: Path) -> list[str]:
     if path.suffix not in readers:
         raise UserError(f"cannot read texts from {path}: unknown extension {path.suffix!r}; use a .jsonl file "
                         "(field `text`), a .txt file (one text per line), builtin:CORPUS or hf:DATASET")
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"text file {path} does not exist")
+    if not path.is_file():
+        raise UserError(f"text file {path} is not a regular file; give a .jsonl or .txt file")
     try:
         return readers[path.suffix](path)
     except UnicodeDecodeError as e:
         raise UserError(f"{path} is not UTF-8 text (byte {e.start}); convert it to UTF-8") from None
+    except OSError as e:
+        raise UserError(f"text file {path} cannot be read ({e.strerror})") from None
 
 
 def read_texts(spec: str, limit: int | None = None) -> list[str]:

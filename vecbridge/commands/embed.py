@@ -5,29 +5,37 @@ from __future__ import annotations
 import argparse
 
 from encoders.base import DEVICES
-from vecbridge.embed import CHUNK_SIZE, embed_to_file
+from vecbridge import jobs
+from vecbridge.commands.args import positive_int
+from vecbridge.jobs.embedding import CHUNK_SIZE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("embed", help="encode texts into a vector file (.npy + .npy.json)",
-                       description=__doc__)
+    p = sub.add_parser(
+        "embed", help="encode texts into a vector file (.npy + .npy.json)",
+        description="Encode texts with an encoder into a float32 .npy of L2-normalised rows (row i = text i) and "
+                    "a JSON sidecar (encoder, counts, input fingerprint, package versions). Work is saved in "
+                    "chunks beside the output: an interrupted run continues where it stopped when rerun with "
+                    "the same arguments; two runs on one output at once are refused.")
     p.add_argument("--encoder", required=True, help="encoder name (see `vecbridge encoders`), or hf:<model>")
     p.add_argument("--input", required=True, metavar="SPEC",
-                   help="texts: FILE.jsonl, FILE.txt, builtin:CORPUS[:split] or hf:DATASET")
+                   help="texts: FILE.jsonl (field `text`), FILE.txt (one per line), builtin:CORPUS[:split] or "
+                        "hf:DATASET[:split]")
     p.add_argument("--output", required=True, metavar="FILE.npy", help="vector file to write")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="embed only the first N texts")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="embed only the first N texts")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks cuda when present")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--batch-tokens", type=int, default=None, metavar="N",
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it is a vector file vecbridge "
+                                                            "wrote")
+    p.add_argument("--batch-tokens", type=positive_int, default=None, metavar="N",
                    help="padded tokens per batch (batch size x longest text); lower it if memory runs out")
-    p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE, metavar="N",
-                   help="texts per resumable chunk written to the work dir beside the output")
+    p.add_argument("--chunk-size", type=positive_int, default=CHUNK_SIZE, metavar="N",
+                   help=f"texts per resumable chunk (default {CHUNK_SIZE})")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    meta = embed_to_file(args.encoder, args.input, args.output, limit=args.limit, device=args.device,
-                         overwrite=args.overwrite, batch_tokens=args.batch_tokens, chunk_size=args.chunk_size)
+    meta = jobs.embed(args.encoder, args.input, args.output, limit=args.limit, device=args.device,
+                      overwrite=args.overwrite, batch_tokens=args.batch_tokens, chunk_size=args.chunk_size)
     print(f"wrote {meta['count']} x {meta['dim']} vectors ({meta['encoder']}, {meta['device']}) to "
           f"{args.output}; {meta['truncated']} texts truncated at {meta['max_length']} tokens")
     return 0

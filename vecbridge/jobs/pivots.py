@@ -12,9 +12,9 @@ import json
 
 import numpy as np
 
-from vecbridge import paths, storage
-from vecbridge.embed import embed_to_file, input_fingerprint
+from vecbridge import paths, safe_write, storage
 from vecbridge.errors import UserError
+from vecbridge.jobs.embedding import embed, input_fingerprint
 from vecbridge.texts import read_texts
 
 # The general pool (mixed English, in hash order: any stretch of it is a random sample).
@@ -37,10 +37,12 @@ def pivot_vectors(encoder: str, texts: str = DEFAULT_TEXTS, rows: int = DEFAULT_
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         listing = stem.with_suffix(".jsonl")
-        with storage.atomic_path(listing) as tmp:
-            tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in sample))
-        embed_to_file(encoder, str(listing), path, device=device)
-    vectors = storage.read_vectors(path, f"pivot vectors ({encoder})")
+        if not listing.is_file():
+            with safe_write.staged() as stage:
+                tmp = stage.file(listing)
+                tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in sample), encoding="utf-8")
+        embed(encoder, str(listing), path, device=device)
+    vectors = storage.read_vectors(path, f"cached pivot vectors ({encoder})")
     if len(vectors) != len(sample):
         raise UserError(f"cached pivot vectors {path} hold {len(vectors)} rows, expected {len(sample)}; "
                         "delete the file and run again")

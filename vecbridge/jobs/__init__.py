@@ -1,0 +1,15 @@
+"""The library layer: one plain function per job, on specs and values. The CLI, the service and the audit all
+call these; they never print except progress bars and raise only `vecbridge.errors.UserError`."""
+
+from vecbridge.jobs.embedding import embed
+from vecbridge.jobs.translators import (
+                                        evaluate,
+                                        load_translator,
+                                        save_translator,
+                                        train_translator,
+                                        translate,
+                                        translate_vectors,
+)
+
+__all__ = ["embed", "evaluate", "load_translator", "save_translator", "train_translator", "translate",
+           "translate_vectors"]

@@ -1,0 +1,281 @@
+"""The one write path: every artifact vecbridge publishes (vector files and their sidecars, translators,
+corpora, reports) is staged beside its destination, checked, then published by renames, all or nothing.
+
+Rules it enforces:
+- a destination that exists is replaced only with `overwrite` and only if vecbridge wrote it (its own marker),
+  never a directory with other content, never one of the job's inputs;
+- staged files carry a tagged name (`.NAME.vecbridge-tmp-PID-RAND`): they are removed on every failure path
+  this process sees (errors, Ctrl-C, SIGTERM), and a later run on the same destination removes those of
+  processes that no longer exist (SIGKILL, power loss);
+- data is written with plain writes (no memory-mapped output: a full disk is an error, not a SIGBUS) and
+  fsynced before the rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from vecbridge.errors import UserError
+
+TMP_TAG = ".vecbridge-tmp-"
+VECTORS_FORMAT = "vecbridge-vectors"
+SIDECAR_SUFFIX = ".json"
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    return Path(str(path) + SIDECAR_SUFFIX)
+
+
+# -- temp names ------------------------------------------------------------------------------------------
+def _tmp_path(dest: Path) -> Path:
+    return dest.parent / f".{dest.name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def sweep_stale(dest: str | os.PathLike) -> list[Path]:
+    """Remove temp files and folders left beside `dest` by processes that no longer run; return them."""
+    dest = Path(dest)
+    removed = []
+    if not dest.parent.is_dir():
+        return removed
+    prefix = f".{dest.name}{TMP_TAG}"
+    for entry in dest.parent.iterdir():
+        if not entry.name.startswith(prefix):
+            continue
+        pid = entry.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            _remove(entry)
+            removed.append(entry)
+    return removed
+
+
+# -- checks before any work ------------------------------------------------------------------------------
+def check_parent(dest: Path) -> None:
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.exists():
+        raise UserError(f"cannot write {dest}: directory {parent} does not exist; create it first")
+    if not parent.is_dir():
+        raise UserError(f"cannot write {dest}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {dest}: directory {parent} is not writable")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _contains(folder: Path, path: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
+def is_vecbridge_vectors(path: Path) -> bool:
+    """Whether `path` is a vector file vecbridge wrote: a regular file with a sidecar that says so."""
+    side = sidecar_path(path)
+    if not path.is_file() or not side.is_file():
+        return False
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    # sidecars written before the format marker always had `dim` and `count`
+    return isinstance(meta, dict) and (meta.get("format") == VECTORS_FORMAT or {"dim", "count"} <= set(meta))
+
+
+def check_file_output(dest: str | os.PathLike, overwrite: bool, inputs: Iterable[str | os.PathLike] = (),
+                      sidecar: bool = True, what: str = "output", marker: Callable[[Path], bool] | None = None
+                      ) -> Path:
+    """Refuse, before any work, an output file that cannot or must not be written.
+
+    An existing file is replaced only with `overwrite`, only if `marker(dest)` says vecbridge wrote it
+    (default: a vector file with a vecbridge sidecar), and never when it is one of `inputs`.
+    """
+    dest = Path(dest)
+    check_parent(dest)
+    if dest.is_dir():
+        raise UserError(f"{what} {dest} is a directory; give a file path")
+    side = sidecar_path(dest)
+    if sidecar and (side.is_dir() or (side.exists() and not side.is_file())):
+        raise UserError(f"cannot write the sidecar {side}: it exists and is not a regular file; remove it")
+    for src in inputs:
+        if _same_file(dest, Path(src)):
+            raise UserError(f"{what} {dest} is the same file as the input {src}; write to another path")
+    if dest.exists() or dest.is_symlink():
+        if not overwrite:
+            raise UserError(f"{what} {dest} already exists; pass --overwrite to replace it or choose another path")
+        if not dest.is_file():
+            raise UserError(f"{what} {dest} exists and is not a regular file; vecbridge will not replace it")
+        if not (marker or is_vecbridge_vectors)(dest):
+            raise UserError(f"{what} {dest} was not written by vecbridge (no vecbridge sidecar {side.name}); "
+                            "--overwrite only replaces vecbridge's own outputs: move it away or choose another path")
+    elif sidecar and side.is_file() and not overwrite:
+        raise UserError(f"the sidecar {side} of {what} {dest} already exists; pass --overwrite or remove it")
+    return dest
+
+
+def check_dir_output(dest: str | os.PathLike, overwrite: bool, is_artifact: Callable[[Path], bool], kind: str,
+                     inputs: Iterable[str | os.PathLike] = (), what: str = "output") -> Path:
+    """Refuse, before any work, an output directory that cannot or must not be written.
+
+    An existing directory is replaced only with `overwrite` and only if `is_artifact(dest)` recognises it as
+    a `kind` that vecbridge wrote (its marker file, nothing else inside); never one holding an input.
+    """
+    dest = Path(dest)
+    if dest.name in ("", ".", ".."):
+        raise UserError(f"{what} {dest} must name a new directory, not {str(dest)!r}")
+    check_parent(dest)
+    for src in inputs:
+        if _contains(dest, Path(src)):
+            raise UserError(f"{what} {dest} contains the input {src}; choose another directory")
+    if dest.exists() or dest.is_symlink():
+        if not overwrite:
+            raise UserError(f"{what} {dest} already exists; pass --overwrite to replace it or choose another path")
+        if dest.is_symlink() or not dest.is_dir():
+            raise UserError(f"{what} {dest} exists and is not a {kind} directory; vecbridge will not replace it")
+        if not is_artifact(dest):
+            raise UserError(f"{what} {dest} is not a {kind} that vecbridge wrote; --overwrite only replaces "
+                            f"vecbridge's own {kind}s: move it away or choose another directory")
+    return dest
+
+
+def check_free_space(dest: Path, needed_bytes: int) -> None:
+    free = shutil.disk_usage(dest.parent if str(dest.parent) else ".").free
+    if needed_bytes > free:
+        raise UserError(f"not enough disk space for {dest}: needs {needed_bytes / 2**20:.1f} MiB, "
+                        f"{free / 2**20:.1f} MiB free; free some space or write elsewhere")
+
+
+@contextlib.contextmanager
+def disk_errors(dest: Path) -> Iterator[None]:
+    """OS errors while writing `dest` as one-line user errors (a full disk above all)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise UserError(f"no space left on the device while writing {dest}; nothing was published; "
+                            "free some space and run again") from None
+        if e.errno == errno.EDQUOT:
+            raise UserError(f"disk quota exceeded while writing {dest}; nothing was published") from None
+        raise UserError(f"cannot write {dest}: {e.strerror or e}") from None
+
+
+# -- staging and publishing ------------------------------------------------------------------------------
+class Staging:
+    """Temp files and folders beside their destinations; `publish` renames all into place or none."""
+
+    def __init__(self) -> None:
+        self._moves: list[tuple[Path, Path]] = []
+
+    def file(self, dest: str | os.PathLike) -> Path:
+        """A temp path (not yet created) that `publish` renames onto `dest`."""
+        dest = Path(dest)
+        sweep_stale(dest)
+        tmp = _tmp_path(dest)
+        self._moves.append((tmp, dest))
+        return tmp
+
+    def directory(self, dest: str | os.PathLike) -> Path:
+        """An empty temp folder that `publish` renames onto `dest`."""
+        dest = Path(dest)
+        sweep_stale(dest)
+        tmp = _tmp_path(dest)
+        tmp.mkdir()
+        self._moves.append((tmp, dest))
+        return tmp
+
+    def publish(self) -> None:
+        backups: list[tuple[Path, Path]] = []
+        published: list[Path] = []
+        try:
+            for tmp, dest in self._moves:
+                if not tmp.exists():
+                    raise RuntimeError(f"staged {tmp} was never written")
+                if dest.is_dir() and not dest.is_symlink():
+                    bak = _tmp_path(dest)
+                    os.rename(dest, bak)
+                    backups.append((bak, dest))
+                elif dest.exists():
+                    bak = _tmp_path(dest)
+                    os.link(dest, bak)  # the old file stays in place until the atomic replace below
+                    backups.append((bak, dest))
+                os.replace(tmp, dest)
+                published.append(dest)
+        except BaseException:
+            for dest in published:
+                _remove(dest)
+            for bak, dest in backups:
+                with contextlib.suppress(OSError):
+                    os.replace(bak, dest) if not bak.is_dir() else os.rename(bak, dest)
+            raise
+        for bak, _ in backups:
+            _remove(bak)
+        self._moves = []
+
+    def discard(self) -> None:
+        for tmp, _ in self._moves:
+            _remove(tmp)
+        self._moves = []
+
+
+@contextlib.contextmanager
+def staged() -> Iterator[Staging]:
+    """Stage files in the block; on success they are published together, on any failure all are removed."""
+    staging = Staging()
+    try:
+        yield staging
+        staging.publish()
+    finally:
+        staging.discard()
+
+
+# -- writers ---------------------------------------------------------------------------------------------
+def write_json_file(tmp: Path, obj) -> None:
+    data = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def npy_file(tmp: Path, rows: int, dim: int) -> Iterator:
+    """An open file with a float32 .npy header for `rows` x `dim`; the block writes the rows in order
+    (`f.write(block.astype("<f4").tobytes())`); flushed and fsynced when the block succeeds."""
+    import numpy as np
+
+    with open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
+                "shape": (int(rows), int(dim))})
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
