@@ -1,7 +1,8 @@
 """The translator contract (scikit-learn style) and its on-disk artifact: `config.json` + `model.safetensors`.
 
 `Translator.fit(src, tgt)` -> self; `transform(x)` maps source rows to the target space, `inverse_transform`
-the other way. Learned state ends with `_`. Saving writes JSON and safetensors only, so loading runs no code.
+the other way. Learned state ends with `_`. Saving writes JSON and safetensors only, so loading runs no code,
+and loading checks everything it reads (schema, shapes, finite values) before a translator is built.
 """
 
 from __future__ import annotations
@@ -9,21 +10,25 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import math
 import os
-import platform
 import shutil
 import tempfile
-from importlib import metadata
+import types
+import typing
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors.numpy import load_file, save_file
 
+from align.confidence import translation_confidence
 from align.errors import AlignError
+from align.vectors import check_vectors, package_versions, unit_rows
 
 FORMAT = "vecbridge-translator"
 FORMAT_VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+RESTORE = "retrain or restore the translator"
 
 # method name -> "module:Class"; imported only when used so that `align` stays light to import.
 METHODS = {
@@ -34,36 +39,16 @@ METHODS = {
     "mlp": "align.paired:MLPTranslator",
 }
 
+# config keys the artifact itself writes; `meta` given to `save` may not replace them
+_CONFIG_KEYS = ("format", "format_version", "method", "params", "dim_source", "dim_target", "confidence", "state",
+                "versions")
+
 
 def translator_class(method: str) -> type[Translator]:
     if method not in METHODS:
         raise AlignError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     module, cls = METHODS[method].split(":")
     return getattr(importlib.import_module(module), cls)
-
-
-def check_vectors(x, name: str = "input", dim: int | None = None, min_rows: int = 1) -> np.ndarray:
-    """Validate a block of vectors at the boundary and return it as float32 (rows = items)."""
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise AlignError(f"{name} has shape {x.shape}; expected a 2-D array (items x dims)")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise AlignError(f"{name} has dtype {x.dtype}; expected float vectors")
-    if dim is not None and x.shape[1] != dim:
-        raise AlignError(f"{name} has {x.shape[1]} dims but the translator expects {dim}; "
-                         "use vectors from the encoder the translator was trained on (or --reverse)")
-    if x.shape[0] < min_rows:
-        raise AlignError(f"{name} has {x.shape[0]} vectors; this method needs at least {min_rows}")
-    x = x.astype(np.float32, copy=False)
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        raise AlignError(f"{name}: row {int(np.argmax(bad))} contains NaN or inf ({int(bad.sum())} rows); "
-                         "remove or re-embed them")
-    zero = ~x.any(axis=1)
-    if zero.any():
-        raise AlignError(f"{name}: row {int(np.argmax(zero))} is all zeros ({int(zero.sum())} rows); "
-                         "zero vectors have no direction to translate")
-    return x
 
 
 def select_pairs(src: np.ndarray, tgt: np.ndarray, pairs) -> tuple[np.ndarray, np.ndarray]:
@@ -77,21 +62,14 @@ def select_pairs(src: np.ndarray, tgt: np.ndarray, pairs) -> tuple[np.ndarray, n
     return src[idx[:, 0]], tgt[idx[:, 1]]
 
 
-def package_versions(*names: str) -> dict:
-    out = {"python": platform.python_version()}
-    for name in ("vecbridge", "numpy", "torch", "faiss-cpu", "scikit-learn", "lightning", *names):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 class Translator:
     """Base class: hyper-parameters in `__init__` only; subclasses implement fit/_forward/_backward/state."""
 
     method: str = ""
     min_rows: int = 2
+    supports_search = False  # whether `transform(..., search=True)` is available
+    # numeric values every artifact of the method holds in its config's `state`
+    state_numbers: tuple[str, ...] = ()
 
     # -- scikit-learn style parameters -------------------------------------------------------------
     @classmethod
@@ -105,11 +83,6 @@ class Translator:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
-    @classmethod
-    def _upgrade(cls, params: dict, tensors: dict, state: dict) -> tuple[dict, dict, dict]:
-        """Translate an artifact written by an earlier release of this method into the current layout."""
-        return params, tensors, state
-
     # -- the contract ------------------------------------------------------------------------------
     def fit(self, src, tgt, pairs=None) -> Translator:
         raise NotImplementedError
@@ -120,10 +93,11 @@ class Translator:
     def _backward(self, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _search(self, x: np.ndarray, reverse: bool) -> np.ndarray:
+        raise NotImplementedError
+
     def _score_confidence(self, src: np.ndarray, tgt: np.ndarray) -> dict:
         """Set and return `confidence_`: the shared label-free score of this fitted translator."""
-        from align.confidence import translation_confidence  # here: align.confidence imports this module
-
         try:
             self.confidence_ = translation_confidence(src, tgt, self.transform, self.inverse_transform)
         except AlignError as e:  # too few vectors to measure: say so instead of failing the fit
@@ -137,30 +111,35 @@ class Translator:
     def transform(self, x, search: bool = False) -> np.ndarray:
         """Translate source-space rows into the target space (L2-normalised float32 rows). `search`: rows
         meant as queries against native target vectors (translators that support it; see `_search`)."""
-        self._check_fitted()
-        if search:
-            self.check_search()
-        x = check_vectors(x, "source vectors", self.dim_source_)
-        return unit_rows(self._search(x, reverse=False) if search else self._forward(x)).numpy()
+        return self._translate(x, reverse=False, search=search)
 
     def inverse_transform(self, y, search: bool = False) -> np.ndarray:
         """Translate target-space rows back into the source space (L2-normalised float32 rows)."""
+        return self._translate(y, reverse=True, search=search)
+
+    def _translate(self, x, reverse: bool, search: bool) -> np.ndarray:
         self._check_fitted()
         if search:
             self.check_search()
-        y = check_vectors(y, "target vectors", self.dim_target_)
-        return unit_rows(self._search(y, reverse=True) if search else self._backward(y)).numpy()
-
-    supports_search = False  # whether `transform(..., search=True)` is available
+        if reverse:
+            x = check_vectors(x, "target vectors", self.dim_target_)
+            out = self._search(x, reverse=True) if search else self._backward(x)
+        else:
+            x = check_vectors(x, "source vectors", self.dim_source_)
+            out = self._search(x, reverse=False) if search else self._forward(x)
+        out = unit_rows(out).numpy()
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():
+            raise AlignError(f"translating produced NaN or inf in {int(bad.sum())} rows (first: row "
+                             f"{int(np.argmax(bad))}); the translator is damaged or the input is extreme; "
+                             f"check the input, or {RESTORE}")
+        return out
 
     def check_search(self) -> None:
         """Raise a clear error when this translator has no search output (callers may check before any work)."""
         if not self.supports_search:
             raise AlignError(f"search output is not available for method {self.method!r}: it is only available "
-                             "for geometric translators; translate without --search")
-
-    def _search(self, x: np.ndarray, reverse: bool) -> np.ndarray:
-        raise NotImplementedError
+                             "for geometric translators; translate without search output")
 
     # -- persistence: subclasses return/accept arrays and JSON-able state --------------------------
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -169,12 +148,21 @@ class Translator:
     def _set_state(self, tensors: dict[str, np.ndarray], state: dict) -> None:
         raise NotImplementedError
 
-    def save(self, directory: str | os.PathLike, meta: dict | None = None, overwrite: bool = False) -> Path:
-        """Write the artifact directory atomically (built beside it, then renamed into place)."""
+    def _tensor_shapes(self, state: dict) -> tuple[dict[str, tuple[int, ...]], set[str]]:
+        """Shapes of the tensors an artifact of this translator holds (from its params, dims and `state`), and the
+        names among them that may be absent."""
+        raise NotImplementedError
+
+    def save(self, directory: str | os.PathLike, meta: dict | None = None) -> Path:
+        """Write the artifact as a new directory: built in a temporary directory beside it, then renamed into
+        place. Never replaces or deletes anything: an existing `directory` is an error."""
         self._check_fitted()
         directory = Path(directory)
-        if directory.exists() and not overwrite:
-            raise AlignError(f"{directory} already exists; pass --overwrite or choose another directory")
+        if directory.exists() or directory.is_symlink():
+            raise AlignError(f"{directory} already exists; save the translator to a new directory")
+        clash = sorted(set(meta or {}) & set(_CONFIG_KEYS))
+        if clash:
+            raise AlignError(f"meta may not replace the artifact's own config keys: {', '.join(clash)}")
         directory.parent.mkdir(parents=True, exist_ok=True)
         tensors, state = self._get_state()
         config = {
@@ -192,56 +180,166 @@ class Translator:
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
             save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
-                      str(tmp / "model.safetensors"))
-            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
+                      str(tmp / WEIGHTS_FILE))
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            if directory.exists() or directory.is_symlink():
+                raise AlignError(f"{directory} appeared while the translator was being saved; save it to a "
+                                 "new directory")
+            os.rename(tmp, directory)
         finally:
             if tmp.exists():
-                shutil.rmtree(tmp)
+                shutil.rmtree(tmp)  # only the temporary directory this call made
         return directory
 
     @staticmethod
-    def load(directory: str | os.PathLike, method: str | None = None) -> Translator:
-        """Load an artifact directory: JSON config + safetensors weights; never executes stored code."""
+    def read_config(directory: str | os.PathLike) -> dict:
+        """The validated `config.json` of a translator directory (no tensors read): format, version, a known
+        method, positive integer dims, parameters the method accepts, finite state. Raises AlignError."""
         directory = Path(directory)
-        cfg_path, weights = directory / "config.json", directory / "model.safetensors"
         if not directory.is_dir():
-            raise AlignError(f"translator directory {directory} does not exist; train one with `vecbridge train`")
-        if not cfg_path.exists() or not weights.exists():
-            raise AlignError(f"{directory} is not a translator: it needs config.json and model.safetensors")
+            raise AlignError(f"translator directory {directory} does not exist; train one or check the path")
+        path = directory / CONFIG_FILE
+        if not path.is_file():  # a FIFO or a directory would hang or fail to read
+            what = "is missing" if not path.exists() else "is not a regular file"
+            raise AlignError(f"{directory} is not a translator: {CONFIG_FILE} {what}")
         try:
-            config = json.loads(cfg_path.read_text())
+            config = json.loads(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise AlignError(f"{path} is damaged: it is not UTF-8 text; {RESTORE}") from None
         except json.JSONDecodeError as e:
-            raise AlignError(f"{cfg_path} is corrupt ({e.msg}); retrain or restore the translator") from None
+            raise AlignError(f"{path} is damaged: not valid JSON ({e.msg}, line {e.lineno}); {RESTORE}") from None
+        except OSError as e:
+            raise AlignError(f"{path} cannot be read ({e.strerror})") from None
         if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise AlignError(f"{cfg_path} is not a vecbridge translator config")
+            raise AlignError(f"{path} is not a vecbridge translator config")
         if config.get("format_version") != FORMAT_VERSION:
-            raise AlignError(f"{directory} has format version {config.get('format_version')}; "
+            raise AlignError(f"{directory} has format version {config.get('format_version')!r}; "
                              f"this vecbridge reads version {FORMAT_VERSION}")
-        if method is not None and config.get("method") != method:
-            raise AlignError(f"{directory} holds a {config.get('method')!r} translator, not {method!r}")
-        cls = translator_class(config.get("method", ""))
+
+        def damaged(what: str) -> AlignError:
+            return AlignError(f"{path} is damaged: {what}; {RESTORE}")
+
+        method = config.get("method")
+        if method not in METHODS:
+            raise damaged(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+        for key in ("dim_source", "dim_target"):
+            if not _is_int(config.get(key)) or config[key] < 1:
+                raise damaged(f"{key} is {config.get(key)!r}, not a positive integer")
+        for key in ("params", "state"):
+            if not isinstance(config.get(key), dict):
+                raise damaged(f"{key} is missing or not an object")
+        if not isinstance(config.get("confidence"), (dict, type(None))):
+            raise damaged("confidence is not an object")
+        cls = translator_class(method)
+        hints = _init_hints(cls)
+        for name, value in config["params"].items():
+            if name not in hints:
+                raise damaged(f"parameter {name!r} is not a {method} parameter")
+            if not _accepts(hints[name], value):
+                raise damaged(f"parameter {name} is {value!r}, not a valid {_type_name(hints[name])}")
+        for name in cls.state_numbers:
+            value = config["state"].get(name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise damaged(f"state {name} is {'missing' if value is None else repr(value)}, not a number")
+        bad = _non_finite(config["state"])
+        if bad:
+            raise damaged(bad)
+        return config
+
+    @staticmethod
+    def load(directory: str | os.PathLike, method: str | None = None) -> Translator:
+        """Load an artifact directory: JSON config + safetensors weights, both fully validated; never executes
+        stored code. Raises AlignError (one line: the file and what is wrong) for anything damaged."""
+        directory = Path(directory)
+        config = Translator.read_config(directory)
+        if method is not None and config["method"] != method:
+            raise AlignError(f"{directory} holds a {config['method']!r} translator, not {method!r}")
+        weights = directory / WEIGHTS_FILE
+        if not weights.is_file():
+            what = "is missing" if not weights.exists() else "is not a regular file"
+            raise AlignError(f"{directory} is not a translator: {WEIGHTS_FILE} {what}")
         try:
             tensors = load_file(str(weights))
         except Exception as e:  # safetensors raises its own error types for truncated/garbled files
-            raise AlignError(f"{weights} is corrupt ({e}); retrain or restore the translator") from None
-        try:
-            params, tensors, state = cls._upgrade(dict(config.get("params", {})), dict(tensors),
-                                                  dict(config.get("state") or {}))
-            obj = cls(**params)
-            obj.dim_source_, obj.dim_target_ = int(config["dim_source"]), int(config["dim_target"])
-            obj.confidence_ = config.get("confidence")
-            obj._set_state(tensors, state)
-        except (KeyError, TypeError, ValueError) as e:
-            raise AlignError(f"{directory} does not match the {cls.__name__} format ({e}); "
-                             "it may be corrupt or from another vecbridge version") from None
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise AlignError(f"{weights} is damaged ({reason}); {RESTORE}") from None
+
+        def damaged(what: str) -> AlignError:
+            return AlignError(f"{weights} is damaged: {what}; {RESTORE}")
+
+        cls = translator_class(config["method"])
+        obj = cls(**config["params"])
+        obj.dim_source_, obj.dim_target_ = config["dim_source"], config["dim_target"]
+        shapes, optional = obj._tensor_shapes(config["state"])
+        unexpected = sorted(set(tensors) - set(shapes))
+        if unexpected:
+            raise damaged(f"tensor {unexpected[0]!r} is not a {config['method']} tensor")
+        for name, shape in shapes.items():
+            if name not in tensors:
+                if name in optional:
+                    continue
+                raise damaged(f"tensor {name!r} is missing")
+            t = tensors[name]
+            if t.dtype != np.float32:
+                raise damaged(f"tensor {name!r} has dtype {t.dtype}, not float32")
+            if tuple(t.shape) != tuple(shape):
+                raise damaged(f"tensor {name!r} has shape {tuple(t.shape)}, expected {tuple(shape)}")
+            if not np.isfinite(t).all():
+                raise damaged(f"tensor {name!r} contains NaN or inf")
+        obj.confidence_ = config.get("confidence")
+        obj._set_state(tensors, config["state"])
         obj.config_ = config
         return obj
 
 
-def unit_rows(x) -> torch.Tensor:
-    """Rows scaled to unit L2 norm, as a float32 tensor (the one normalising helper used across `align`)."""
-    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))
-    return torch.nn.functional.normalize(t.float(), dim=1)
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _init_hints(cls: type) -> dict:
+    """Parameter name -> type annotation of `cls.__init__` (None where there is none)."""
+    hints = typing.get_type_hints(cls.__init__)
+    return {name: hints.get(name) for name in cls.param_names()}
+
+
+def _accepts(hint, value) -> bool:
+    """Whether a JSON value fits a parameter annotation (numbers finite; lists stand for tuples)."""
+    if hint is None or hint is typing.Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(h, value) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return _is_int(value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if hint in (list, tuple) or origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    return True
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint)
+
+
+def _non_finite(value, where: str = "state") -> str | None:
+    """Where the first non-finite number in a JSON value is and what it is ("state.target_scale is NaN"), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} is {'NaN' if math.isnan(value) else 'inf'}"
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}")
+        if found:
+            return found
+    return None

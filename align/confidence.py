@@ -10,9 +10,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from align.base import unit_rows
 from align.errors import AlignError
-from align.metrics import ranks_in_pool
+from align.vectors import ranks_in_pool, unit_rows
 
 Mapping = Callable[[np.ndarray], np.ndarray]
 
@@ -21,17 +20,15 @@ Mapping = Callable[[np.ndarray], np.ndarray]
 # isotropic Gaussian clouds 0.001-0.02 (more in fewer dimensions).
 STRUCTURE_FLOOR = 0.05
 
-# Below this score a translator is reported as failed (`verdict: "low"`). Measured on the standard benchmark
-# (BENCHMARKS.md) with uncentred cosines: maps at chance scored 0.38-0.49 and, on the anisotropic e5-small
-# target, 0.55-0.58 (a wrong map that still lands on the target's manifold keeps local neighbourhoods); maps
-# with top-1 >= 0.81 scored 0.58-0.92; unrelated or noise spaces 0.00-0.16. Centring (round 3) moved the
-# e5-small failure from 0.58 to 0.53 and working maps by -0.03 to +0.00.
+# Below this score a translator is reported as failed (`verdict: "low"`). The line sits between the scores of
+# maps at chance and of working maps on the standard benchmark (BENCHMARKS.md): a wrong map that still lands on an
+# anisotropic target's manifold keeps local neighbourhoods and scores just under it, so the margin is thin there.
 LOW_CONFIDENCE = 0.6
 
 # Few-shot fits hold some known pairs out of fitting. Paired evidence outranks the label-free score: the verdict is
 # "ok" when at least this fraction of held-out pairs retrieve their own target first among ~4,000 target rows
-# (chance: 0.0003). The label-free score errs toward "low" on far pairs (0.50-0.57 on few-shot maps with top-1
-# 0.64-0.83, and 0.53 on failed maps: BENCHMARKS.md), where held-out pairs separate them at once.
+# (chance: 0.0003). The label-free score cannot separate working from failed maps on far pairs (BENCHMARKS.md);
+# held-out pairs separate them at once.
 VALIDATION_OK = 0.25
 
 

@@ -6,26 +6,9 @@ The one metrics implementation of vecbridge; `vecbridge eval`, the benchmarks an
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from align.base import unit_rows
-
-
-def ranks_in_pool(pred: np.ndarray, target: np.ndarray, offset: int = 0, chunk: int = 1024) -> np.ndarray:
-    """Rank (1 = best) of each true target among all rows of `target`, by cosine to the prediction.
-
-    Prediction i's true target is `target[offset + i]`. The true pair's score is read from the same matrix
-    product that scores the whole pool: a separately computed dot product differs by float rounding and lets
-    an item beat itself. Ties count in the item's favour, as a system ordering by score could return either.
-    """
-    p, t = unit_rows(pred), unit_rows(target)
-    ranks = np.empty(len(p), dtype=np.int64)
-    for start in range(0, len(p), chunk):
-        scores = p[start:start + chunk] @ t.T
-        rows = torch.arange(scores.shape[0])
-        true = scores[rows, rows + start + offset]
-        ranks[start:start + chunk] = (1 + (scores > true[:, None]).sum(dim=1)).numpy()
-    return ranks
+from align.errors import AlignError
+from align.vectors import ranks_in_pool, unit_rows
 
 
 def mean_cosine(pred: np.ndarray, target: np.ndarray) -> float:
@@ -42,7 +25,7 @@ def evaluate(pred: np.ndarray, target: np.ndarray, pool: int = 8192) -> dict:
     pred = np.asarray(pred, dtype=np.float32)
     target = np.asarray(target, dtype=np.float32)
     if pred.shape != target.shape:
-        raise ValueError(f"predictions {pred.shape} and targets {target.shape} must have the same shape")
+        raise AlignError(f"predictions {pred.shape} and targets {target.shape} must have the same shape")
     n = len(pred)
     pool = max(1, min(pool, n))
     parts = []

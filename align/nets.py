@@ -1,5 +1,6 @@
-"""Reusable torch building blocks for non-linear translators: a residual MLP, a GAN discriminator, and the
-losses of vec2vec (least-squares GAN, 1 - cos reconstruction/cycle, vector-space preservation)."""
+"""Torch building blocks for non-linear translators: vec2vec's residual MLP, the paired MLP's affine map with a
+residual MLP correction, a GAN discriminator, and the losses of vec2vec (least-squares GAN, 1 - cos
+reconstruction/cycle, vector-space preservation)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,21 @@ class ResidualMLP(nn.Module):
             y = block(x)
             x = y + _match_width(x, y.shape[1])
         return x
+
+
+class AffineResidualMLP(nn.Module):
+    """An affine map plus a one-hidden-layer MLP correction that starts at zero, so training starts from the
+    affine map (the paired MLP initialises it to the ridge solution). Attribute names are the artifact's keys."""
+
+    def __init__(self, in_dim: int, out_dim: int, width: int, dropout: float):
+        super().__init__()
+        self.affine = nn.Linear(in_dim, out_dim)
+        self.mlp = nn.Sequential(nn.Linear(in_dim, width), nn.SiLU(), nn.Dropout(dropout), nn.Linear(width, out_dim))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.affine(x) + self.mlp(x)
 
 
 class Discriminator(nn.Module):

@@ -15,9 +15,10 @@ from lightning.pytorch.callbacks import EarlyStopping
 from sklearn.linear_model import RidgeCV
 from torch.utils.data import DataLoader, TensorDataset
 
-from align.base import Translator, check_vectors, select_pairs
+from align.base import Translator, select_pairs
 from align.errors import AlignError
-from align.nets import cosine_loss
+from align.nets import AffineResidualMLP, cosine_loss
+from align.vectors import check_vectors, orthogonal_map
 
 
 def paired_rows(src, tgt, pairs=None) -> tuple[np.ndarray, np.ndarray]:
@@ -27,8 +28,8 @@ def paired_rows(src, tgt, pairs=None) -> tuple[np.ndarray, np.ndarray]:
     if pairs is None:
         if len(src) != len(tgt):
             raise AlignError(f"paired methods need row-aligned inputs (row i = the same text): source has "
-                             f"{len(src)} rows, target {len(tgt)}; pass --pairs with (source_row, target_row) "
-                             "index pairs, or use the unsupervised method `geometric`")
+                             f"{len(src)} rows, target {len(tgt)}; give (source_row, target_row) index pairs, "
+                             "or use the unsupervised method `geometric`")
         return src, tgt
     x, y = select_pairs(src, tgt, pairs)
     if len(x) < 2:
@@ -49,21 +50,16 @@ class _AffinePair(Translator):
         return {"forward_weight": self.forward_weight_, "forward_bias": self.forward_bias_,
                 "backward_weight": self.backward_weight_, "backward_bias": self.backward_bias_}, {}
 
+    def _tensor_shapes(self, state):
+        ds, dt = self.dim_source_, self.dim_target_
+        return {"forward_weight": (ds, dt), "forward_bias": (dt,),
+                "backward_weight": (dt, ds), "backward_bias": (ds,)}, set()
+
     def _set_state(self, tensors, state):
         self.forward_weight_ = tensors["forward_weight"]
         self.forward_bias_ = tensors["forward_bias"]
         self.backward_weight_ = tensors["backward_weight"]
         self.backward_bias_ = tensors["backward_bias"]
-
-
-def orthogonal_map(x_centered: np.ndarray, y_centered: np.ndarray) -> np.ndarray:
-    """W (dx x dy) with orthonormal rows/columns minimising ||x W - y||: the SVD solution of Procrustes.
-
-    For different dims W is a partial isometry (the closest semi-orthogonal matrix to x^T y).
-    """
-    u, _, vt = np.linalg.svd(x_centered.T.astype(np.float64) @ y_centered.astype(np.float64),
-                             full_matrices=False)
-    return (u @ vt).astype(np.float32)
 
 
 class ProcrustesTranslator(_AffinePair):
@@ -116,23 +112,8 @@ class RidgeTranslator(_AffinePair):
         self.backward_alpha_ = state.get("backward_alpha")
 
 
-class _ResidualRegressor(torch.nn.Module):
-    """Affine skip (initialised to the ridge solution) plus an MLP correction that starts at zero."""
-
-    def __init__(self, d_in: int, d_out: int, width: int, dropout: float):
-        super().__init__()
-        self.affine = torch.nn.Linear(d_in, d_out)
-        self.mlp = torch.nn.Sequential(torch.nn.Linear(d_in, width), torch.nn.SiLU(), torch.nn.Dropout(dropout),
-                                       torch.nn.Linear(width, d_out))
-        torch.nn.init.zeros_(self.mlp[-1].weight)
-        torch.nn.init.zeros_(self.mlp[-1].bias)
-
-    def forward(self, x):
-        return self.affine(x) + self.mlp(x)
-
-
 class _PairedRegression(L.LightningModule):
-    def __init__(self, net: _ResidualRegressor, lr: float, weight_decay: float):
+    def __init__(self, net: AffineResidualMLP, lr: float, weight_decay: float):
         super().__init__()
         self.net, self.lr, self.weight_decay = net, lr, weight_decay
 
@@ -167,7 +148,7 @@ class MLPTranslator(Translator):
 
     def _train_one(self, x: np.ndarray, y: np.ndarray):
         L.seed_everything(self.seed, verbose=False)
-        net = _ResidualRegressor(x.shape[1], y.shape[1], self.width, self.dropout)
+        net = AffineResidualMLP(x.shape[1], y.shape[1], self.width, self.dropout)
         w, b, _ = RidgeTranslator(seed=self.seed)._fit_one(x, y)
         with torch.no_grad():
             net.affine.weight.copy_(torch.from_numpy(w.T.copy()))
@@ -214,10 +195,20 @@ class MLPTranslator(Translator):
         tensors |= {f"backward.{k}": v.numpy() for k, v in self.backward_net_.state_dict().items()}
         return tensors, {}
 
+    def _directions(self) -> tuple[tuple[str, int, int], ...]:
+        return ("forward", self.dim_source_, self.dim_target_), ("backward", self.dim_target_, self.dim_source_)
+
+    def _tensor_shapes(self, state):
+        shapes = {}
+        for direction, d_in, d_out in self._directions():
+            with torch.device("meta"):  # shapes only: no memory, no initialisation
+                net = AffineResidualMLP(d_in, d_out, self.width, self.dropout)
+            shapes |= {f"{direction}.{k}": tuple(v.shape) for k, v in net.state_dict().items()}
+        return shapes, set()
+
     def _set_state(self, tensors, state):
-        for direction, (d_in, d_out) in (("forward", (self.dim_source_, self.dim_target_)),
-                                         ("backward", (self.dim_target_, self.dim_source_))):
-            net = _ResidualRegressor(d_in, d_out, self.width, self.dropout)
+        for direction, d_in, d_out in self._directions():
+            net = AffineResidualMLP(d_in, d_out, self.width, self.dropout)
             prefix = f"{direction}."
             net.load_state_dict({k[len(prefix):]: torch.from_numpy(v) for k, v in tensors.items()
                                  if k.startswith(prefix)})

@@ -22,10 +22,11 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from align.base import Translator, check_vectors, unit_rows
+from align.base import Translator
 from align.confidence import translation_confidence
 from align.errors import AlignError
 from align.nets import Discriminator, ResidualMLP, cosine_loss, lsgan_discriminator_loss, lsgan_generator_loss, vsp_loss
+from align.vectors import check_vectors, unit_rows
 
 SPACES = ("src", "tgt")
 # Lightning counts every optimiser step in `global_step`; one training iteration steps the critics and the
@@ -336,19 +337,27 @@ class Vec2VecTranslator(Translator):
         return _numpy_fn(self.net_, "tgt", "src")(y)
 
     # -- persistence ---------------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike, meta: dict | None = None, overwrite: bool = False) -> Path:
+    def save(self, directory: str | os.PathLike, meta: dict | None = None) -> Path:
         """Write the artifact; under multi-process training only rank 0 writes (others return the path)."""
         if getattr(self, "rank_", 0) != 0:
             return Path(directory)
-        return super().save(directory, meta, overwrite)
+        return super().save(directory, meta)
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         tensors = {k: v.detach().cpu().float().numpy() for k, v in self.net_.state_dict().items()}
         return tensors, {"n_steps": self.n_steps_, "selected_step": self.selected_step_}
 
+    def _net(self) -> Vec2VecNet:
+        return Vec2VecNet({"src": self.dim_source_, "tgt": self.dim_target_}, self.width, self.adapter_depth,
+                          self.backbone_depth, self.norm, self.dropout)
+
+    def _tensor_shapes(self, state):
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            net = self._net()
+        return {k: tuple(v.shape) for k, v in net.state_dict().items()}, set()
+
     def _set_state(self, tensors: dict[str, np.ndarray], state: dict) -> None:
-        net = Vec2VecNet({"src": self.dim_source_, "tgt": self.dim_target_}, self.width, self.adapter_depth,
-                         self.backbone_depth, self.norm, self.dropout)
+        net = self._net()
         reference = net.state_dict()
         # safetensors stores float32; integer buffers (BatchNorm's step counter) get their dtype back here
         net.load_state_dict({k: torch.as_tensor(v).to(reference[k].dtype) for k, v in tensors.items()},

@@ -77,7 +77,9 @@ def test_deterministic_and_bounded(rotated):
     b = translation_confidence(src, tgt, lambda x: x @ rot, max_samples=500, seed=3)
     assert a == b
     assert a["samples"] == 500
-    assert all(0.0 <= a[k] <= 1.0 for k in ("score", "cycle", "mnn", "distribution", "structure"))
+    # the score is the structure evidence times the geometric mean of the three checks
+    assert a["score"] == pytest.approx(a["structure"] * (a["cycle"] * a["mnn"] * a["distribution"]) ** (1 / 3))
+    assert a["score"] > 0.6 and a["mnn_rate"] < a["mnn_rate_reference"] * 1.5
 
 
 def test_bad_input():

@@ -1,7 +1,11 @@
+"""Metrics and the vector helpers under them: ranks, top-1, the boundary check of vector blocks."""
+
 import numpy as np
 import pytest
 
-from align.metrics import evaluate, ranks_in_pool
+from align.errors import AlignError
+from align.metrics import evaluate
+from align.vectors import check_vectors, closest_isometry, orthogonal_map, ranks_in_pool
 
 
 def test_perfect_translation_is_rank_one_even_with_near_duplicates():
@@ -41,5 +45,32 @@ def test_tail_is_ranked_in_a_full_size_pool():
 
 
 def test_shape_mismatch_is_an_error():
-    with pytest.raises(ValueError):
+    with pytest.raises(AlignError, match="same shape"):
         evaluate(np.zeros((3, 4)), np.zeros((3, 5)))
+
+
+@pytest.mark.parametrize("x, kwargs, match", [
+    (np.ones(4), {}, "2-D"),
+    (np.ones((3, 4), dtype=np.int64), {}, "dtype int64"),
+    (np.ones((3, 4)), {"dim": 5}, "4 dims but the translator expects 5; .* reverse direction"),
+    (np.ones((3, 4)), {"min_rows": 5}, "at least 5"),
+    (np.array([[1.0, 0], [np.inf, 1]]), {}, "row 1 contains NaN or inf"),
+    (np.array([[1.0, 0], [0, 0]]), {}, "row 1 is all zeros"),
+])
+def test_check_vectors_names_what_is_wrong(x, kwargs, match):
+    with pytest.raises(AlignError, match=match) as e:
+        check_vectors(x, "my vectors", **kwargs)
+    assert str(e.value).startswith("my vectors") and "--" not in str(e.value)
+
+
+def test_check_vectors_returns_float32_rows():
+    out = check_vectors(np.ones((3, 4), dtype=np.float64))
+    assert out.dtype == np.float32 and out.shape == (3, 4)
+
+
+def test_procrustes_recovers_a_partial_isometry():
+    rng = np.random.default_rng(0)
+    q = np.linalg.qr(rng.standard_normal((12, 8)))[0].T.astype(np.float32)  # 8 -> 12 dims
+    x = rng.standard_normal((50, 8)).astype(np.float32)
+    np.testing.assert_allclose(orthogonal_map(x, x @ q), q, atol=1e-5)
+    np.testing.assert_allclose(closest_isometry(2.0 * q), q, atol=1e-6)

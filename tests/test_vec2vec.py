@@ -41,7 +41,8 @@ def test_fit_transform_shapes_and_unit_norm(fitted):
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(back, axis=1), 1.0, atol=1e-5)
     assert model.n_steps_ == 6
-    assert 0.0 <= model.confidence_["score"] <= 1.0
+    # the kept weights are the best-scored ones: their confidence is the best of the history
+    assert model.confidence_["score"] == pytest.approx(max(score for _, score in model.confidence_history_))
     # selection ran on the schedule and at the end, and picked one of the evaluated steps
     assert [s for s, _ in model.confidence_history_] == [3, 6]
     assert model.selected_step_ in (3, 6)

@@ -1,0 +1,124 @@
+"""Starts and their screening: each candidate start (known pairs, the identity, a pivot chain, matched anchors) gets
+a few self-learning rounds on a subsample and a label-free score on held-out rows; the best one is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from align.confidence import VALIDATION_OK, pair_validation, translation_confidence
+from align.geometric.refine import Pairs, self_learn
+
+# Singular values of the known pairs' cross-covariance below this fraction of the largest one count as zero:
+# the directions they belong to are not determined by the pairs.
+RANK_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Start:
+    """A candidate starting rotation and its screening rounds (None: the screen's default)."""
+
+    name: str
+    weight: np.ndarray
+    rounds: int | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A screened start: the rotation after the screening rounds, its label-free score on held-out rows and
+    the screen's report (rounds, changed matches, held-out known pairs' validation)."""
+
+    name: str
+    weight: np.ndarray
+    score: float
+    report: dict
+
+    @property
+    def validated_top1(self) -> float:
+        return self.report.get("validation", {}).get("top1", 0.0)
+
+    def passes(self, accept_score: float) -> bool:
+        return self.score >= accept_score or self.validated_top1 >= VALIDATION_OK
+
+
+@dataclass(frozen=True)
+class Screen:
+    """The rows every start is screened on: self-learning on `fit_x`/`fit_y`, scoring on `hold_x`/`hold_y`
+    (a map fitted to rows inflates those rows' scores) and, given `held_out` known pairs, their retrieval among
+    `hold_y`."""
+
+    fit_x: torch.Tensor
+    fit_y: torch.Tensor
+    hold_x: np.ndarray
+    hold_y: np.ndarray
+    known: Pairs | None
+    held_out: Pairs | None
+    rounds: int
+    csls_k: int
+    seed: int
+    verbose: bool
+
+    def __call__(self, start: Start) -> Candidate:
+        w, report = self_learn(start.weight, self.fit_x, self.fit_y, known=self.known, csls_k=self.csls_k,
+                               max_rounds=self.rounds if start.rounds is None else start.rounds,
+                               desc=f"screen {start.name}", verbose=self.verbose)
+        score = translation_confidence(self.hold_x, self.hold_y, lambda x: x @ w, lambda y: y @ w.T,
+                                       seed=self.seed)["score"]
+        if self.held_out is not None:
+            report["validation"] = pair_validation(self.held_out.source.numpy() @ w,
+                                                   self.held_out.target.numpy(), self.hold_y)
+        return Candidate(start.name, w, float(score), report)
+
+
+def best_start(tiers: Iterable[list[Start]], screen: Screen, accept_score: float) -> tuple[Candidate, dict]:
+    """Screen the starts tier by tier (cheap ones first; a tier is built only when reached) until one passes
+    `accept_score` or the validation of held-out known pairs. The best is the one that retrieves most held-out
+    pairs, then the one with the highest label-free score. Returns it and the init report."""
+    candidates: list[Candidate] = []
+    for tier in tiers:
+        candidates += [screen(start) for start in tier]
+        if any(c.passes(accept_score) for c in candidates):
+            break
+    candidates.sort(key=lambda c: (-c.validated_top1, -c.score))
+    best = candidates[0]
+    report = {"candidates": {c.name: round(c.score, 4) for c in candidates}, "chosen": best.name,
+              "score": round(best.score, 4), "screen": best.report}
+    return best, report
+
+
+def known_pairs_starts(known: Pairs, *, completions: int, rounds: int, seed: int) -> list[Start]:
+    """Starts from known pairs: their Procrustes rotation, or, when they are fewer than the dims (8 pairs in
+    16 dims, 64 in 384), `completions` rotations that agree on the directions the pairs span.
+
+    Outside that span Procrustes is not determined: the SVD fills it with whatever basis its rounding gives, so
+    the start, and the fixed point self-learning reaches from it, would change with the BLAS build. Each
+    completion is instead the isometry between the unspanned directions closest to a reference: the identity
+    (equal dims, the first one) or a random isometry seeded by `seed`. The start is then a smooth function of
+    the data, and screening several completions keeps one unlucky completion from deciding the fit.
+    """
+    x, y = known.source.numpy().astype(np.float64), known.target.numpy().astype(np.float64)
+    u, s, vt = np.linalg.svd(x.T @ y, full_matrices=False)
+    rank = int((s > s[0] * RANK_TOLERANCE).sum()) if s[0] > 0 else 0
+    dims = min(x.shape[1], y.shape[1])
+    if rank == dims:
+        return [Start("known_pairs", (u @ vt).astype(np.float32), rounds)]
+    spanned = u[:, :rank] @ vt[:rank]
+    free_src = np.eye(x.shape[1]) - u[:, :rank] @ u[:, :rank].T
+    free_tgt = np.eye(y.shape[1]) - vt[:rank].T @ vt[:rank]
+    starts = []
+    for i in range(completions):
+        reference = np.eye(x.shape[1]) if i == 0 and x.shape[1] == y.shape[1] else \
+            _random_isometry(x.shape[1], y.shape[1], np.random.default_rng([seed, i]))
+        a, _, bt = np.linalg.svd(free_src @ reference @ free_tgt, full_matrices=False)
+        w = spanned + a[:, :dims - rank] @ bt[:dims - rank]
+        starts.append(Start(f"known_pairs:{i + 1}", w.astype(np.float32), rounds))
+    return starts
+
+
+def _random_isometry(d_in: int, d_out: int, rng: np.random.Generator) -> np.ndarray:
+    q, _ = np.linalg.qr(rng.standard_normal((max(d_in, d_out), min(d_in, d_out))))
+    return q if d_in >= d_out else q.T
