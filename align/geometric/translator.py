@@ -154,8 +154,8 @@ class GeometricTranslator(Translator):
         """Candidate starts, cheapest first, one tier at a time (each built only if no earlier one passed):
         known pairs and the identity; each pivot's chain (its legs' reports go into `legs`); matched anchors.
 
-        A few known pairs give a rough start (64 pairs, minilm-l6 -> e5-small: top-1 0.12) that needs more
-        self-learning rounds than the other starts to show its score. It is the cheapest start and, once it
+        A few known pairs give a rough start that needs more self-learning rounds than the other starts to show
+        its score. It is the cheapest start and, once it
         passes, the pivot and anchor searches are skipped, so it gets the final refine's rounds.
         Models of one family (distilled from one teacher, or fine-tuned from one base) often share coordinates
         up to a small rotation; the identity is then a far better start than any anchor matching. It is only a
@@ -224,8 +224,8 @@ class GeometricTranslator(Translator):
         """
         x = xs[rng.choice(len(xs), min(self.final_sample, len(xs)), replace=False)]
         y = yt[rng.choice(len(yt), min(self.final_sample, len(yt)), replace=False)]
-        # A known-pairs start is rougher and converges slower (64 pairs, minilm-l6 -> e5-small: top-1 0.81 after 6
-        # rounds, 0.85 after 12); unsupervised starts gain nothing past 6.
+        # A known-pairs start is rougher and still gains after `final_iters` rounds; unsupervised starts do not
+        # (BENCHMARKS.md).
         rounds = self.final_iters if known is None else 2 * self.final_iters
         w, rep = self_learn(w, x, y, known=known, csls_k=self.csls_k, max_rounds=rounds, desc="final refine",
                             verbose=self.verbose)
