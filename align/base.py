@@ -270,7 +270,10 @@ class Translator:
         cls = translator_class(config["method"])
         obj = cls(**config["params"])
         obj.dim_source_, obj.dim_target_ = config["dim_source"], config["dim_target"]
-        shapes, optional = obj._tensor_shapes(config["state"])
+        try:
+            shapes, optional = obj._tensor_shapes(config["state"])
+        except (AlignError, TypeError, ValueError) as e:  # parameters of the right types that no model accepts
+            raise AlignError(f"{directory / CONFIG_FILE} is damaged: {e}; {RESTORE}") from None
         unexpected = sorted(set(tensors) - set(shapes))
         if unexpected:
             raise damaged(f"tensor {unexpected[0]!r} is not a {config['method']} tensor")
