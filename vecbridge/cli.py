@@ -12,7 +12,7 @@ from vecbridge import __version__
 from vecbridge.errors import UserError
 
 # Each module defines `register(subparsers)` (adds its parser, sets `func`) and owns one verb of the CLI.
-COMMANDS = ["data", "encoders", "embed", "train", "translate", "eval"]
+COMMANDS = ["data", "encoders", "embed", "train", "translate", "eval", "stores"]
 
 
 class Terminated(KeyboardInterrupt):

@@ -2,6 +2,7 @@
 call these; they never print except progress bars and raise only `vecbridge.errors.UserError`."""
 
 from vecbridge.jobs.embedding import embed
+from vecbridge.jobs.migrate import inspect_store, translate_store
 from vecbridge.jobs.translators import (
                                         evaluate,
                                         load_translator,
@@ -11,5 +12,5 @@ from vecbridge.jobs.translators import (
                                         translate_vectors,
 )
 
-__all__ = ["embed", "evaluate", "load_translator", "save_translator", "train_translator", "translate",
-           "translate_vectors"]
+__all__ = ["embed", "evaluate", "inspect_store", "load_translator", "save_translator", "train_translator",
+           "translate", "translate_store", "translate_vectors"]

@@ -1,0 +1,240 @@
+"""Vector stores through the real CLI, on small stores built by the real libraries (Chroma, Qdrant local,
+LanceDB, faiss, hnswlib, Parquet): round trips of ids, vectors, documents and metadata, mixed backends,
+`stores inspect`, and each bad input failing in one line with every file left as it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.test_hostile import assert_clean_failure, cli, snapshot
+from vecbridge import storage
+
+N, D_IN, D_OUT = 300, 16, 24
+IDS = [f"doc-{i}" for i in range(N)]
+DOCS = [f"text number {i}" for i in range(N)]
+META = [{"lang": "en" if i % 2 else "fr", "n": i} for i in range(N)]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A procrustes translator 16 -> 24 (fake encoders enc-a -> enc-b) and the rotation it learned."""
+    root = tmp_path_factory.mktemp("stores")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1000, D_IN)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = np.linalg.qr(rng.standard_normal((D_OUT, D_IN)))[0].astype(np.float32)
+    storage.write_vectors(root / "a.npy", x, meta={"encoder": "enc-a"})
+    storage.write_vectors(root / "b.npy", x @ q.T, meta={"encoder": "enc-b"})
+    assert cli("train", "--method", "procrustes", "--source", root / "a.npy", "--target", root / "b.npy",
+               "--output", root / "tr")[0] == 0
+    v = rng.standard_normal((N, D_IN)).astype(np.float32)
+    return root / "tr", q, v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def close_to(translated, vectors, q):
+    expected = vectors @ q.T
+    cos = (np.asarray(translated) * expected).sum(1) / np.linalg.norm(translated, axis=1)
+    return cos.min() > 0.99
+
+
+# -- stores built with each library ----------------------------------------------------------------------
+def make_chroma(path, vectors, name="src"):
+    import chromadb
+    from chromadb.config import Settings
+
+    c = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+    col = c.create_collection(name, embedding_function=None, metadata={"hnsw:space": "cosine"})
+    col.add(ids=IDS, embeddings=vectors, documents=DOCS, metadatas=META)
+    return f"chroma:{path}#{name}"
+
+
+def read_chroma(spec):
+    import chromadb
+    from chromadb.config import Settings
+
+    path, name = spec[len("chroma:"):].split("#")
+    c = chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
+    col = c.get_collection(name, embedding_function=None)
+    got = col.get(ids=IDS, include=["embeddings", "documents", "metadatas"])
+    order = [got["ids"].index(i) for i in IDS]
+    return (IDS, np.asarray(got["embeddings"])[order], [got["documents"][k] for k in order],
+            [got["metadatas"][k] for k in order])
+
+
+def make_qdrant(path, vectors, name="src"):
+    from qdrant_client import QdrantClient, models
+
+    c = QdrantClient(path=str(path))
+    c.create_collection(name, vectors_config={"dense": models.VectorParams(size=vectors.shape[1],
+                                                                           distance=models.Distance.COSINE)})
+    c.upsert(name, points=[models.PointStruct(id=i, vector={"dense": vectors[i].tolist()},
+                                              payload={"document": DOCS[i], **META[i]}) for i in range(N)])
+    c.close()
+    return f"qdrant:{path}#{name}/dense"
+
+
+def read_qdrant(spec):
+    from qdrant_client import QdrantClient
+
+    path, rest = spec[len("qdrant:"):].split("#")
+    name, _, vname = rest.partition("/")
+    c = QdrantClient(path=path)
+    try:
+        pts, _ = c.scroll(name, limit=10 * N, with_vectors=True, with_payload=True)
+    finally:
+        c.close()
+    pts = sorted(pts, key=lambda p: p.id)
+    vecs = np.asarray([p.vector[vname] if vname else p.vector for p in pts])
+    docs = [(p.payload or {}).get("document") for p in pts]
+    return ([p.id for p in pts], vecs, docs if any(docs) else None,
+            [{k: v for k, v in (p.payload or {}).items() if k != "document"} for p in pts])
+
+
+def _arrow(vectors):
+    return pa.table({"id": IDS, "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)),
+                                                                            vectors.shape[1]),
+                     "document": DOCS, "lang": [m["lang"] for m in META], "n": [m["n"] for m in META]})
+
+
+def _from_arrow(table):
+    table = table.sort_by("n")
+    return (table["id"].to_pylist(), np.asarray(table["vector"].to_pylist()), table["document"].to_pylist(),
+            table.select(["lang", "n"]).to_pylist())
+
+
+def make_lancedb(path, vectors, name="src"):
+    import lancedb
+
+    lancedb.connect(str(path)).create_table(name, _arrow(vectors))
+    return f"lancedb:{path}#{name}"
+
+
+def read_lancedb(spec):
+    import lancedb
+
+    path, name = spec[len("lancedb:"):].split("#")
+    return _from_arrow(lancedb.connect(path).open_table(name).to_arrow())
+
+
+def make_parquet(path, vectors, name=None):
+    pq.write_table(_arrow(vectors), path.with_suffix(".parquet"))
+    return str(path.with_suffix(".parquet"))
+
+
+def read_parquet(spec):
+    return _from_arrow(pq.read_table(spec.removeprefix("parquet:")))
+
+
+def make_faiss(path, vectors, name=None):
+    import faiss
+
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+    index.add_with_ids(vectors, np.arange(N, dtype=np.int64) * 7 + 3)
+    faiss.write_index(index, str(path))
+    return f"faiss:{path}"
+
+
+def read_faiss(spec):
+    import faiss
+
+    raw = faiss.read_index(spec[len("faiss:"):])
+    index = faiss.downcast_index(raw)
+    ids = faiss.vector_to_array(index.id_map)
+    inner = faiss.downcast_index(index.index)
+    return ids.tolist(), inner.reconstruct_n(0, inner.ntotal), None, None
+
+
+def make_hnswlib(path, vectors, name=None):
+    import hnswlib
+
+    index = hnswlib.Index(space="cosine", dim=vectors.shape[1])
+    index.init_index(max_elements=N, M=8, random_seed=0)
+    index.add_items(vectors, np.arange(N) * 5)
+    index.save_index(str(path))
+    return f"hnswlib:{path}?dim={vectors.shape[1]}&space=cosine"
+
+
+def read_hnswlib(spec):
+    import hnswlib
+
+    path, _, options = spec[len("hnswlib:"):].partition("?")
+    meta = dict(o.split("=") for o in options.split("&")) if options else json.loads(Path(path + ".json").read_text())
+    index = hnswlib.Index(space=meta["space"], dim=int(meta["dim"]))
+    index.load_index(path)
+    labels = sorted(index.get_ids_list())
+    return labels, index.get_items(labels, return_type="numpy"), None, None
+
+
+BACKENDS = {"chroma": (make_chroma, read_chroma, True), "qdrant": (make_qdrant, read_qdrant, True),
+            "lancedb": (make_lancedb, read_lancedb, True), "parquet": (make_parquet, read_parquet, True),
+            "faiss": (make_faiss, read_faiss, False), "hnswlib": (make_hnswlib, read_hnswlib, False)}
+OUT_SPEC = {"chroma": "chroma:{d}/out#dst", "qdrant": "qdrant:{d}/out#dst/dense", "lancedb": "lancedb:{d}/out#dst",
+            "parquet": "{d}/out.parquet", "faiss": "faiss:{d}/out.faiss", "hnswlib": "hnswlib:{d}/out.bin"}
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_round_trip_through_translate(backend, world, tmp_path):
+    translator, q, vectors = world
+    make, read, rich = BACKENDS[backend]
+    src = make(tmp_path / "src", vectors)
+    before = snapshot(tmp_path)
+    ids, _, _, _ = read(src)
+    out = OUT_SPEC[backend].format(d=tmp_path)
+    rc, stdout, err = cli("translate", "--translator", translator, "--input", src, "--output", out, "--chunk", 64,
+                          "--json")
+    assert rc == 0, err
+    summary = json.loads(stdout)
+    assert summary["rows"] == N and summary["dim_out"] == D_OUT and summary["exact"]
+    assert {k: v for k, v in snapshot(tmp_path).items() if k in before} == before or backend in ("chroma",)
+    got_ids, got_vecs, got_docs, got_meta = read(out)
+    assert got_ids == ids
+    assert close_to(got_vecs, vectors, q)
+    if rich:
+        assert got_docs == DOCS and got_meta == META
+    # the source is content-identical and the output records where it came from
+    src_ids, src_vecs, src_docs, _ = read(src)
+    assert src_ids == ids and np.allclose(src_vecs, vectors, atol=1e-6)
+    rc, stdout, err = cli("stores", "inspect", out, "--json")
+    assert rc == 0, err
+    info = json.loads(stdout)
+    assert info["count"] == N and info["dim"] == D_OUT and info["encoder"] == "enc-b"
+    assert info["provenance"]["translated_by"]["source"] == src
+    assert info["documents"] == rich and info["metadata"] == rich
+
+
+@pytest.mark.parametrize("pair", [("npy", "parquet"), ("chroma", "npy"), ("parquet", "chroma"),
+                                  ("hnswlib", "qdrant"), ("qdrant", "lancedb"), ("qdrant", "faiss")])
+def test_mixed_backends(pair, world, tmp_path):
+    translator, q, vectors = world
+    a, b = pair
+    if a == "npy":
+        storage.write_vectors(tmp_path / "src.npy", vectors, meta={"encoder": "enc-a"})
+        src = str(tmp_path / "src.npy")
+    else:
+        src = BACKENDS[a][0](tmp_path / "src", vectors)
+    out = str(tmp_path / "out.npy") if b == "npy" else OUT_SPEC[b].format(d=tmp_path)
+    rc, stdout, err = cli("translate", "--translator", translator, "--input", src, "--output", out, "--json")
+    assert rc == 0, err
+    if b == "npy":
+        assert close_to(np.load(out), vectors, q) and "ids and documents and metadata" in err
+        return
+    if a == "npy":  # row numbers are no ids: the Parquet output has the vector column only, in row order
+        table = pq.read_table(out)
+        assert table.column_names == ["vector"] and close_to(np.asarray(table["vector"].to_pylist()), vectors, q)
+        return
+    got_ids, got_vecs, got_docs, got_meta = BACKENDS[b][1](out)
+    assert close_to(got_vecs, vectors, q)
+    if b == "faiss":
+        assert got_ids == list(range(N)) and "documents and metadata" in err
+        return
+    if a == "hnswlib":
+        assert got_ids == [i * 5 for i in range(N)] and got_docs is None
+        return
+    assert got_docs == DOCS and got_meta == META
+    assert [str(i) for i in got_ids] == [str(i) for i in (IDS if a != "qdrant" else range(N))]

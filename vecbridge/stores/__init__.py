@@ -1,0 +1,95 @@
+"""Vector stores: the one store-spec parser, and `open_reader` / `open_writer` over one module per backend.
+
+Specs: `PATH.npy`, `PATH.parquet` or a directory of Parquet shards (`parquet:PATH` to force it),
+`chroma:PATH#COLLECTION`, `qdrant:PATH#COLLECTION[/VECTOR_NAME]`, `lancedb:PATH#TABLE`, `faiss:PATH`,
+`hnswlib:PATH[?dim=N&space=cosine]`. `chroma+http://` and `qdrant+http://` parse but are not supported yet.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from vecbridge.errors import UserError
+from vecbridge.stores.base import Batch, StoreInfo, StoreReader, StoreSpec, StoreWriter
+
+__all__ = ["Batch", "StoreInfo", "StoreReader", "StoreSpec", "StoreWriter", "is_plain_npy", "open_reader",
+           "open_writer", "parse_spec"]
+
+# scheme -> module of vecbridge.stores that implements it
+BACKENDS = {"npy": "npy", "parquet": "parquet", "chroma": "chroma", "qdrant": "qdrant", "lancedb": "lancedb",
+            "faiss": "faiss", "hnswlib": "hnswlib"}
+SERVERS = ("chroma+http", "chroma+https", "qdrant+http", "qdrant+https")
+NAMED = {"chroma": "COLLECTION", "qdrant": "COLLECTION", "lancedb": "TABLE"}
+KNOWN = ("PATH.npy, PATH.parquet, a directory of Parquet shards, chroma:PATH#COLLECTION, "
+         "qdrant:PATH#COLLECTION[/VECTOR_NAME], lancedb:PATH#TABLE, faiss:PATH, hnswlib:PATH")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+]*):(?!\\)")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def is_plain_npy(text) -> bool:
+    """Whether `text` is a plain `.npy` path (the vector-file path of `translate`, not a store spec)."""
+    text = str(text)
+    return not _SCHEME.match(text) and text.endswith(".npy")
+
+
+def parse_spec(text, what: str = "store") -> StoreSpec:
+    """Parse a store spec once, with a one-line error that shows the accepted forms."""
+    if isinstance(text, StoreSpec):
+        return text
+    text = str(text)
+    if not text.strip():
+        raise UserError(f"{what} is empty; give a store: {KNOWN}")
+    m = _SCHEME.match(text)
+    if not m:
+        path = Path(text)
+        if text.endswith(".npy"):
+            return StoreSpec(text, "npy", path)
+        if text.endswith(".parquet") or path.is_dir():
+            return StoreSpec(text, "parquet", path)
+        raise UserError(f"{what} {text} is not a store vecbridge knows (no scheme, not .npy or .parquet, not a "
+                        f"directory of Parquet shards); give one of: {KNOWN}")
+    scheme, rest = m.group(1).lower(), text[m.end():]
+    if scheme in SERVERS:
+        raise UserError(f"{what} {text}: {scheme}:// servers are not supported yet; copy the collection to a "
+                        f"local store or use the local form ({scheme.split('+')[0]}:PATH#COLLECTION)")
+    if scheme not in BACKENDS:
+        raise UserError(f"{what} {text}: unknown store scheme {scheme!r}; give one of: {KNOWN}")
+    rest, _, query = rest.partition("?")
+    options = tuple(parse_qsl(query, keep_blank_values=True))
+    path_text, hash_sign, fragment = rest.partition("#")
+    if not path_text:
+        raise UserError(f"{what} {text}: the path is missing; write {scheme}:PATH" +
+                        (f"#{NAMED[scheme]}" if scheme in NAMED else ""))
+    name = vector_name = None
+    if scheme in NAMED:
+        if not hash_sign or not fragment:
+            raise UserError(f"{what} {text}: the {NAMED[scheme].lower()} is missing; write "
+                            f"{scheme}:{path_text}#{NAMED[scheme]}")
+        name, _, vector_name = fragment.partition("/") if scheme == "qdrant" else (fragment, "", "")
+        for part, label in ((name, NAMED[scheme].lower()), (vector_name, "vector name")):
+            if part and not _NAME.match(part):
+                raise UserError(f"{what} {text}: {label} {part!r} may hold only letters, digits, '.', '_' and "
+                                "'-', starting with a letter or digit")
+        vector_name = vector_name or None
+    elif hash_sign:
+        raise UserError(f"{what} {text}: {scheme}: stores have no #COLLECTION part; write {scheme}:PATH")
+    return StoreSpec(text, scheme, Path(path_text), name, vector_name, options=options)
+
+
+def _backend(spec: StoreSpec):
+    return importlib.import_module(f"vecbridge.stores.{BACKENDS[spec.scheme]}")
+
+
+def open_reader(spec, what: str = "--input") -> StoreReader:
+    """A read-only reader of `spec`; it never creates or changes anything in the store."""
+    spec = parse_spec(spec, what)
+    return _backend(spec).Reader(spec, what)
+
+
+def open_writer(spec, what: str = "--output", **kwargs) -> StoreWriter:
+    """A writer for a new store at `spec` (see `StoreWriter`); checks the destination before any work."""
+    spec = parse_spec(spec, what)
+    return _backend(spec).Writer(spec, what=what, **kwargs)

@@ -1,0 +1,206 @@
+"""The store interface: a spec (what the user wrote, parsed once), what a store holds (`StoreInfo`), batches of
+rows (`Batch`), and the reader / writer every backend implements.
+
+Readers open a store read-only and stream batches; writers build the destination under a temporary name and
+swap it in only on `commit` (a rename, an alias or a collection rename, whatever the backend offers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from vecbridge.errors import UserError
+
+STORE_FORMAT = "vecbridge-store"
+# The key under which provenance is kept in a backend's collection-level metadata (or a sidecar's top level).
+PROVENANCE_KEY = "vecbridge"
+METRICS = ("cosine", "l2", "ip")
+# Field names read as the rows' documents, in order of preference; writers write the first.
+DOCUMENT_FIELDS = ("document", "text")
+TMP_MARK = "-vecbridge-tmp-"
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreSpec:
+    """A parsed store spec. `text` is what the user wrote (used in every message)."""
+
+    text: str
+    scheme: str
+    path: Path | None = None
+    name: str | None = None
+    vector_name: str | None = None
+    url: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+    def option(self, key: str) -> str | None:
+        return dict(self.options).get(key)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclasses.dataclass
+class StoreInfo:
+    """What a reader knows before streaming: shape, metric, whether its vectors are exact, what rides along."""
+
+    spec: str
+    backend: str
+    count: int
+    dim: int
+    metric: str | None
+    exact: bool = True
+    id_type: str = "int"  # "int", "str" or "row" (row numbers: the store has no ids of its own)
+    documents: bool = False
+    metadata: bool = False
+    encoder: str | None = None
+    provenance: dict | None = None
+    layout: dict = dataclasses.field(default_factory=dict)  # backend details a writer of the same family reuses
+    metadata_schema: object = None  # a pyarrow schema of the metadata columns, where the source is columnar
+
+    def as_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out.pop("metadata_schema")
+        return out
+
+
+@dataclasses.dataclass
+class Batch:
+    """Rows of a store: ids, float32 vectors (rows = items), documents and per-row metadata dicts (or None)."""
+
+    ids: list
+    vectors: np.ndarray
+    documents: list | None = None
+    metadata: list | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class StoreReader:
+    """Read-only access to one store; `batches` streams its rows in a stable order."""
+
+    info: StoreInfo
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class StoreWriter:
+    """A destination store built under a temporary name. The constructor only checks (an existing destination
+    is refused without `overwrite`, and replaced only if vecbridge wrote it); `write` adds batches to the
+    temporary store; `commit` swaps it in; leaving the `with` block without a commit removes it."""
+
+    def __init__(self, spec: StoreSpec, *, dim: int, count: int, metric: str | None, provenance: dict,
+                 overwrite: bool = False, source: StoreInfo | None = None, what: str = "--output") -> None:
+        self.spec, self.dim, self.count, self.overwrite, self.what = spec, dim, count, overwrite, what
+        self.metric = metric if metric in METRICS else "cosine"
+        self.provenance, self.source = provenance, source
+        self.committed = False
+        self.dropped: list[str] = []  # fields of the source this backend cannot hold
+
+    def __enter__(self):
+        self.begin()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self.committed:
+            self.abort()
+        self.close()
+
+    def begin(self) -> None:
+        pass
+
+    def write(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# -- helpers shared by the backends ----------------------------------------------------------------------
+def tmp_name(name: str) -> str:
+    """A temporary collection / table name for `name`, tagged with this process (swept once it is dead)."""
+    return f"{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def is_stale_tmp(candidate: str, name: str) -> bool:
+    """Whether `candidate` is a temporary name for `name` left by a process that no longer runs."""
+    from vecbridge.safe_write import _pid_alive
+
+    prefix = f"{name}{TMP_MARK}"
+    if not candidate.startswith(prefix):
+        return False
+    pid = candidate[len(prefix):].split("-", 1)[0]
+    return pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+
+
+def provenance_json(provenance: dict) -> str:
+    return json.dumps(provenance, sort_keys=True, ensure_ascii=False, allow_nan=False)
+
+
+def parse_provenance(raw) -> dict | None:
+    """Provenance recorded by a writer (a dict or its JSON text), or None when it is not vecbridge's."""
+    if isinstance(raw, (bytes, str)):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return raw if isinstance(raw, dict) and raw.get("format") == STORE_FORMAT else None
+
+
+def document_field(names) -> str | None:
+    return next((f for f in DOCUMENT_FIELDS if f in names), None)
+
+
+def existing_dir(spec: StoreSpec, what: str) -> Path:
+    """The store's directory, which must exist before a client opens it (clients create missing ones)."""
+    if not spec.path.exists():
+        raise UserError(f"{what} {spec}: {spec.path} does not exist; give the directory of an existing {spec.scheme} "
+                        "store")
+    if not spec.path.is_dir():
+        raise UserError(f"{what} {spec}: {spec.path} is not a directory; {spec.scheme} stores are directories")
+    return spec.path
+
+
+def check_parent_dir(spec: StoreSpec) -> None:
+    from vecbridge.safe_write import check_parent
+
+    check_parent(spec.path / "x" if spec.path.is_dir() else spec.path)
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def int_ids(batch: Batch, spec: StoreSpec, what: str, backend: str) -> np.ndarray:
+    """The batch's ids as non-negative int64 labels, or a one-line error naming the first id that is not one."""
+    out = np.empty(len(batch.ids), dtype=np.int64)
+    for i, v in enumerate(batch.ids):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or int(v) < 0:
+            raise UserError(f"{what} {spec}: {backend} ids are non-negative integers but the source has id {v!r}; "
+                            "write to a store that keeps string ids (chroma:, lancedb:, Parquet)")
+        out[i] = int(v)
+    return out

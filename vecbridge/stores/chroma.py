@@ -1,0 +1,181 @@
+"""Chroma (`chroma:PATH#COLLECTION`, a local `PersistentClient`): paged reads of ids, embeddings, documents and
+metadatas; writes in batches within the client's limit into a temporary collection renamed into place.
+
+Telemetry is off and collections vecbridge creates have no embedding function, so nothing fetches a model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import numpy as np
+
+from vecbridge.errors import UserError
+from vecbridge.stores.base import (
+    PROVENANCE_KEY,
+    Batch,
+    StoreInfo,
+    StoreReader,
+    StoreWriter,
+    check_parent_dir,
+    existing_dir,
+    first_line,
+    is_stale_tmp,
+    parse_provenance,
+    provenance_json,
+    tmp_name,
+)
+
+SPACES = {"cosine": "cosine", "l2": "l2", "ip": "ip"}
+
+
+def client(path):
+    import chromadb
+    from chromadb.config import Settings
+
+    return chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+
+
+def _names(c) -> list[str]:
+    return [getattr(x, "name", x) for x in c.list_collections()]
+
+
+def _space(collection) -> str | None:
+    config = getattr(collection, "configuration", None) or {}
+    space = (config.get("hnsw") or {}).get("space") if isinstance(config, dict) else None
+    return SPACES.get(space or (collection.metadata or {}).get("hnsw:space") or "l2")
+
+
+def _get_collection(c, spec, what):
+    if spec.name not in _names(c):
+        raise UserError(f"{what} {spec}: collection {spec.name!r} does not exist in {spec.path} (collections: "
+                        f"{', '.join(sorted(_names(c))) or 'none'}); check the name after '#'")
+    return c.get_collection(spec.name, embedding_function=None)
+
+
+class Reader(StoreReader):
+    def __init__(self, spec, what):
+        self.spec, self.what = spec, what
+        existing_dir(spec, what)
+        try:
+            self.client = client(spec.path)
+            self.collection = _get_collection(self.client, spec, what)
+            count = self.collection.count()
+            peek = self.collection.get(limit=1, include=["embeddings", "documents", "metadatas"])
+        except UserError:
+            raise
+        except Exception as e:  # chromadb raises many types for a damaged store
+            raise UserError(f"{what} {spec} cannot be opened by chromadb ({first_line(e)})") from None
+        if count == 0:
+            raise UserError(f"{what} {spec}: collection {spec.name!r} is empty")
+        embeddings = peek.get("embeddings")
+        if embeddings is None or len(embeddings) == 0 or embeddings[0] is None:
+            raise UserError(f"{what} {spec}: collection {spec.name!r} holds no embeddings")
+        meta = self.collection.metadata or {}
+        prov = parse_provenance(meta.get(PROVENANCE_KEY))
+        # whether documents / metadata exist is known from the first page; a whole scan would read the store twice
+        self.info = StoreInfo(str(spec), "chroma", int(count), len(embeddings[0]), _space(self.collection),
+                              id_type="str", documents=any(d is not None for d in peek.get("documents") or []),
+                              metadata=any(m for m in peek.get("metadatas") or []),
+                              encoder=(prov or {}).get("encoder"), provenance=prov)
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        size = min(size, self.client.get_max_batch_size())
+        offset = 0
+        while offset < self.info.count:
+            try:
+                page = self.collection.get(include=["embeddings", "documents", "metadatas"], limit=size,
+                                           offset=offset)
+            except Exception as e:
+                raise UserError(f"{self.what} {self.spec}: reading failed at row {offset} ({first_line(e)})") \
+                    from None
+            if not page["ids"]:
+                break
+            vectors = np.asarray(page["embeddings"], dtype=np.float32)
+            docs = page.get("documents")
+            metas = page.get("metadatas")
+            yield Batch(list(page["ids"]), vectors,
+                        list(docs) if docs is not None and any(d is not None for d in docs) else None,
+                        [dict(m) if m else None for m in metas] if metas is not None and any(metas) else None)
+            offset += len(page["ids"])
+        if offset != self.info.count or self.collection.count() != self.info.count:
+            raise UserError(f"{self.what} {self.spec} changed while being read ({self.info.count} rows at the start, "
+                            f"{offset} read); stop the writers and run again")
+
+
+def is_vecbridge_collection(collection) -> bool:
+    return parse_provenance((collection.metadata or {}).get(PROVENANCE_KEY)) is not None
+
+
+def _metadata_value(v):
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    if isinstance(v, np.generic):
+        return v.item()
+    return json.dumps(v, sort_keys=True, default=str)  # chroma keeps only scalars: nested values as JSON text
+
+
+class Writer(StoreWriter):
+    """A temporary collection `NAME-vecbridge-tmp-PID-RAND`, renamed to NAME on commit (an old NAME that
+    vecbridge wrote is renamed away first and deleted after)."""
+
+    def __init__(self, spec, **kwargs):
+        super().__init__(spec, **kwargs)
+        if spec.path.exists() and not spec.path.is_dir():
+            raise UserError(f"{self.what} {spec}: {spec.path} is not a directory; chroma stores are directories")
+        check_parent_dir(spec)
+        self.client = client(spec.path)
+        if spec.name in _names(self.client):
+            if not self.overwrite:
+                raise UserError(f"{self.what} {spec}: collection {spec.name!r} already exists; pass --overwrite to "
+                                "replace it or choose another name")
+            if not is_vecbridge_collection(self.client.get_collection(spec.name, embedding_function=None)):
+                raise UserError(f"{self.what} {spec}: collection {spec.name!r} was not written by vecbridge; "
+                                "--overwrite only replaces vecbridge's own collections: choose another name")
+        self.tmp = None
+        self.max_batch = self.client.get_max_batch_size()
+
+    def begin(self):
+        for name in _names(self.client):
+            if is_stale_tmp(name, self.spec.name):
+                self.client.delete_collection(name)
+        self.tmp = tmp_name(self.spec.name)
+        self.collection = self.client.create_collection(
+            self.tmp, embedding_function=None,
+            metadata={"hnsw:space": self.metric, PROVENANCE_KEY: provenance_json(self.provenance)})
+
+    def write(self, batch: Batch) -> None:
+        ids = [str(i) for i in batch.ids]
+        metas = None
+        if batch.metadata is not None:
+            metas = [{k: _metadata_value(v) for k, v in m.items() if v is not None} or None if m else None
+                     for m in batch.metadata]
+        for i in range(0, len(ids), self.max_batch):
+            part = slice(i, i + self.max_batch)
+            try:
+                self.collection.add(ids=ids[part], embeddings=np.asarray(batch.vectors[part], dtype=np.float32),
+                                    documents=batch.documents[part] if batch.documents is not None else None,
+                                    metadatas=metas[part] if metas is not None else None)
+            except Exception as e:
+                raise UserError(f"{self.what} {self.spec}: chromadb refused rows from id {ids[i]!r} "
+                                f"({first_line(e)}); nothing was published") from None
+
+    def commit(self) -> None:
+        old = None
+        if self.spec.name in _names(self.client):
+            old = tmp_name(self.spec.name)
+            self.client.get_collection(self.spec.name, embedding_function=None).modify(name=old)
+        try:
+            self.collection.modify(name=self.spec.name)
+        except BaseException:
+            if old:
+                self.client.get_collection(old, embedding_function=None).modify(name=self.spec.name)
+            raise
+        self.committed = True
+        if old:
+            self.client.delete_collection(old)
+
+    def abort(self) -> None:
+        if self.tmp and self.tmp in _names(self.client):
+            self.client.delete_collection(self.tmp)

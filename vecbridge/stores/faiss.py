@@ -1,0 +1,171 @@
+"""faiss index files (`faiss:PATH`): vectors reconstructed from the index (exactly for Flat, IVF-Flat and
+HNSW-Flat; approximately for PQ / IVF-PQ / SQ, reported as `exact: False`); `IndexIDMap` / `IDMap2` ids kept.
+
+Written back as the same index family (IVF and PQ re-trained on the new vectors), with a sidecar `PATH.json`
+holding the provenance. faiss holds no documents or metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from vecbridge import safe_write, storage
+from vecbridge.errors import UserError
+from vecbridge.stores.base import (
+    PROVENANCE_KEY,
+    STORE_FORMAT,
+    Batch,
+    StoreInfo,
+    StoreReader,
+    StoreWriter,
+    first_line,
+    int_ids,
+    parse_provenance,
+)
+
+EXACT = ("IndexFlat", "IndexFlatIP", "IndexFlatL2", "IndexIVFFlat", "IndexHNSWFlat")
+APPROXIMATE = ("IndexPQ", "IndexIVFPQ", "IndexScalarQuantizer", "IndexIVFScalarQuantizer", "IndexHNSWPQ",
+               "IndexHNSWSQ")
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def _metric(index) -> str:
+    f = _faiss()
+    return {f.METRIC_INNER_PRODUCT: "ip", f.METRIC_L2: "l2"}.get(index.metric_type, "l2")
+
+
+def _factory(inner) -> str:
+    """The index-factory string of the family of `inner` (for writing the same family back)."""
+    f, kind = _faiss(), type(inner).__name__
+    if kind.startswith("IndexFlat"):
+        return "Flat"
+    if kind == "IndexIVFFlat":
+        return f"IVF{inner.nlist},Flat"
+    if kind == "IndexHNSWFlat":
+        return f"HNSW{inner.hnsw.nb_neighbors(1) or 32}"
+    if kind == "IndexPQ":
+        return f"PQ{inner.pq.M}x{inner.pq.nbits}"
+    if kind == "IndexIVFPQ":
+        return f"IVF{inner.nlist},PQ{inner.pq.M}x{inner.pq.nbits}"
+    if kind in ("IndexScalarQuantizer", "IndexIVFScalarQuantizer"):
+        names = {f.ScalarQuantizer.QT_8bit: "SQ8", f.ScalarQuantizer.QT_4bit: "SQ4", f.ScalarQuantizer.QT_fp16:
+                 "SQfp16", f.ScalarQuantizer.QT_6bit: "SQ6", f.ScalarQuantizer.QT_8bit_uniform: "SQ8"}
+        sq = names.get(inner.sq.qtype, "SQ8")
+        return f"IVF{inner.nlist},{sq}" if kind == "IndexIVFScalarQuantizer" else sq
+    return "Flat"
+
+
+class Reader(StoreReader):
+    def __init__(self, spec, what):
+        self.spec, self.what = spec, what
+        path = storage.check_regular_file(spec.path, f"{what} {spec}:")
+        f = _faiss()
+        try:
+            self._raw = f.read_index(str(path))  # kept: the downcast proxies below do not own the index
+        except RuntimeError as e:
+            raise UserError(f"{what} {spec} is not a readable faiss index ({first_line(e).split(': ')[-1]}); it may "
+                            "be truncated or corrupt") from None
+        index = f.downcast_index(self._raw)
+        self.ids = None
+        if type(index).__name__ in ("IndexIDMap", "IndexIDMap2"):
+            self.ids = f.vector_to_array(index.id_map).astype(np.int64)
+            index = f.downcast_index(index.index)
+        kind = type(index).__name__
+        if kind not in EXACT + APPROXIMATE:
+            raise UserError(f"{what} {spec}: faiss index type {kind} is not supported; vecbridge reads Flat, "
+                            "IVF-Flat, HNSW-Flat, PQ, IVF-PQ and SQ indexes (optionally in an IndexIDMap)")
+        if index.ntotal == 0:
+            raise UserError(f"{what} {spec}: the faiss index is empty")
+        if "IVF" in kind:
+            index.make_direct_map()  # in memory only: the file is never written
+        self.index = index
+        prov = parse_provenance(storage.read_sidecar(path).get(PROVENANCE_KEY))
+        self.info = StoreInfo(str(spec), "faiss", int(index.ntotal), int(index.d),
+                              (prov or {}).get("metric") or _metric(index),
+                              exact=kind in EXACT, id_type="int" if self.ids is not None else "row",
+                              encoder=(prov or {}).get("encoder"), provenance=prov,
+                              layout={"faiss_factory": _factory(index), "idmap": self.ids is not None})
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        n = self.index.ntotal
+        for i in range(0, n, size):
+            k = min(size, n - i)
+            try:
+                vectors = np.ascontiguousarray(self.index.reconstruct_n(i, k), dtype=np.float32)
+            except RuntimeError as e:
+                raise UserError(f"{self.what} {self.spec}: cannot reconstruct rows {i}-{i + k} "
+                                f"({first_line(e).split(': ')[-1]})") from None
+            ids = self.ids[i:i + k].tolist() if self.ids is not None else list(range(i, i + k))
+            yield Batch(ids, vectors)
+
+
+def _fit_factory(factory: str, dim: int) -> str:
+    """`factory` with its PQ sub-quantizer count adjusted to divide `dim` (PQ needs dim % M == 0)."""
+    head, sep, tail = factory.rpartition("PQ")
+    if not sep:
+        return factory
+    m_text, _, nbits = tail.partition("x")
+    m = int(m_text)
+    while dim % m:
+        m -= 1
+    return f"{head}PQ{m}" + (f"x{nbits}" if nbits else "")
+
+
+def is_vecbridge_faiss(path) -> bool:
+    try:
+        return parse_provenance(storage.read_sidecar(path).get(PROVENANCE_KEY)) is not None
+    except UserError:
+        return False
+
+
+class Writer(StoreWriter):
+    """The whole index is built in memory at commit (IVF / PQ need all vectors to train), then written to a
+    staged file and published with its sidecar."""
+
+    def __init__(self, spec, **kwargs):
+        super().__init__(spec, **kwargs)
+        inputs = [self.source.spec.split(":", 1)[1]] if self.source and self.source.backend == "faiss" else []
+        safe_write.check_file_output(spec.path, self.overwrite, inputs=inputs, what=self.what,
+                                     marker=is_vecbridge_faiss)
+        layout = self.source.layout if self.source else {}
+        self.factory = _fit_factory(layout.get("faiss_factory", "Flat"), self.dim)
+        self.dropped = [f for f, has in (("documents", self.source and self.source.documents),
+                                         ("metadata", self.source and self.source.metadata)) if has]
+        self.blocks, self.labels = [], []
+        self.keep_ids = bool(self.source) and self.source.id_type != "row"
+
+    def write(self, batch: Batch) -> None:
+        self.blocks.append(np.asarray(batch.vectors, dtype=np.float32))
+        if self.keep_ids:
+            self.labels.append(int_ids(batch, self.spec, self.what, "faiss"))
+
+    def commit(self) -> None:
+        f = _faiss()
+        x = np.concatenate(self.blocks)
+        metric = f.METRIC_INNER_PRODUCT if self.metric in ("ip", "cosine") else f.METRIC_L2
+        factory = f"IDMap2,{self.factory}" if self.keep_ids else self.factory
+        try:
+            index = f.index_factory(self.dim, factory, metric)
+            if not index.is_trained:
+                index.train(x)
+            if self.keep_ids:
+                index.add_with_ids(x, np.concatenate(self.labels))
+            else:
+                index.add(x)
+        except RuntimeError as e:
+            raise UserError(f"{self.what} {self.spec}: faiss could not build {factory} on {len(x)} vectors "
+                            f"({first_line(e).split(': ')[-1]})") from None
+        meta = {"format": STORE_FORMAT, "backend": "faiss", "factory": factory, "dim": self.dim, "count": len(x),
+                "metric": self.metric, "encoder": self.provenance.get("encoder"), PROVENANCE_KEY: self.provenance}
+        with safe_write.disk_errors(self.spec.path), safe_write.staged() as stage:
+            tmp = stage.file(self.spec.path)
+            f.write_index(index, str(tmp))
+            safe_write.write_json_file(stage.file(storage.sidecar_path(self.spec.path)), meta)
+        self.committed = True

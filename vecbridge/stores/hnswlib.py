@@ -1,0 +1,121 @@
+"""hnswlib index files (`hnswlib:PATH`): labels and vectors via `get_ids_list` / `get_items`. The file does not
+say its dim or space, so they come from the sidecar `PATH.json` (what vecbridge writes) or the spec's options
+`hnswlib:PATH?dim=384&space=cosine`. hnswlib holds no documents or metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from vecbridge import safe_write, storage
+from vecbridge.errors import UserError
+from vecbridge.stores.base import (
+    PROVENANCE_KEY,
+    STORE_FORMAT,
+    Batch,
+    StoreInfo,
+    StoreReader,
+    StoreWriter,
+    first_line,
+    int_ids,
+    parse_provenance,
+)
+
+SPACES = {"cosine": "cosine", "ip": "ip", "l2": "l2"}
+
+
+def _settings(spec, what, meta: dict) -> tuple[int, str]:
+    dim, space = spec.option("dim") or meta.get("dim"), spec.option("space") or meta.get("space") or "cosine"
+    if dim is None:
+        raise UserError(f"{what} {spec}: an hnswlib file does not record its dim; give it in the spec "
+                        f"(hnswlib:{spec.path}?dim=N&space=cosine) or a sidecar {storage.sidecar_path(spec.path)} "
+                        'with {"dim": N, "space": "cosine"}')
+    try:
+        dim = int(dim)
+    except (TypeError, ValueError):
+        dim = 0
+    if dim < 1:
+        raise UserError(f"{what} {spec}: dim must be a positive integer, got {spec.option('dim') or meta.get('dim')!r}")
+    if space not in SPACES:
+        raise UserError(f"{what} {spec}: space must be one of {', '.join(SPACES)}, got {space!r}")
+    return dim, space
+
+
+class Reader(StoreReader):
+    def __init__(self, spec, what):
+        import hnswlib
+
+        self.spec, self.what = spec, what
+        path = storage.check_regular_file(spec.path, f"{what} {spec}:")
+        meta = storage.read_sidecar(path)
+        dim, space = _settings(spec, what, meta)
+        self.index = hnswlib.Index(space=space, dim=dim)
+        try:
+            self.index.load_index(str(path))
+        except (RuntimeError, ValueError) as e:
+            raise UserError(f"{what} {spec} is not a readable hnswlib index ({first_line(e)}); it may be truncated "
+                            "or corrupt") from None
+        self.labels = np.sort(np.asarray(self.index.get_ids_list(), dtype=np.int64))
+        if len(self.labels) == 0:
+            raise UserError(f"{what} {spec}: the hnswlib index is empty")
+        if space == "cosine":
+            # the file does not know its dim: a wrong one reads misaligned rows, which are not unit vectors
+            norms = np.linalg.norm(self.index.get_items(self.labels[:64], return_type="numpy"), axis=1)
+            if not np.all(np.abs(norms - 1) < 1e-3):
+                raise UserError(f"{what} {spec}: its rows are not unit vectors when read with dim {dim}; the dim "
+                                "(or space) given for this cosine index is probably wrong")
+        prov = parse_provenance(meta.get(PROVENANCE_KEY))
+        self.info = StoreInfo(str(spec), "hnswlib", len(self.labels), dim, space, id_type="int",
+                              encoder=(prov or meta).get("encoder"), provenance=prov,
+                              layout={"hnswlib_M": int(self.index.M), "hnswlib_ef_construction":
+                                      int(self.index.ef_construction)})
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        for i in range(0, len(self.labels), size):
+            labels = self.labels[i:i + size]
+            vectors = np.ascontiguousarray(self.index.get_items(labels, return_type="numpy"), dtype=np.float32)
+            yield Batch(labels.tolist(), vectors)
+
+
+def is_vecbridge_hnswlib(path) -> bool:
+    try:
+        return parse_provenance(storage.read_sidecar(path).get(PROVENANCE_KEY)) is not None
+    except UserError:
+        return False
+
+
+class Writer(StoreWriter):
+    """Rows added to an in-memory index as they come, saved to a staged file with its sidecar on commit."""
+
+    def __init__(self, spec, **kwargs):
+        import hnswlib
+
+        super().__init__(spec, **kwargs)
+        inputs = [self.source.spec.split(":", 1)[1].split("?")[0]] if self.source and \
+            self.source.backend == "hnswlib" else []
+        safe_write.check_file_output(spec.path, self.overwrite, inputs=inputs, what=self.what,
+                                     marker=is_vecbridge_hnswlib)
+        layout = self.source.layout if self.source else {}
+        self.dropped = [f for f, has in (("documents", self.source and self.source.documents),
+                                         ("metadata", self.source and self.source.metadata)) if has]
+        self.index = hnswlib.Index(space=self.metric, dim=self.dim)
+        self.index.init_index(max_elements=max(self.count, 1), M=layout.get("hnswlib_M", 16),
+                              ef_construction=layout.get("hnswlib_ef_construction", 200), random_seed=0)
+        self.keep_ids = bool(self.source) and self.source.id_type != "row"
+        self.rows = 0
+
+    def write(self, batch: Batch) -> None:
+        labels = int_ids(batch, self.spec, self.what, "hnswlib") if self.keep_ids else \
+            np.arange(self.rows, self.rows + len(batch))
+        self.index.add_items(np.asarray(batch.vectors, dtype=np.float32), labels, num_threads=1)
+        self.rows += len(batch)
+
+    def commit(self) -> None:
+        meta = {"format": STORE_FORMAT, "backend": "hnswlib", "dim": self.dim, "space": self.metric,
+                "count": self.rows, "encoder": self.provenance.get("encoder"), PROVENANCE_KEY: self.provenance}
+        with safe_write.disk_errors(self.spec.path), safe_write.staged() as stage:
+            self.index.save_index(str(stage.file(self.spec.path)))
+            safe_write.write_json_file(stage.file(storage.sidecar_path(self.spec.path)), meta)
+        self.committed = True

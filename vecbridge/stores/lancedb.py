@@ -1,0 +1,171 @@
+"""LanceDB embedded (`lancedb:PATH#TABLE`): the `vector` column, an optional `id` and `document` (or `text`)
+column, every other column kept as metadata; provenance in the table's schema metadata.
+
+LanceDB OSS cannot rename tables, so a new table is built as `TABLE-vecbridge-tmp-PID-RAND` in the same
+database and its directory renamed onto `TABLE.lance` on commit (the table's files are never read by hand).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from vecbridge.errors import UserError
+from vecbridge.stores.base import (
+    PROVENANCE_KEY,
+    Batch,
+    StoreInfo,
+    StoreReader,
+    StoreWriter,
+    check_parent_dir,
+    document_field,
+    existing_dir,
+    first_line,
+    is_stale_tmp,
+    parse_provenance,
+    provenance_json,
+    tmp_name,
+)
+from vecbridge.stores.parquet import arrow_table, id_arrow_type, split_columns, vector_dim, vectors_from_arrow
+
+
+def _connect(path):
+    import lancedb
+
+    return lancedb.connect(str(path))
+
+
+def _tables(db) -> list[str]:
+    return list(db.list_tables().tables)
+
+
+def _provenance(schema: pa.Schema) -> dict | None:
+    return parse_provenance((schema.metadata or {}).get(PROVENANCE_KEY.encode()))
+
+
+class Reader(StoreReader):
+    def __init__(self, spec, what):
+        self.spec, self.what = spec, what
+        existing_dir(spec, what)
+        try:
+            db = _connect(spec.path)
+            if spec.name not in _tables(db):
+                raise UserError(f"{what} {spec}: table {spec.name!r} does not exist in {spec.path} (tables: "
+                                f"{', '.join(sorted(_tables(db))) or 'none'}); check the name after '#'")
+            self.table = db.open_table(spec.name)
+            schema = self.table.schema
+            count = self.table.count_rows()
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(f"{what} {spec} cannot be opened by lancedb ({first_line(e)})") from None
+        names = schema.names
+        if "vector" not in names:
+            raise UserError(f"{what} {spec}: table {spec.name!r} has no 'vector' column (columns: {', '.join(names)})")
+        dim = vector_dim(schema.field("vector"), spec, what)
+        if count == 0:
+            raise UserError(f"{what} {spec}: table {spec.name!r} is empty")
+        self.id_col = "id" if "id" in names else None
+        self.doc_col = document_field(names)
+        self.names = names
+        meta_fields = [schema.field(n) for n in names if n not in (self.id_col, self.doc_col, "vector")]
+        id_type = "row" if not self.id_col else ("str" if pa.types.is_string(schema.field("id").type) else "int")
+        prov = _provenance(schema)
+        self.info = StoreInfo(str(spec), "lancedb", int(count), int(dim), (prov or {}).get("metric"),
+                              id_type=id_type, documents=self.doc_col is not None, metadata=bool(meta_fields),
+                              encoder=(prov or {}).get("encoder"), provenance=prov,
+                              metadata_schema=pa.schema(meta_fields) if meta_fields else None)
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        start = 0
+        try:
+            for rb in self.table.search().limit(None).to_batches(size):
+                if rb.num_rows == 0:
+                    continue
+                rb = rb.select(self.names)
+                ids, docs, meta = split_columns(rb, self.names, self.id_col, self.doc_col, "vector")
+                vectors = vectors_from_arrow(rb.column("vector"), self.spec, self.what, self.info.dim)
+                yield Batch(ids if ids is not None else list(range(start, start + rb.num_rows)), vectors, docs, meta)
+                start += rb.num_rows
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(f"{self.what} {self.spec}: reading failed at row {start} ({first_line(e)})") from None
+        if start != self.info.count:
+            raise UserError(f"{self.what} {self.spec} changed while being read ({self.info.count} rows at the start, "
+                            f"{start} read); stop the writers and run again")
+
+
+class Writer(StoreWriter):
+    def __init__(self, spec, **kwargs):
+        super().__init__(spec, **kwargs)
+        if spec.path.exists() and not spec.path.is_dir():
+            raise UserError(f"{self.what} {spec}: {spec.path} is not a directory; lancedb databases are directories")
+        check_parent_dir(spec)
+        self.db = None
+        if spec.path.is_dir():
+            self.db = _connect(spec.path)
+            if spec.name in _tables(self.db):
+                if not self.overwrite:
+                    raise UserError(f"{self.what} {spec}: table {spec.name!r} already exists; pass --overwrite to "
+                                    "replace it or choose another name")
+                if _provenance(self.db.open_table(spec.name).schema) is None:
+                    raise UserError(f"{self.what} {spec}: table {spec.name!r} was not written by vecbridge; "
+                                    "--overwrite only replaces vecbridge's own tables: choose another name")
+        self.tmp = self.table = None
+        self.rows = 0
+
+    def _dir(self, name: str) -> Path:
+        return self.spec.path / f"{name}.lance"
+
+    def begin(self):
+        self.spec.path.mkdir(exist_ok=True)
+        self.db = self.db or _connect(self.spec.path)
+        for entry in self.spec.path.iterdir():
+            if entry.suffix == ".lance" and is_stale_tmp(entry.stem, self.spec.name):
+                shutil.rmtree(entry, ignore_errors=True)
+        self.tmp = tmp_name(self.spec.name)
+
+    def write(self, batch: Batch) -> None:
+        if self.table is None:
+            keep_ids = self.source is None or self.source.id_type != "row"
+            self.meta_schema = self.source.metadata_schema if self.source else None
+            table = arrow_table(batch, self.dim, id_arrow_type(batch) if keep_ids else None, self.meta_schema)
+            self.id_type = table.schema.field("id").type if keep_ids else None
+            self.schema = table.schema.with_metadata({PROVENANCE_KEY: provenance_json(
+                {**self.provenance, "metric": self.metric})})
+            self.table = self.db.create_table(self.tmp, schema=self.schema)
+            if not self._dir(self.tmp).is_dir():
+                raise UserError(f"{self.what} {self.spec}: lancedb did not create {self._dir(self.tmp)}; only local "
+                                "databases with one directory per table are supported")
+        else:
+            table = arrow_table(batch, self.dim, self.id_type, self.meta_schema)
+        try:
+            self.table.add(table.cast(self.schema))
+        except Exception as e:
+            raise UserError(f"{self.what} {self.spec}: lancedb refused rows near row {self.rows} "
+                            f"({first_line(e)}); nothing was published") from None
+        self.rows += len(batch)
+
+    def commit(self) -> None:
+        dest, backup = self._dir(self.spec.name), None
+        if dest.exists():
+            backup = self._dir(tmp_name(self.spec.name))
+            os.rename(dest, backup)
+        try:
+            os.rename(self._dir(self.tmp), dest)
+        except BaseException:
+            if backup:
+                os.rename(backup, dest)
+            raise
+        self.committed = True
+        if backup:
+            shutil.rmtree(backup, ignore_errors=True)
+
+    def abort(self) -> None:
+        if self.tmp:
+            shutil.rmtree(self._dir(self.tmp), ignore_errors=True)

@@ -1,0 +1,207 @@
+"""Parquet as a store: one file or a directory of shards (pyarrow.dataset), streamed by record batches.
+
+Columns: `id` (optional: row numbers without it), `vector` (a fixed-size list of floats), `document` (or
+`text`, optional); every other column is per-row metadata. Provenance lives in the schema metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from vecbridge import safe_write
+from vecbridge.errors import UserError
+from vecbridge.stores.base import (
+    PROVENANCE_KEY,
+    Batch,
+    StoreInfo,
+    StoreReader,
+    StoreWriter,
+    document_field,
+    first_line,
+    parse_provenance,
+    provenance_json,
+)
+
+SHARD_ROWS = 1_000_000
+
+
+def _provenance(schema: pa.Schema) -> dict | None:
+    return parse_provenance((schema.metadata or {}).get(PROVENANCE_KEY.encode()))
+
+
+def vectors_from_arrow(column, spec, what: str, dim: int) -> np.ndarray:
+    """A fixed-size list (or list) column of floats as a float32 (rows, dim) array."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.null_count:
+        raise UserError(f"{what} {spec}: the vector column has null rows; every row needs a vector")
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if flat.size != len(column) * dim:
+        raise UserError(f"{what} {spec}: vectors of different lengths in the vector column; expected {dim} each")
+    return flat.reshape(len(column), dim)
+
+
+def vector_dim(field: pa.Field, spec, what: str) -> int:
+    t = field.type
+    if not (pa.types.is_fixed_size_list(t) and pa.types.is_floating(t.value_type)):
+        raise UserError(f"{what} {spec}: column {field.name!r} is {t}, not a fixed-size list of floats; write it as "
+                        "fixed_size_list<float32>")
+    return t.list_size
+
+
+def split_columns(table_or_batch, names, id_col, doc_col, vec_col):
+    """(ids, documents, metadata dicts) of an Arrow batch; ids default to row numbers from `start`."""
+    ids = table_or_batch.column(id_col).to_pylist() if id_col else None
+    docs = table_or_batch.column(doc_col).to_pylist() if doc_col else None
+    meta_names = [n for n in names if n not in (id_col, doc_col, vec_col)]
+    meta = table_or_batch.select(meta_names).to_pylist() if meta_names else None
+    return ids, docs, meta
+
+
+class Reader(StoreReader):
+    def __init__(self, spec, what):
+        self.spec, self.what = spec, what
+        if not spec.path.exists():
+            raise UserError(f"{what} {spec} does not exist; give a .parquet file or a directory of Parquet shards")
+        try:
+            self.dataset = ds.dataset(spec.path, format="parquet")
+            schema = self.dataset.schema
+            count = self.dataset.count_rows()
+        except (pa.ArrowException, OSError) as e:
+            raise UserError(f"{what} {spec} is not readable Parquet ({first_line(e)}); it may be truncated") from None
+        names = schema.names
+        if "vector" not in names:
+            raise UserError(f"{what} {spec} has no 'vector' column (columns: {', '.join(names)}); vecbridge reads "
+                            "columns id, vector (fixed-size list of float32), document and metadata")
+        dim = vector_dim(schema.field("vector"), spec, what)
+        if count == 0:
+            raise UserError(f"{what} {spec} holds no rows")
+        self.id_col = "id" if "id" in names else None
+        self.doc_col = document_field(names)
+        self.names = names
+        meta_fields = [schema.field(n) for n in names if n not in (self.id_col, self.doc_col, "vector")]
+        id_type = "row" if not self.id_col else ("str" if pa.types.is_string(schema.field("id").type) or
+                                                pa.types.is_large_string(schema.field("id").type) else "int")
+        prov = _provenance(schema)
+        self.info = StoreInfo(str(spec), "parquet", int(count), int(dim), (prov or {}).get("metric"),
+                              id_type=id_type, documents=self.doc_col is not None, metadata=bool(meta_fields),
+                              encoder=(prov or {}).get("encoder"), provenance=prov,
+                              metadata_schema=pa.schema(meta_fields) if meta_fields else None)
+
+    def batches(self, size: int) -> Iterator[Batch]:
+        start = 0
+        try:
+            for rb in self.dataset.to_batches(batch_size=size):
+                if rb.num_rows == 0:
+                    continue
+                ids, docs, meta = split_columns(rb, self.names, self.id_col, self.doc_col, "vector")
+                vectors = vectors_from_arrow(rb.column("vector"), self.spec, self.what, self.info.dim)
+                yield Batch(ids if ids is not None else list(range(start, start + rb.num_rows)), vectors, docs, meta)
+                start += rb.num_rows
+        except (pa.ArrowException, OSError) as e:
+            raise UserError(f"{self.what} {self.spec}: reading failed at row {start} ({first_line(e)}); the file "
+                            "may be truncated or changing") from None
+
+
+def arrow_table(batch: Batch, dim: int, id_type: pa.DataType | None, meta_schema: pa.Schema | None,
+                doc_name: str = "document") -> pa.Table:
+    """A batch as an Arrow table: id, vector (fixed_size_list<float32>), document, metadata columns."""
+    columns = {}
+    if id_type is not None:
+        columns["id"] = pa.array(batch.ids, type=id_type)
+    vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
+    columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
+    if batch.documents is not None:
+        columns[doc_name] = pa.array(batch.documents, type=pa.string())
+    table = pa.table(columns)
+    if batch.metadata is not None:
+        rows = [m or {} for m in batch.metadata]
+        meta = pa.Table.from_pylist(rows, schema=meta_schema) if meta_schema is not None else pa.Table.from_pylist(rows)
+        for name in meta.column_names:
+            table = table.append_column(meta.schema.field(name), meta.column(name))
+    return table
+
+
+def id_arrow_type(batch: Batch) -> pa.DataType:
+    return pa.int64() if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in batch.ids) \
+        else pa.string()
+
+
+def _is_vecbridge_parquet(path) -> bool:
+    try:
+        return _provenance(ds.dataset(path, format="parquet").schema) is not None
+    except (pa.ArrowException, OSError):
+        return False
+
+
+class Writer(StoreWriter):
+    """A single `.parquet` file, or a directory of shards of `SHARD_ROWS` rows, staged and renamed into place."""
+
+    def __init__(self, spec, **kwargs):
+        super().__init__(spec, **kwargs)
+        self.sharded = spec.path.suffix != ".parquet"
+        inputs = [self.source.spec] if self.source and self.source.backend == "parquet" else []
+        if self.sharded:
+            safe_write.check_dir_output(spec.path, self.overwrite, _is_vecbridge_parquet, "Parquet store",
+                                        inputs=inputs, what=self.what)
+        else:
+            safe_write.check_file_output(spec.path, self.overwrite, inputs=inputs, sidecar=False, what=self.what,
+                                         marker=_is_vecbridge_parquet)
+        safe_write.check_free_space(spec.path, self.count * self.dim * 4 + 2**16)
+        self.rows, self.writer, self.schema = 0, None, None
+        self.shard = 0
+
+    def begin(self):
+        self._stage = safe_write.staged()
+        self._staging = self._stage.__enter__()
+        self.target = (self._staging.directory(self.spec.path) if self.sharded
+                       else self._staging.file(self.spec.path))
+
+    def _open_shard(self):
+        path = self.target / f"part-{self.shard:05d}.parquet" if self.sharded else self.target
+        self.writer = pq.ParquetWriter(path, self.schema)
+
+    def write(self, batch: Batch) -> None:
+        if self.schema is None:
+            keep_ids = self.source is None or self.source.id_type != "row"
+            meta_schema = self.source.metadata_schema if self.source else None
+            table = arrow_table(batch, self.dim, id_arrow_type(batch) if keep_ids else None, meta_schema)
+            self.id_type = table.schema.field("id").type if keep_ids else None
+            self.meta_schema = meta_schema
+            self.schema = table.schema.with_metadata({PROVENANCE_KEY: provenance_json(
+                {**self.provenance, "metric": self.metric})})
+        else:
+            table = arrow_table(batch, self.dim, self.id_type, self.meta_schema)
+        try:
+            table = table.cast(self.schema)
+        except (pa.ArrowException, ValueError) as e:
+            raise UserError(f"{self.what} {self.spec}: rows near {self.rows} do not fit the columns of the first "
+                            f"batch ({first_line(e)})") from None
+        with safe_write.disk_errors(self.spec.path):
+            if self.writer is None:
+                self._open_shard()
+            self.writer.write_table(table)
+            self.rows += len(batch)
+            if self.sharded and self.rows >= (self.shard + 1) * SHARD_ROWS:
+                self.writer.close()
+                self.writer, self.shard = None, self.shard + 1
+
+    def commit(self) -> None:
+        with safe_write.disk_errors(self.spec.path):
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+            self._stage.__exit__(None, None, None)
+        self.committed = True
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if hasattr(self, "_staging"):
+            self._staging.discard()
