@@ -238,3 +238,115 @@ def test_mixed_backends(pair, world, tmp_path):
         return
     assert got_docs == DOCS and got_meta == META
     assert [str(i) for i in got_ids] == [str(i) for i in (IDS if a != "qdrant" else range(N))]
+
+
+# -- bad input: one line, non-zero exit, every file as it was -------------------------------------------
+def _nan_parquet(d, vectors, int_ids=False):
+    bad = vectors.copy()
+    bad[250, 3] = np.nan  # in the last batch: earlier batches were already written to the temporary store
+    table = _arrow(bad)
+    if int_ids:
+        table = table.set_column(0, "id", pa.array(range(N)))
+    pq.write_table(table, d / "src.parquet")
+    return str(d / "src.parquet")
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def _junk(path):
+    path.write_bytes(b"not an index at all" * 20)
+
+
+BAD = {
+    "unknown_scheme": (lambda d, v: "pinecone:index#c", "chroma:{d}/out#dst", "unknown store scheme 'pinecone'"),
+    "server": (lambda d, v: "qdrant+http://localhost:6333#c", "{d}/out.parquet", "not supported yet"),
+    "no_collection_part": (lambda d, v: (make_chroma(d / "ch", v), f"chroma:{d}/ch")[1], "{d}/out.parquet",
+                           "the collection is missing"),
+    "chroma_missing_collection": (lambda d, v: (make_chroma(d / "ch", v), f"chroma:{d}/ch#nope")[1],
+                                  "{d}/out.parquet", "collection 'nope' does not exist"),
+    "qdrant_missing_collection": (lambda d, v: (make_qdrant(d / "qd", v), f"qdrant:{d}/qd#nope")[1],
+                                  "{d}/out.parquet", "collection 'nope' does not exist"),
+    "lancedb_missing_table": (lambda d, v: (make_lancedb(d / "ld", v), f"lancedb:{d}/ld#nope")[1],
+                              "{d}/out.parquet", "table 'nope' does not exist"),
+    "missing_store_dir": (lambda d, v: f"chroma:{d}/nowhere#c", "{d}/out.parquet", "does not exist"),
+    "faiss_truncated": (lambda d, v: (make_faiss(d / "x.faiss", v), _truncate(d / "x.faiss"), f"faiss:{d}/x.faiss")[2],
+                        "{d}/out.parquet", "not a readable faiss index"),
+    "faiss_junk": (lambda d, v: (_junk(d / "x.faiss"), f"faiss:{d}/x.faiss")[1], "{d}/out.parquet",
+                   "not a readable faiss index"),
+    "hnswlib_truncated": (lambda d, v: (make_hnswlib(d / "h.bin", v), _truncate(d / "h.bin"),
+                                        f"hnswlib:{d}/h.bin?dim=16")[2], "{d}/out.parquet",
+                          "not a readable hnswlib index"),
+    "hnswlib_no_dim": (lambda d, v: (make_hnswlib(d / "h.bin", v), f"hnswlib:{d}/h.bin")[1], "{d}/out.parquet",
+                       "does not record its dim"),
+    "hnswlib_wrong_dim": (lambda d, v: (make_hnswlib(d / "h.bin", v), f"hnswlib:{d}/h.bin?dim=12")[1],
+                          "{d}/out.parquet", "probably wrong"),
+    "dim_mismatch": (lambda d, v: make_lancedb(d / "ld", np.hstack([v, v]) / np.sqrt(2)), "{d}/out.parquet",
+                     "has 32 dims but the translator's source space has 16"),
+    "nan_to_chroma": (_nan_parquet, "chroma:{d}/out#dst", "contains NaN"),
+    "nan_to_new_qdrant": (lambda d, v: _nan_parquet(d, v, int_ids=True), "qdrant:{d}/out#dst", "contains NaN"),
+    "nan_to_lancedb": (_nan_parquet, "lancedb:{d}/out#dst", "contains NaN"),
+    "string_ids_to_qdrant": (lambda d, v: make_chroma(d / "ch", v), "qdrant:{d}/ch2#dst",
+                             "qdrant ids are non-negative integers or UUIDs"),
+    "same_store": (lambda d, v: make_chroma(d / "ch", v), "chroma:{d}/ch#src", "the same store"),
+    "existing_collection": (lambda d, v: make_chroma(d / "ch", v), "chroma:{d}/ch#src2", "already exists"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_fails_cleanly(case, world, tmp_path):
+    translator, _, vectors = world
+    make_input, output, expected = BAD[case]
+    src = make_input(tmp_path, vectors)
+    if case == "existing_collection":
+        make_chroma(tmp_path / "ch", vectors, name="src2")
+    before = snapshot(tmp_path)
+    rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output",
+                     output.format(d=tmp_path), "--chunk", 100)
+    assert_clean_failure(rc, err, expected)
+    after = snapshot(tmp_path)
+    if any(k.endswith("chroma.sqlite3") for k in before):  # sqlite may touch its own file; compare the content
+        assert set(after) == set(before) or set(after) - set(before) <= {k for k in after if "-wal" in k}
+    else:
+        assert after == before
+
+
+def test_overwrite_replaces_only_vecbridge_collections(world, tmp_path):
+    translator, q, vectors = world
+    src = make_chroma(tmp_path / "ch", vectors)
+    make_chroma(tmp_path / "ch", vectors, name="theirs")
+    rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output",
+                     f"chroma:{tmp_path}/ch#theirs", "--overwrite")
+    assert_clean_failure(rc, err, "was not written by vecbridge")
+    for _ in range(2):  # the second run replaces the first's collection
+        rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output",
+                         f"chroma:{tmp_path}/ch#dst", "--overwrite")
+        assert rc == 0, err
+    ids, got, docs, _ = read_chroma(f"chroma:{tmp_path}/ch#dst")
+    assert close_to(got, vectors, q) and docs == DOCS
+    import chromadb
+    from chromadb.config import Settings
+
+    names = {c.name for c in chromadb.PersistentClient(path=str(tmp_path / "ch"), settings=Settings(
+        anonymized_telemetry=False)).list_collections()}
+    assert names == {"src", "theirs", "dst"}
+
+
+def test_lossy_faiss_is_said(world, tmp_path):
+    import faiss
+
+    translator, q, vectors = world
+    index = faiss.index_factory(D_IN, "PQ4x4", faiss.METRIC_INNER_PRODUCT)
+    index.train(vectors)
+    index.add(vectors)
+    faiss.write_index(index, str(tmp_path / "pq.faiss"))
+    rc, stdout, err = cli("stores", "inspect", f"faiss:{tmp_path}/pq.faiss", "--json")
+    assert rc == 0 and json.loads(stdout)["exact"] is False
+    rc, stdout, err = cli("translate", "--translator", translator, "--input", f"faiss:{tmp_path}/pq.faiss",
+                          "--output", f"faiss:{tmp_path}/out.faiss", "--json")
+    assert rc == 0, err
+    assert "approximate" in err and json.loads(stdout)["exact"] is False
+    out = faiss.downcast_index(raw := faiss.read_index(str(tmp_path / "out.faiss")))
+    assert raw is not None and type(out).__name__ == "IndexPQ" and out.d == D_OUT and out.ntotal == N

@@ -126,6 +126,24 @@ class StoreWriter:
     def begin(self) -> None:
         pass
 
+    def root(self) -> Path:
+        """Where a directory store is built: the destination if it exists (a new collection goes into it), else
+        a staged temporary directory renamed into place by `publish_root` (nothing is left if the run fails)."""
+        if self.spec.path.exists():
+            return self.spec.path
+        from vecbridge.safe_write import Staging
+
+        self._root_staging = Staging()
+        return self._root_staging.directory(self.spec.path)
+
+    def publish_root(self) -> None:
+        if getattr(self, "_root_staging", None) is not None:
+            self._root_staging.publish()
+
+    def discard_root(self) -> None:
+        if getattr(self, "_root_staging", None) is not None:
+            self._root_staging.discard()
+
     def write(self, batch: Batch) -> None:
         raise NotImplementedError
 

@@ -125,6 +125,13 @@ class Writer(StoreWriter):
         if spec.path.exists() and not spec.path.is_dir():
             raise UserError(f"{self.what} {spec}: {spec.path} is not a directory; chroma stores are directories")
         check_parent_dir(spec)
+        self.tmp = self.client = None
+        self.max_batch = 0
+        if spec.path.is_dir():
+            self._check_destination()
+
+    def _check_destination(self) -> None:
+        spec = self.spec
         self.client = client(spec.path)
         if spec.name in _names(self.client):
             if not self.overwrite:
@@ -133,10 +140,10 @@ class Writer(StoreWriter):
             if not is_vecbridge_collection(self.client.get_collection(spec.name, embedding_function=None)):
                 raise UserError(f"{self.what} {spec}: collection {spec.name!r} was not written by vecbridge; "
                                 "--overwrite only replaces vecbridge's own collections: choose another name")
-        self.tmp = None
-        self.max_batch = self.client.get_max_batch_size()
 
     def begin(self):
+        self.client = self.client or client(self.root())
+        self.max_batch = self.client.get_max_batch_size()
         for name in _names(self.client):
             if is_stale_tmp(name, self.spec.name):
                 self.client.delete_collection(name)
@@ -172,10 +179,12 @@ class Writer(StoreWriter):
             if old:
                 self.client.get_collection(old, embedding_function=None).modify(name=self.spec.name)
             raise
-        self.committed = True
         if old:
             self.client.delete_collection(old)
+        self.publish_root()
+        self.committed = True
 
     def abort(self) -> None:
         if self.tmp and self.tmp in _names(self.client):
             self.client.delete_collection(self.tmp)
+        self.discard_root()

@@ -120,12 +120,12 @@ class Writer(StoreWriter):
         self.rows = 0
 
     def _dir(self, name: str) -> Path:
-        return self.spec.path / f"{name}.lance"
+        return self.base / f"{name}.lance"
 
     def begin(self):
-        self.spec.path.mkdir(exist_ok=True)
-        self.db = self.db or _connect(self.spec.path)
-        for entry in self.spec.path.iterdir():
+        self.base = self.root()
+        self.db = self.db or _connect(self.base)
+        for entry in self.base.iterdir():
             if entry.suffix == ".lance" and is_stale_tmp(entry.stem, self.spec.name):
                 shutil.rmtree(entry, ignore_errors=True)
         self.tmp = tmp_name(self.spec.name)
@@ -162,10 +162,12 @@ class Writer(StoreWriter):
             if backup:
                 os.rename(backup, dest)
             raise
-        self.committed = True
         if backup:
             shutil.rmtree(backup, ignore_errors=True)
+        self.publish_root()
+        self.committed = True
 
     def abort(self) -> None:
         if self.tmp:
             shutil.rmtree(self._dir(self.tmp), ignore_errors=True)
+        self.discard_root()

@@ -167,13 +167,15 @@ class Writer(StoreWriter):
         if spec.path.exists() and not spec.path.is_dir():
             raise UserError(f"{self.what} {spec}: {spec.path} is not a directory; qdrant stores are directories")
         check_parent_dir(spec)
-        self.client = acquire(spec.path, self.what, spec)
-        self.tmp = None
-        try:
-            self._check_destination()
-        except BaseException:
-            self.close()
-            raise
+        self.tmp = self.client = self.client_path = None
+        if spec.path.is_dir():
+            self.client_path = spec.path
+            self.client = acquire(spec.path, self.what, spec)
+            try:
+                self._check_destination()
+            except BaseException:
+                self.close()
+                raise
 
     def _check_destination(self) -> None:
         spec, c = self.spec, self.client
@@ -190,6 +192,9 @@ class Writer(StoreWriter):
     def begin(self):
         from qdrant_client import models
 
+        if self.client is None:
+            self.client_path = self.root()
+            self.client = acquire(self.client_path, self.what, self.spec)
         published = set(_aliases(self.client).values())
         for col in self.client.get_collections().collections:
             if col.name not in published and is_stale_tmp(col.name, self.spec.name):
@@ -226,15 +231,19 @@ class Writer(StoreWriter):
         ops.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=self.tmp,
                                                                                alias_name=self.spec.name)))
         self.client.update_collection_aliases(change_aliases_operations=ops)
-        self.committed = True
         if old:
             self.client.delete_collection(old)
+        self.close()  # local mode writes its files when the client closes
+        self.publish_root()
+        self.committed = True
 
     def abort(self) -> None:
         if self.tmp and self.client is not None and self.client.collection_exists(self.tmp):
             self.client.delete_collection(self.tmp)
+        self.close()
+        self.discard_root()
 
     def close(self) -> None:
         if getattr(self, "client", None) is not None:
-            release(self.spec.path)
+            release(self.client_path)
             self.client = None
