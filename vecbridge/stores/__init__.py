@@ -23,7 +23,8 @@ BACKENDS = {"npy": "npy", "parquet": "parquet", "chroma": "chroma", "qdrant": "q
             "faiss": "faiss", "hnswlib": "hnswlib"}
 SERVERS = ("chroma+http", "chroma+https", "qdrant+http", "qdrant+https")
 NAMED = {"chroma": "COLLECTION", "qdrant": "COLLECTION", "lancedb": "TABLE"}
-KNOWN = ("PATH.npy, PATH.parquet, a directory of Parquet shards, chroma:PATH#COLLECTION, "
+KNOWN = ("PATH.npy, PATH.parquet, a directory of Parquet shards (parquet:DIR for a new one), "
+         "chroma:PATH#COLLECTION, "
          "qdrant:PATH#COLLECTION[/VECTOR_NAME], lancedb:PATH#TABLE, faiss:PATH, hnswlib:PATH")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+]*):(?!\\)")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
