@@ -29,7 +29,7 @@ import numpy as np
 from align import translator_class
 from align.confidence import translation_confidence
 from align.metrics import evaluate
-from vecbridge import paths, storage
+from vecbridge import paths, safe_write, storage
 from vecbridge.texts import read_texts
 
 SETS = {  # name -> (text specs, how many, shuffle name, offset into the shuffled texts)
@@ -84,8 +84,8 @@ def text_file(name: str, n_train: int) -> Path:
         random.Random(f"{spec}:{shuffle}").shuffle(items)
         texts.extend(items[offset:offset + per_spec])
     texts = texts[:n]
-    with storage.atomic_path(path) as tmp:
-        tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    with safe_write.staged() as stage:
+        stage.file(path).write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     return path
 
 

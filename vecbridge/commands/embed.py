@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from encoders.base import DEVICES
 from vecbridge import jobs
@@ -35,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     meta = jobs.embed(args.encoder, args.input, args.output, limit=args.limit, device=args.device,
-                      overwrite=args.overwrite, batch_tokens=args.batch_tokens, chunk_size=args.chunk_size)
+                      overwrite=args.overwrite, batch_tokens=args.batch_tokens, chunk_size=args.chunk_size,
+                      log=lambda msg: print(msg, file=sys.stderr))
     print(f"wrote {meta['count']} x {meta['dim']} vectors ({meta['encoder']}, {meta['device']}) to "
           f"{args.output}; {meta['truncated']} texts truncated at {meta['max_length']} tokens")
     return 0

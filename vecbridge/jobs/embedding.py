@@ -89,11 +89,12 @@ def embed(encoder: str, input_spec: str, output: str | Path, *, limit: int | Non
           device: str = "auto", overwrite: bool = False, batch_tokens: int | None = None,
           chunk_size: int = CHUNK_SIZE, progress: bool | None = None,
           after_chunk: Callable[[int], None] | None = None,
-          log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)) -> dict:
+          log: Callable[[str], None] | None = None) -> dict:
     """Embed the texts of `input_spec` with `encoder` into `output` (.npy) and its JSON sidecar.
 
     Returns the sidecar's metadata. `progress=None` shows a bar only on a terminal; `after_chunk(k)` runs
-    after chunk k is safely on disk (tests use it to interrupt a run at a known point). A second run on the
+    after chunk k is safely on disk (tests use it to interrupt a run at a known point); `log` receives notes
+    such as discarded stale work (default: none). A second run on the
     same output while one is going fails at once instead of mixing their work.
     """
     output = Path(output)
@@ -124,7 +125,7 @@ def embed(encoder: str, input_spec: str, output: str | Path, *, limit: int | Non
                         "finish or choose another output") from None
     finished = False
     try:
-        _open_work_dir(wd, manifest, log)
+        _open_work_dir(wd, manifest, log or (lambda msg: None))
         meta = _embed_chunks(enc, texts, wd, manifest, chunk_size, batch_tokens, progress, after_chunk)
         meta.update(source=input_spec, limit=limit)
         vectors = np.empty((len(texts), enc.dim), dtype=np.float32)
