@@ -114,10 +114,11 @@ def test_unrelated_pivot_stops_at_its_first_leg(data):
 
 
 def test_whitening_follows_a_stretched_target():
-    # the target stretches some latent directions and squeezes others (x0.8 .. x1.25): no rotation maps the
-    # spectra onto each other, the whitened re-fit does, in both directions
+    # the target stretches some latent directions and squeezes others (x0.7 .. x1.4): no rotation maps the
+    # spectra onto each other, the whitened re-fit does, in both directions (a milder stretch gains too little
+    # for bars with a margin)
     q = np.linalg.qr(np.random.default_rng(5).normal(size=(24, 16)))[0]
-    src, tgt, ev_src, ev_tgt = clustered_pair(iso=q * np.geomspace(0.8, 1.25, 16))
+    src, tgt, ev_src, ev_tgt = clustered_pair(iso=q * np.geomspace(0.7, 1.4, 16))
     scores = {}
     for whiten in (0.0, 0.4):
         tr = GeometricTranslator(seed=0, whiten=whiten, **FAST).fit(src, tgt)
@@ -125,8 +126,8 @@ def test_whitening_follows_a_stretched_target():
                           evaluate(tr.inverse_transform(ev_tgt), ev_src, pool=len(ev_src)))
         assert ("whiten" in tr.fit_report_["stages"]) == (whiten > 0)
     for plain, whitened in zip(scores[0.0], scores[0.4], strict=True):
-        assert whitened["mean_cosine"] > plain["mean_cosine"] + 0.002
-        assert whitened["top1"] > plain["top1"] + 0.01
+        assert whitened["mean_cosine"] > plain["mean_cosine"] + 0.005
+        assert whitened["top1"] > plain["top1"] + 0.05
 
 
 def test_save_load_gives_identical_outputs(tmp_path, data, fitted):
