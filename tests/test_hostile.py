@@ -189,9 +189,11 @@ CASES = [
      "not UTF-8"),
     # unreadable or malformed inputs
     ("input_dir", None, ["translate", "--translator", "geo", "--input", "data", "--output", "o.npy"],
-     "is a directory"),
+     "directory with no Parquet shards"),
     ("input_dev_zero", None, ["translate", "--translator", "geo", "--input", "/dev/zero", "--output", "o.npy"],
-     "not a regular file"),
+     "not a store vecbridge knows"),
+    ("input_dev_zero_npy", lambda r: os.symlink("/dev/zero", r / "zero.npy"),
+     ["translate", "--translator", "geo", "--input", "zero.npy", "--output", "o.npy"], "not a regular file"),
     ("input_truncated", "truncated", ["translate", "--translator", "proc", "--input", "data/cut.npy",
                                       "--output", "o.npy"], "truncated"),
     ("input_nan", "nan_input", ["translate", "--translator", "proc", "--input", "data/nan.npy", "--output", "o.npy"],

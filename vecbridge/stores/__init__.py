@@ -48,8 +48,13 @@ def parse_spec(text, what: str = "store") -> StoreSpec:
         path = Path(text)
         if text.endswith(".npy"):
             return StoreSpec(text, "npy", path)
-        if text.endswith(".parquet") or path.is_dir():
+        if text.endswith(".parquet"):
             return StoreSpec(text, "parquet", path)
+        if path.is_dir():
+            if any(path.glob("*.parquet")):
+                return StoreSpec(text, "parquet", path)
+            raise UserError(f"{what} {text} is a directory with no Parquet shards (*.parquet) in it; give a "
+                            f"vector file or a store: {KNOWN}")
         raise UserError(f"{what} {text} is not a store vecbridge knows (no scheme, not .npy or .parquet, not a "
                         f"directory of Parquet shards); give one of: {KNOWN}")
     scheme, rest = m.group(1).lower(), text[m.end():]
