@@ -35,19 +35,23 @@ def register(sub) -> None:
                    help="translate even when the input's sidecar names another encoder than the translator's")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --output if it is a vector file or store vecbridge wrote")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the unfinished destination of a killed run of the same translation (same "
+                        "translator, input, output and options) from its last recorded batch; without it, such a "
+                        "leftover is removed and the run starts over")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if stores.is_plain_npy(args.input) and stores.is_plain_npy(args.output):
+    if stores.is_plain_npy(args.input) and stores.is_plain_npy(args.output) and not args.resume:
         summary = jobs.translate(args.translator, args.input, args.output, reverse=args.reverse, search=args.search,
                                  chunk=args.chunk or 65536, overwrite=args.overwrite,
                                  allow_encoder_mismatch=args.allow_encoder_mismatch)
     else:
         summary = jobs.translate_store(args.translator, args.input, args.output, reverse=args.reverse,
                                        search=args.search, batch=args.chunk or 4096, overwrite=args.overwrite,
-                                       allow_encoder_mismatch=args.allow_encoder_mismatch)
+                                       allow_encoder_mismatch=args.allow_encoder_mismatch, resume=args.resume)
         if not summary["exact"]:
             print(f"vecbridge translate: note: {args.input} stores approximate vectors (a lossy faiss index); "
                   "the translation starts from its reconstructions", file=sys.stderr)

@@ -3,8 +3,11 @@ carried over, the destination swapped in only when complete) and `inspect_store`
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -37,15 +40,41 @@ def _check_space(translator: Translator, info: stores.StoreInfo, reverse: bool, 
                         f"{encoder_in!r}; translate vectors of {encoder_in!r} (or pass --allow-encoder-mismatch)")
 
 
+def run_fingerprint(translator: Translator, translator_path: str | None, in_spec: stores.StoreSpec,
+                    info: stores.StoreInfo, out_spec: stores.StoreSpec, options: dict) -> str:
+    """sha256 of what decides a translation's rows: the translator's weights and config, the input (spec, count,
+    dim, and the file's size and mtime where it is one file), the output spec and the options."""
+    h = hashlib.sha256()
+    if translator_path is not None:
+        for name in sorted(os.listdir(translator_path)):
+            h.update(name.encode())
+            h.update((Path(translator_path) / name).read_bytes())
+    else:
+        tensors, state = translator._get_state()
+        h.update(json.dumps([translator.method, translator.get_params(), state], sort_keys=True, default=str).encode())
+        for name in sorted(tensors):
+            h.update(name.encode())
+            h.update(tensors[name].tobytes())
+    source = {"spec": str(in_spec), "count": info.count, "dim": info.dim}
+    if in_spec.path is not None and in_spec.path.is_file():
+        st = in_spec.path.stat()
+        source.update(path=os.path.realpath(in_spec.path), size=st.st_size, mtime_ns=st.st_mtime_ns)
+    h.update(json.dumps({"source": source, "output": str(out_spec), "options": options}, sort_keys=True).encode())
+    return h.hexdigest()
+
+
 @user_errors
 def translate_store(translator: Translator | str | os.PathLike, input, output, *, reverse: bool = False,
                     search: bool = False, batch: int = 4096, overwrite: bool = False,
-                    allow_encoder_mismatch: bool = False, progress: bool | None = None) -> dict:
+                    allow_encoder_mismatch: bool = False, resume: bool = False, progress: bool | None = None) -> dict:
     """Translate every vector of the store `input` into a new store `output` (any two backends), batch by batch.
 
     The source is only read. The destination is built under a temporary name and swapped in when complete;
-    it records its provenance (encoder, translator, method, direction, source). Returns a summary that says
-    whether the source's vectors were exact and which of its fields the destination backend cannot hold.
+    it records its provenance (encoder, translator, method, direction, source). Its last committed batch is
+    recorded beside it: with `resume`, the temporary store of a killed run of the same translation (same
+    translator, input and options) is continued from there, and the result is the store one run would write.
+    Returns a summary that says whether the source's vectors were exact, which of its fields the destination
+    backend cannot hold and how many rows were taken over from a killed run (`resumed_rows`).
     """
     if batch < 1:
         raise UserError(f"--chunk must be a positive number of rows, got {batch}")
@@ -69,25 +98,35 @@ def translate_store(translator: Translator | str | os.PathLike, input, output, *
                                         "output": "search" if search else "faithful",
                                         "source": str(in_spec), "source_encoder": info.encoder,
                                         "source_exact": info.exact}}
+        fingerprint = run_fingerprint(translator, translator_path, in_spec, info, out_spec,
+                                      {"reverse": reverse, "search": search, "batch": batch})
         start = time.perf_counter()
         with stores.open_writer(out_spec, "--output", dim=int(dim_out), count=info.count, metric=info.metric,
-                                provenance=provenance, overwrite=overwrite, source=info) as writer, \
-                tqdm(total=info.count, unit="vec", unit_scale=True, desc="translate",
-                     disable=None if progress is None else not progress) as bar:
+                                provenance=provenance, overwrite=overwrite, source=info, fingerprint=fingerprint,
+                                resume=resume) as writer:
+            resumed = writer.resumed_rows
             rows = 0
-            for block in reader.batches(batch):
-                block.vectors = translate_vectors(translator, block.vectors, reverse, search,
-                                                  name=f"--input {in_spec} (batch from row {rows})")
-                writer.write(block)
-                rows += len(block)
-                bar.update(len(block))
+            with tqdm(total=info.count, initial=resumed, unit="vec", unit_scale=True, desc="translate",
+                      disable=None if progress is None else not progress) as bar:
+                for block in reader.batches(batch):
+                    if rows + len(block) <= resumed:  # already in the temporary store
+                        rows += len(block)
+                        continue
+                    if rows < resumed:
+                        block, rows = block.tail(resumed - rows), resumed
+                    block.vectors = translate_vectors(translator, block.vectors, reverse, search,
+                                                      name=f"--input {in_spec} (batch from row {rows})")
+                    writer.write(block)
+                    writer.checkpoint()
+                    rows += len(block)
+                    bar.update(len(block))
             if rows != info.count:
                 raise UserError(f"--input {in_spec} changed while being read ({info.count} rows at the start, "
                                 f"{rows} read); stop the writers and run again")
             writer.commit()
     seconds = time.perf_counter() - start
     return {"input": str(in_spec), "output": str(out_spec), "rows": int(rows), "dim_in": int(info.dim),
-            "dim_out": int(dim_out), "exact": info.exact, "dropped": writer.dropped,
+            "dim_out": int(dim_out), "exact": info.exact, "dropped": writer.dropped, "resumed_rows": int(resumed),
             "seconds": round(seconds, 3), "vectors_per_minute": round(rows / max(seconds, 1e-9) * 60)}
 
 

@@ -8,9 +8,11 @@ swap it in only on `commit` (a rename, an alias or a collection rename, whatever
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,10 @@ METRICS = ("cosine", "l2", "ip")
 # Field names read as the rows' documents, in order of preference; writers write the first.
 DOCUMENT_FIELDS = ("document", "text")
 TMP_MARK = "-vecbridge-tmp-"
+RESUME_FORMAT = "vecbridge-resume"
+RESUME_SUFFIX = ".resume.json"
+# Least seconds between two resume records: each costs an fsync, and a batch takes milliseconds.
+CHECKPOINT_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +88,12 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def tail(self, start: int) -> Batch:
+        """The rows from `start` on."""
+        return Batch(self.ids[start:], self.vectors[start:],
+                     None if self.documents is None else self.documents[start:],
+                     None if self.metadata is None else self.metadata[start:])
+
 
 class StoreReader:
     """Read-only access to one store; `batches` streams its rows in a stable order."""
@@ -104,37 +116,72 @@ class StoreReader:
 class StoreWriter:
     """A destination store built under a temporary name. The constructor only checks (an existing destination
     is refused without `overwrite`, and replaced only if vecbridge wrote it); `write` adds batches to the
-    temporary store; `commit` swaps it in; leaving the `with` block without a commit removes it."""
+    temporary store; `commit` swaps it in; leaving the `with` block without a commit removes it.
+
+    Resuming: after each write the job calls `checkpoint`, which records (at most once a second) how many rows
+    the temporary store durably holds, beside it, with the run's `fingerprint` (translator, input, options).
+    The record carries the temporary name's process id, so the sweeps of later runs remove it with the store
+    once that process is dead. With `resume`, `begin` takes over the temporary store of a dead run whose record
+    has the same fingerprint (`take_over`, then the backend's own adoption) and sets `resumed_rows`.
+    """
 
     def __init__(self, spec: StoreSpec, *, dim: int, count: int, metric: str | None, provenance: dict,
-                 overwrite: bool = False, source: StoreInfo | None = None, what: str = "--output") -> None:
+                 overwrite: bool = False, source: StoreInfo | None = None, what: str = "--output",
+                 fingerprint: str | None = None, resume: bool = False) -> None:
         self.spec, self.dim, self.count, self.overwrite, self.what = spec, dim, count, overwrite, what
         self.metric = metric if metric in METRICS else "cosine"
         self.provenance, self.source = provenance, source
+        self.fingerprint, self.resume = fingerprint, resume
         self.committed = False
         self.dropped: list[str] = []  # fields of the source this backend cannot hold
+        self.resumed_rows = 0
+        self._record: Path | None = None  # this run's resume record
+        self._taken_record: Path | None = None  # the dead run's record this run took over
+        self._last_record = 0.0
 
     def __enter__(self):
         self.begin()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if not self.committed:
-            self.abort()
-        self.close()
+        try:
+            if not self.committed:
+                self.abort()
+            self.close()
+        finally:
+            for record in (self._record, self._taken_record if self.committed else None):
+                if record is not None:
+                    record.unlink(missing_ok=True)
 
     def begin(self) -> None:
-        pass
+        from vecbridge.safe_write import sweep_stale
 
-    def root(self) -> Path:
+        state = self.take_over()
+        self.open_tmp(state)
+        sweep_stale(self._record_dest())  # records (and, for files, temporary stores) of dead runs
+        if state is not None:
+            self.checkpoint(force=True)
+
+    def open_tmp(self, state: dict | None) -> None:
+        """Create the temporary store, or with `state` (from `take_over`) adopt the dead run's and cut it back to
+        its first `resumed_rows` rows."""
+
+    def root(self, resumed: str | None = None) -> Path:
         """Where a directory store is built: the destination if it exists (a new collection goes into it), else
-        a staged temporary directory renamed into place by `publish_root` (nothing is left if the run fails)."""
+        a staged temporary directory renamed into place by `publish_root` (nothing is left if the run fails).
+        `resumed`: the staged directory of the dead run being resumed, taken over instead of a new one."""
         if self.spec.path.exists():
             return self.spec.path
         from vecbridge.safe_write import Staging
 
+        held = claim(Path(resumed)) if resumed and Path(resumed).is_dir() else None
         self._root_staging = Staging()
-        return self._root_staging.directory(self.spec.path)
+        tmp = self._root_staging.directory(self.spec.path)
+        if held is not None:
+            tmp.rmdir()
+            os.rename(held, tmp)
+        self._root_tmp = tmp
+        return tmp
 
     def publish_root(self) -> None:
         if getattr(self, "_root_staging", None) is not None:
@@ -143,6 +190,78 @@ class StoreWriter:
     def discard_root(self) -> None:
         if getattr(self, "_root_staging", None) is not None:
             self._root_staging.discard()
+
+    def staged_root(self) -> str | None:
+        """The staged directory this store is built in (None when it goes into an existing directory)."""
+        tmp = getattr(self, "_root_tmp", None)
+        return None if tmp is None else str(tmp)
+
+    # -- resuming ------------------------------------------------------------------------------------------
+    def _record_dest(self) -> Path:
+        """The name resume records are tagged after: the store's path, plus `#NAME` for a collection or table."""
+        return self.spec.path.parent / (self.spec.path.name + (f"#{self.spec.name}" if self.spec.name else ""))
+
+    def take_over(self) -> dict | None:
+        """With `resume`: the state recorded by a dead run with this run's fingerprint (the one furthest on),
+        after which `resumed_rows` holds its row count; None when there is none. A dead run's record with
+        another fingerprint (another translator, input or options) and none with this one is refused."""
+        from vecbridge.safe_write import TMP_TAG
+
+        if not self.resume:
+            return None
+        dest = self._record_dest()
+        prefix = f".{dest.name}{TMP_TAG}"
+        mine, others = [], 0
+        for entry in dest.parent.iterdir() if dest.parent.is_dir() else ():
+            if not (entry.name.startswith(prefix) and entry.name.endswith(RESUME_SUFFIX)) or \
+                    not is_stale_tmp(entry.name, f".{dest.name}", TMP_TAG):
+                continue
+            try:
+                record = json.loads(entry.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if not isinstance(record, dict) or record.get("format") != RESUME_FORMAT:
+                continue
+            if record.get("fingerprint") == self.fingerprint and isinstance(record.get("rows"), int):
+                mine.append((record["rows"], entry, record))
+            else:
+                others += 1
+        if not mine:
+            if others:
+                raise UserError(f"{self.what} {self.spec}: the unfinished translation there was made with another "
+                                "translator, input or options; resuming it would mix two translations: run "
+                                "without --resume to discard it and start over")
+            return None
+        rows, self._taken_record, record = max(mine, key=lambda m: m[0])
+        self.resumed_rows = rows
+        return record.get("state") or {}
+
+    def durable_state(self) -> dict | None:
+        """What locates the temporary store and how many rows (`rows`) it durably holds now (syncing what needs
+        it), or None when a resume could not continue this backend's store."""
+        return None
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Record the rows the temporary store durably holds (at most once a second unless `force`)."""
+        from vecbridge.safe_write import TMP_TAG, write_json_file
+
+        if self.fingerprint is None or (not force and time.monotonic() - self._last_record < CHECKPOINT_SECONDS):
+            return
+        state = self.durable_state()
+        if state is None:
+            return
+        if self._record is None:
+            dest = self._record_dest()
+            self._record = dest.parent / f".{dest.name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}{RESUME_SUFFIX}"
+        rows = state.pop("rows")
+        part = self._record.with_name(self._record.name + ".part")
+        write_json_file(part, {"format": RESUME_FORMAT, "fingerprint": self.fingerprint, "spec": str(self.spec),
+                               "rows": int(rows), "state": state})
+        os.replace(part, self._record)
+        self._last_record = time.monotonic()
+        if self._taken_record is not None:  # this run's record now says where its store is
+            self._taken_record.unlink(missing_ok=True)
+            self._taken_record = None
 
     def write(self, batch: Batch) -> None:
         raise NotImplementedError
@@ -163,15 +282,87 @@ def tmp_name(name: str) -> str:
     return f"{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def is_stale_tmp(candidate: str, name: str) -> bool:
+def is_stale_tmp(candidate: str, name: str, mark: str = TMP_MARK) -> bool:
     """Whether `candidate` is a temporary name for `name` left by a process that no longer runs."""
     from vecbridge.safe_write import _pid_alive
 
-    prefix = f"{name}{TMP_MARK}"
+    prefix = f"{name}{mark}"
     if not candidate.startswith(prefix):
         return False
     pid = candidate[len(prefix):].split("-", 1)[0]
     return pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+
+
+def own_name(name: str) -> str:
+    """A dead run's temporary name (`...-vecbridge-tmp-PID-RAND...` or `....vecbridge-tmp-PID-RAND...`) with
+    this process's id and a new tag in place of its own, so that no sweep takes it for a dead run's."""
+    from vecbridge.safe_write import TMP_TAG
+
+    mark = TMP_TAG if TMP_TAG in name else TMP_MARK
+    head, _, rest = name.partition(mark)
+    _, _, tagged = rest.partition("-")
+    return f"{head}{mark}{os.getpid()}-{secrets.token_hex(4)}{tagged[8:]}"
+
+
+def claim(path: Path) -> Path:
+    """Rename a dead run's temporary file or directory to a name of this process; return the new path."""
+    new = path.with_name(own_name(path.name))
+    try:
+        os.rename(path, new)
+    except FileNotFoundError:
+        raise UserError(f"the unfinished store {path} that a resume record names is gone; run without --resume "
+                        "to start over") from None
+    return new
+
+
+def npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
+    """The .npy header of a C-ordered array of `shape` and `dtype` (rows follow it as raw bytes)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                               "fortran_order": False, "shape": tuple(int(n) for n in shape)})
+    return buf.getvalue()
+
+
+class RowFile:
+    """A .npy file of a known final shape written block by block: `sync` makes the rows so far durable, and a
+    file a killed run left is reopened at its last synced row count (`rows`), the rest cut off."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: str, rows: int | None = None) -> None:
+        import numpy as np
+
+        self.path, self.dtype, self.rows = Path(path), dtype, 0
+        self.header = npy_header(shape, dtype)
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+        if rows is None:
+            self.file = open(self.path, "wb")
+            self.file.write(self.header)
+            return
+        self.file = open(self.path, "r+b")
+        size = os.fstat(self.file.fileno()).st_size
+        if self.file.read(len(self.header)) != self.header or size < len(self.header) + rows * self.row_bytes:
+            self.file.close()
+            raise UserError(f"the unfinished file {self.path} does not hold the {rows} rows its record says; run "
+                            "without --resume to start over")
+        self.file.truncate(len(self.header) + rows * self.row_bytes)
+        self.file.seek(0, os.SEEK_END)
+        self.rows = rows
+
+    def write(self, block) -> None:
+        import numpy as np
+
+        self.file.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.rows += len(block)
+
+    def sync(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.sync()
+            self.file.close()
 
 
 def provenance_json(provenance: dict) -> str:
@@ -222,3 +413,54 @@ def int_ids(batch: Batch, spec: StoreSpec, what: str, backend: str) -> np.ndarra
                             "write to a store that keeps string ids (chroma:, lancedb:, Parquet)")
         out[i] = int(v)
     return out
+
+
+class Spill:
+    """The rows of an index-file store (faiss, hnswlib), kept in staged .npy files beside the destination (float32
+    vectors, and int64 labels where ids are kept) until `commit` builds the index from them; never published.
+    `state` (from `take_over`) adopts the files of a dead run, cut back to `rows`."""
+
+    def __init__(self, dest: Path, count: int, dim: int, labels: bool, state: dict | None = None,
+                 rows: int = 0) -> None:
+        from vecbridge.safe_write import Staging
+
+        held = {k: claim(Path(state[k])) for k in ("vectors", "labels") if state and state.get(k)}
+        self.staging = Staging()
+        self.files: dict[str, RowFile] = {}
+        for key, shape, dtype in (("vectors", (count, dim), "<f4"), ("labels", (count,), "<i8")):
+            if key == "labels" and not labels:
+                continue
+            path = self.staging.file(dest)
+            if key in held:
+                os.rename(held[key], path)
+            elif state:
+                raise UserError(f"the unfinished {key} of {dest} are missing; run without --resume to start over")
+            self.files[key] = RowFile(path, shape, dtype, rows if state else None)
+
+    @property
+    def rows(self) -> int:
+        return self.files["vectors"].rows
+
+    def write(self, vectors, labels=None) -> None:
+        self.files["vectors"].write(vectors)
+        if "labels" in self.files:
+            self.files["labels"].write(labels)
+
+    def state(self) -> dict:
+        for f in self.files.values():
+            f.sync()
+        return {"rows": self.rows, **{k: str(f.path) for k, f in self.files.items()}}
+
+    def arrays(self):
+        """(vectors, labels or None), memory-mapped from the closed files."""
+        import numpy as np
+
+        for f in self.files.values():
+            f.close()
+        return tuple(np.load(self.files[k].path, mmap_mode="r") if k in self.files else None
+                     for k in ("vectors", "labels"))
+
+    def discard(self) -> None:
+        for f in self.files.values():
+            f.file.close()
+        self.staging.discard()

@@ -126,7 +126,7 @@ class Writer(StoreWriter):
             raise UserError(f"{self.what} {spec}: {spec.path} is not a directory; chroma stores are directories")
         check_parent_dir(spec)
         self.tmp = self.client = None
-        self.max_batch = 0
+        self.max_batch = self.rows = 0
         if spec.path.is_dir():
             self._check_destination()
 
@@ -141,16 +141,31 @@ class Writer(StoreWriter):
                 raise UserError(f"{self.what} {spec}: collection {spec.name!r} was not written by vecbridge; "
                                 "--overwrite only replaces vecbridge's own collections: choose another name")
 
-    def begin(self):
-        self.client = self.client or client(self.root())
+    def open_tmp(self, state):
+        root = self.root(state.get("root") if state else None)
+        self.client = self.client if root == self.spec.path and self.client is not None else client(root)
         self.max_batch = self.client.get_max_batch_size()
+        self.tmp = tmp_name(self.spec.name)
+        if state:
+            if state["collection"] not in _names(self.client):
+                raise UserError(f"{self.what} {self.spec}: the unfinished collection {state['collection']!r} its "
+                                "record names is gone; run without --resume to start over")
+            self.collection = self.client.get_collection(state["collection"], embedding_function=None)
+            self.collection.modify(name=self.tmp)  # this run's name: no other run's sweep takes it
+            if self.collection.count() < self.resumed_rows:
+                raise UserError(f"{self.what} {self.spec}: the unfinished collection holds fewer rows than its "
+                                "record says; run without --resume to start over")
+            self.rows = self.resumed_rows
         for name in _names(self.client):
             if is_stale_tmp(name, self.spec.name):
                 self.client.delete_collection(name)
-        self.tmp = tmp_name(self.spec.name)
-        self.collection = self.client.create_collection(
-            self.tmp, embedding_function=None,
-            metadata={"hnsw:space": self.metric, PROVENANCE_KEY: provenance_json(self.provenance)})
+        if not state:
+            self.collection = self.client.create_collection(
+                self.tmp, embedding_function=None,
+                metadata={"hnsw:space": self.metric, PROVENANCE_KEY: provenance_json(self.provenance)})
+
+    def durable_state(self) -> dict:
+        return {"rows": self.rows, "root": self.staged_root(), "collection": self.tmp}
 
     def write(self, batch: Batch) -> None:
         ids = [str(i) for i in batch.ids]
@@ -158,15 +173,18 @@ class Writer(StoreWriter):
         if batch.metadata is not None:
             metas = [{k: _metadata_value(v) for k, v in m.items() if v is not None} or None if m else None
                      for m in batch.metadata]
+        # after a resume, rows a kill left past the record come again: upsert writes them as they were
+        put = self.collection.upsert if self.resumed_rows else self.collection.add
         for i in range(0, len(ids), self.max_batch):
             part = slice(i, i + self.max_batch)
             try:
-                self.collection.add(ids=ids[part], embeddings=np.asarray(batch.vectors[part], dtype=np.float32),
+                put(ids=ids[part], embeddings=np.asarray(batch.vectors[part], dtype=np.float32),
                                     documents=batch.documents[part] if batch.documents is not None else None,
                                     metadatas=metas[part] if metas is not None else None)
             except Exception as e:
                 raise UserError(f"{self.what} {self.spec}: chromadb refused rows from id {ids[i]!r} "
                                 f"({first_line(e)}); nothing was published") from None
+        self.rows += len(ids)
 
     def commit(self) -> None:
         old = None

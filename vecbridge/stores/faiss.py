@@ -17,6 +17,7 @@ from vecbridge.stores.base import (
     PROVENANCE_KEY,
     STORE_FORMAT,
     Batch,
+    Spill,
     StoreInfo,
     StoreReader,
     StoreWriter,
@@ -126,8 +127,9 @@ def is_vecbridge_faiss(path) -> bool:
 
 
 class Writer(StoreWriter):
-    """The whole index is built in memory at commit (IVF / PQ need all vectors to train), then written to a
-    staged file and published with its sidecar."""
+    """Rows are spilled to staged files as they come (what a resume continues from); the index is built from
+    them at commit (IVF / PQ need all vectors to train), written to a staged file and published with its
+    sidecar."""
 
     def __init__(self, spec, **kwargs):
         super().__init__(spec, **kwargs)
@@ -138,17 +140,26 @@ class Writer(StoreWriter):
         self.factory = _fit_factory(layout.get("faiss_factory", "Flat"), self.dim)
         self.dropped = [f for f, has in (("documents", self.source and self.source.documents),
                                          ("metadata", self.source and self.source.metadata)) if has]
-        self.blocks, self.labels = [], []
         self.keep_ids = bool(self.source) and self.source.id_type != "row"
+        safe_write.check_free_space(spec.path, 2 * self.count * (self.dim * 4 + 8) + 2**16)
+        self.spill = None
+
+    def open_tmp(self, state):
+        self.spill = Spill(self.spec.path, self.count, self.dim, self.keep_ids, state, self.resumed_rows)
 
     def write(self, batch: Batch) -> None:
-        self.blocks.append(np.asarray(batch.vectors, dtype=np.float32))
-        if self.keep_ids:
-            self.labels.append(int_ids(batch, self.spec, self.what, "faiss"))
+        labels = int_ids(batch, self.spec, self.what, "faiss") if self.keep_ids else None
+        with safe_write.disk_errors(self.spec.path):
+            self.spill.write(batch.vectors, labels)
+
+    def durable_state(self) -> dict:
+        with safe_write.disk_errors(self.spec.path):
+            return self.spill.state()
 
     def commit(self) -> None:
         f = _faiss()
-        x = np.concatenate(self.blocks)
+        with safe_write.disk_errors(self.spec.path):
+            x, labels = self.spill.arrays()
         metric = f.METRIC_INNER_PRODUCT if self.metric in ("ip", "cosine") else f.METRIC_L2
         factory = f"IDMap2,{self.factory}" if self.keep_ids else self.factory
         try:
@@ -156,7 +167,7 @@ class Writer(StoreWriter):
             if not index.is_trained:
                 index.train(x)
             if self.keep_ids:
-                index.add_with_ids(x, np.concatenate(self.labels))
+                index.add_with_ids(x, labels)
             else:
                 index.add(x)
         except RuntimeError as e:
@@ -168,4 +179,9 @@ class Writer(StoreWriter):
             tmp = stage.file(self.spec.path)
             f.write_index(index, str(tmp))
             safe_write.write_json_file(stage.file(storage.sidecar_path(self.spec.path)), meta)
+        self.spill.discard()
         self.committed = True
+
+    def abort(self) -> None:
+        if self.spill is not None:
+            self.spill.discard()

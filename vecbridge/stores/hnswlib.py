@@ -15,6 +15,7 @@ from vecbridge.stores.base import (
     PROVENANCE_KEY,
     STORE_FORMAT,
     Batch,
+    Spill,
     StoreInfo,
     StoreReader,
     StoreWriter,
@@ -87,35 +88,52 @@ def is_vecbridge_hnswlib(path) -> bool:
 
 
 class Writer(StoreWriter):
-    """Rows added to an in-memory index as they come, saved to a staged file with its sidecar on commit."""
+    """Rows spilled to staged files as they come (what a resume continues from); the index is built from them
+    at commit and saved to a staged file with its sidecar."""
 
     def __init__(self, spec, **kwargs):
-        import hnswlib
-
         super().__init__(spec, **kwargs)
         inputs = [self.source.spec.split(":", 1)[1].split("?")[0]] if self.source and \
             self.source.backend == "hnswlib" else []
         safe_write.check_file_output(spec.path, self.overwrite, inputs=inputs, what=self.what,
                                      marker=is_vecbridge_hnswlib)
-        layout = self.source.layout if self.source else {}
+        self.layout = self.source.layout if self.source else {}
         self.dropped = [f for f, has in (("documents", self.source and self.source.documents),
                                          ("metadata", self.source and self.source.metadata)) if has]
-        self.index = hnswlib.Index(space=self.metric, dim=self.dim)
-        self.index.init_index(max_elements=max(self.count, 1), M=layout.get("hnswlib_M", 16),
-                              ef_construction=layout.get("hnswlib_ef_construction", 200), random_seed=0)
         self.keep_ids = bool(self.source) and self.source.id_type != "row"
-        self.rows = 0
+        safe_write.check_free_space(spec.path, 2 * self.count * (self.dim * 4 + 8) + 2**16)
+        self.spill = None
+
+    def open_tmp(self, state):
+        self.spill = Spill(self.spec.path, self.count, self.dim, self.keep_ids, state, self.resumed_rows)
 
     def write(self, batch: Batch) -> None:
-        labels = int_ids(batch, self.spec, self.what, "hnswlib") if self.keep_ids else \
-            np.arange(self.rows, self.rows + len(batch))
-        self.index.add_items(np.asarray(batch.vectors, dtype=np.float32), labels, num_threads=1)
-        self.rows += len(batch)
+        labels = int_ids(batch, self.spec, self.what, "hnswlib") if self.keep_ids else None
+        with safe_write.disk_errors(self.spec.path):
+            self.spill.write(batch.vectors, labels)
+
+    def durable_state(self) -> dict:
+        with safe_write.disk_errors(self.spec.path):
+            return self.spill.state()
 
     def commit(self) -> None:
+        import hnswlib
+
+        with safe_write.disk_errors(self.spec.path):
+            vectors, labels = self.spill.arrays()
+        rows = len(vectors)
+        index = hnswlib.Index(space=self.metric, dim=self.dim)
+        index.init_index(max_elements=max(rows, 1), M=self.layout.get("hnswlib_M", 16),
+                         ef_construction=self.layout.get("hnswlib_ef_construction", 200), random_seed=0)
+        index.add_items(np.asarray(vectors), labels if labels is not None else np.arange(rows), num_threads=1)
         meta = {"format": STORE_FORMAT, "backend": "hnswlib", "dim": self.dim, "space": self.metric,
-                "count": self.rows, "encoder": self.provenance.get("encoder"), PROVENANCE_KEY: self.provenance}
+                "count": rows, "encoder": self.provenance.get("encoder"), PROVENANCE_KEY: self.provenance}
         with safe_write.disk_errors(self.spec.path), safe_write.staged() as stage:
-            self.index.save_index(str(stage.file(self.spec.path)))
+            index.save_index(str(stage.file(self.spec.path)))
             safe_write.write_json_file(stage.file(storage.sidecar_path(self.spec.path)), meta)
+        self.spill.discard()
         self.committed = True
+
+    def abort(self) -> None:
+        if self.spill is not None:
+            self.spill.discard()

@@ -22,6 +22,7 @@ from vecbridge.stores.base import (
     StoreReader,
     StoreWriter,
     check_parent_dir,
+    claim,
     document_field,
     existing_dir,
     first_line,
@@ -122,13 +123,35 @@ class Writer(StoreWriter):
     def _dir(self, name: str) -> Path:
         return self.base / f"{name}.lance"
 
-    def begin(self):
-        self.base = self.root()
-        self.db = self.db or _connect(self.base)
+    def open_tmp(self, state):
+        self.base = self.root(state.get("root") if state else None)
+        self.db = self.db if self.base == self.spec.path and self.db is not None else _connect(self.base)
+        if state:
+            self.tmp = claim(self._dir(state["table"])).name.removesuffix(".lance")
+            try:
+                self.table = self.db.open_table(self.tmp)
+                if self.table.version != state["version"]:
+                    self.table.restore(state["version"])  # the versions a kill left after the record
+                rows = self.table.count_rows()
+            except Exception as e:
+                raise UserError(f"{self.what} {self.spec}: the unfinished table cannot be resumed ({first_line(e)}); "
+                                "run without --resume to start over") from None
+            if rows != self.resumed_rows:
+                raise UserError(f"{self.what} {self.spec}: the unfinished table holds {rows} rows, its record "
+                                f"{self.resumed_rows}; run without --resume to start over")
+            self.schema = self.table.schema
+            self.id_type = self.schema.field("id").type if "id" in self.schema.names else None
+            self.meta_schema = self.source.metadata_schema if self.source else None
+            self.rows = rows
         for entry in self.base.iterdir():
             if entry.suffix == ".lance" and is_stale_tmp(entry.stem, self.spec.name):
                 shutil.rmtree(entry, ignore_errors=True)
-        self.tmp = tmp_name(self.spec.name)
+        self.tmp = self.tmp or tmp_name(self.spec.name)
+
+    def durable_state(self) -> dict | None:
+        if self.table is None:
+            return None
+        return {"rows": self.rows, "root": self.staged_root(), "table": self.tmp, "version": self.table.version}
 
     def write(self, batch: Batch) -> None:
         if self.table is None:

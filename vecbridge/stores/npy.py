@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 from vecbridge import safe_write, storage
-from vecbridge.stores.base import PROVENANCE_KEY, Batch, StoreInfo, StoreReader, StoreWriter, parse_provenance
+from vecbridge.errors import UserError
+from vecbridge.stores.base import (
+    PROVENANCE_KEY,
+    Batch,
+    RowFile,
+    StoreInfo,
+    StoreReader,
+    StoreWriter,
+    claim,
+    parse_provenance,
+)
 
 
 class Reader(StoreReader):
@@ -31,8 +43,6 @@ class Writer(StoreWriter):
     def __init__(self, spec, **kwargs):
         super().__init__(spec, **kwargs)
         if spec.path.suffix != ".npy":
-            from vecbridge.errors import UserError
-
             raise UserError(f"{self.what} {spec} must end in .npy")
         inputs = [self.source.spec] if self.source and self.source.backend == "npy" else []
         safe_write.check_file_output(spec.path, self.overwrite, inputs=inputs, what=self.what)
@@ -41,35 +51,39 @@ class Writer(StoreWriter):
             self.dropped = [f for f, has in (("ids", self.source.id_type != "row"),
                                              ("documents", self.source.documents),
                                              ("metadata", self.source.metadata)) if has]
-        self.rows = 0
 
-    def begin(self):
-        self._stage = safe_write.staged()
-        self._staging = self._stage.__enter__()
-        self._file_cm = safe_write.npy_file(self._staging.file(self.spec.path), self.count, self.dim)
-        self._file = self._file_cm.__enter__()
+    def open_tmp(self, state):
+        held = claim(Path(state["file"])) if state else None
+        self._staging = safe_write.Staging()
+        tmp = self._staging.file(self.spec.path)
+        if held is not None:
+            os.rename(held, tmp)
+        self._file = RowFile(tmp, (self.count, self.dim), "<f4", self.resumed_rows if held else None)
 
     def write(self, batch: Batch) -> None:
         with safe_write.disk_errors(self.spec.path):
-            self._file.write(np.asarray(batch.vectors, dtype="<f4").tobytes())
-        self.rows += len(batch)
+            self._file.write(batch.vectors)
+
+    def durable_state(self) -> dict:
+        with safe_write.disk_errors(self.spec.path):
+            self._file.sync()
+        return {"rows": self._file.rows, "file": str(self._file.path)}
 
     def commit(self) -> None:
-        if self.rows != self.count:
-            from vecbridge.errors import UserError
-
-            raise UserError(f"{self.what} {self.spec}: the source gave {self.rows} rows but announced {self.count}; "
-                            "it changed while being read: run again")
+        if self._file.rows != self.count:
+            raise UserError(f"{self.what} {self.spec}: the source gave {self._file.rows} rows but announced "
+                            f"{self.count}; it changed while being read: run again")
         with safe_write.disk_errors(self.spec.path):
-            self._file_cm.__exit__(None, None, None)
+            self._file.close()
             meta = {"encoder": self.provenance.get("encoder"), "normalised": True,
                     PROVENANCE_KEY: self.provenance}
             safe_write.write_json_file(self._staging.file(storage.sidecar_path(self.spec.path)),
                                        storage.vectors_meta(meta, (self.count, self.dim)))
-            self._stage.__exit__(None, None, None)
+            self._staging.publish()
         self.committed = True
 
     def abort(self) -> None:
         if hasattr(self, "_file"):
-            self._file.close()
+            self._file.file.close()
+        if hasattr(self, "_staging"):
             self._staging.discard()

@@ -6,7 +6,9 @@ Columns: `id` (optional: row numbers without it), `vector` (a fixed-size list of
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -21,13 +23,15 @@ from vecbridge.stores.base import (
     StoreInfo,
     StoreReader,
     StoreWriter,
+    claim,
     document_field,
     first_line,
     parse_provenance,
     provenance_json,
 )
 
-SHARD_ROWS = 1_000_000
+# Rows per part file: a directory store's shards, and the unit a killed run resumes from.
+PART_ROWS = 65536
 
 
 def _provenance(schema: pa.Schema) -> dict | None:
@@ -140,7 +144,9 @@ def _is_vecbridge_parquet(path) -> bool:
 
 
 class Writer(StoreWriter):
-    """A single `.parquet` file, or a directory of shards of `SHARD_ROWS` rows, staged and renamed into place."""
+    """Rows go into part files of `PART_ROWS` rows in a staged directory, each closed when full (what a resume
+    continues from). A directory store is that directory, renamed into place; a single `.parquet` file is
+    the parts' row groups copied into one staged file at commit."""
 
     def __init__(self, spec, **kwargs):
         super().__init__(spec, **kwargs)
@@ -152,19 +158,32 @@ class Writer(StoreWriter):
         else:
             safe_write.check_file_output(spec.path, self.overwrite, inputs=inputs, sidecar=False, what=self.what,
                                          marker=_is_vecbridge_parquet)
-        safe_write.check_free_space(spec.path, self.count * self.dim * 4 + 2**16)
+        factor = 1 if self.sharded else 2  # a single file: the parts, then the file
+        safe_write.check_free_space(spec.path, factor * self.count * self.dim * 4 + 2**16)
         self.rows, self.writer, self.schema = 0, None, None
-        self.shard = 0
+        self.part = self.closed_rows = 0  # the part being written; the rows in the closed ones
 
-    def begin(self):
-        self._stage = safe_write.staged()
-        self._staging = self._stage.__enter__()
-        self.target = (self._staging.directory(self.spec.path) if self.sharded
-                       else self._staging.file(self.spec.path))
+    def _part_path(self, k: int) -> Path:
+        return self.parts / f"part-{k:05d}.parquet"
 
-    def _open_shard(self):
-        path = self.target / f"part-{self.shard:05d}.parquet" if self.sharded else self.target
-        self.writer = pq.ParquetWriter(path, self.schema)
+    def open_tmp(self, state):
+        held = claim(Path(state["parts"])) if state else None
+        self._staging = safe_write.Staging()  # the directory store, or the single file
+        self._parts_staging = safe_write.Staging()  # the parts of a single file: never published
+        self.parts = (self._staging if self.sharded else self._parts_staging).directory(self.spec.path)
+        if held is None:
+            return
+        self.parts.rmdir()
+        os.rename(held, self.parts)
+        self.part = state["part"]
+        for entry in self.parts.iterdir():  # parts after the last closed one were cut off by the kill
+            if entry.name >= self._part_path(self.part).name:
+                entry.unlink()
+        if self.part:
+            self.schema = pq.read_schema(self._part_path(0))
+            self.id_type = self.schema.field("id").type if "id" in self.schema.names else None
+            self.meta_schema = self.source.metadata_schema if self.source else None
+        self.rows = self.closed_rows = self.resumed_rows
 
     def write(self, batch: Batch) -> None:
         if self.schema is None:
@@ -184,24 +203,37 @@ class Writer(StoreWriter):
                             f"batch ({first_line(e)})") from None
         with safe_write.disk_errors(self.spec.path):
             if self.writer is None:
-                self._open_shard()
+                self.writer = pq.ParquetWriter(self._part_path(self.part), self.schema)
             self.writer.write_table(table)
             self.rows += len(batch)
-            if self.sharded and self.rows >= (self.shard + 1) * SHARD_ROWS:
-                self.writer.close()
-                self.writer, self.shard = None, self.shard + 1
+            if self.rows - self.closed_rows >= PART_ROWS:
+                self._close_part()
+
+    def _close_part(self) -> None:
+        self.writer.close()
+        self.writer, self.part, self.closed_rows = None, self.part + 1, self.rows
+
+    def durable_state(self) -> dict:
+        return {"rows": self.closed_rows, "parts": str(self.parts), "part": self.part}
 
     def commit(self) -> None:
         with safe_write.disk_errors(self.spec.path):
             if self.writer is not None:
-                self.writer.close()
-                self.writer = None
-            self._stage.__exit__(None, None, None)
+                self._close_part()
+            if not self.sharded:
+                with pq.ParquetWriter(self._staging.file(self.spec.path), self.schema) as out:
+                    for k in range(self.part):
+                        part = pq.ParquetFile(self._part_path(k))
+                        for g in range(part.num_row_groups):
+                            out.write_table(part.read_row_group(g))
+            self._staging.publish()
+            self._parts_staging.discard()
         self.committed = True
 
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-        if hasattr(self, "_staging"):
-            self._staging.discard()
+        for staging in ("_staging", "_parts_staging"):
+            if hasattr(self, staging):
+                getattr(self, staging).discard()

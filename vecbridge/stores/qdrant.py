@@ -168,6 +168,7 @@ class Writer(StoreWriter):
             raise UserError(f"{self.what} {spec}: {spec.path} is not a directory; qdrant stores are directories")
         check_parent_dir(spec)
         self.tmp = self.client = self.client_path = None
+        self.rows = 0
         if spec.path.is_dir():
             self.client_path = spec.path
             self.client = acquire(spec.path, self.what, spec)
@@ -189,21 +190,34 @@ class Writer(StoreWriter):
             raise UserError(f"{self.what} {spec}: collection {spec.name!r} was not written by vecbridge; "
                             "--overwrite only replaces vecbridge's own collections: choose another name")
 
-    def begin(self):
+    def open_tmp(self, state):
         from qdrant_client import models
 
         if self.client is None:
-            self.client_path = self.root()
+            self.client_path = self.root(state.get("root") if state else None)
             self.client = acquire(self.client_path, self.what, self.spec)
+        if state:
+            # qdrant cannot rename a collection; local mode's lock on the directory keeps other runs out meanwhile
+            self.tmp = state["collection"]
+            if not self.client.collection_exists(self.tmp) or \
+                    self.client.count(self.tmp, exact=True).count < self.resumed_rows:
+                raise UserError(f"{self.what} {self.spec}: the unfinished collection {self.tmp!r} its record names "
+                                "is gone or holds fewer rows; run without --resume to start over")
+            self.rows = self.resumed_rows
         published = set(_aliases(self.client).values())
         for col in self.client.get_collections().collections:
-            if col.name not in published and is_stale_tmp(col.name, self.spec.name):
+            if col.name not in published and col.name != self.tmp and is_stale_tmp(col.name, self.spec.name):
                 self.client.delete_collection(col.name)
+        if state:
+            return
         self.tmp = tmp_name(self.spec.name)
         params = models.VectorParams(size=self.dim, distance=models.Distance(DISTANCES.get(self.metric, "Cosine")))
         self.client.create_collection(self.tmp, vectors_config={self.spec.vector_name: params}
                                       if self.spec.vector_name else params,
                                       metadata={PROVENANCE_KEY: self.provenance})
+
+    def durable_state(self) -> dict:
+        return {"rows": self.rows, "root": self.staged_root(), "collection": self.tmp}
 
     def write(self, batch: Batch) -> None:
         from qdrant_client import models
@@ -222,6 +236,7 @@ class Writer(StoreWriter):
         except Exception as e:
             raise UserError(f"{self.what} {self.spec}: qdrant refused rows from id {batch.ids[0]!r} "
                             f"({first_line(e)}); nothing was published") from None
+        self.rows += len(batch)
 
     def commit(self) -> None:
         from qdrant_client import models
