@@ -213,7 +213,9 @@ class Writer(StoreWriter):
         self.writer.close()
         self.writer, self.part, self.closed_rows = None, self.part + 1, self.rows
 
-    def durable_state(self) -> dict:
+    def durable_state(self) -> dict | None:
+        if not self.closed_rows:  # nothing a resume could keep yet
+            return None
         return {"rows": self.closed_rows, "parts": str(self.parts), "part": self.part}
 
     def commit(self) -> None:

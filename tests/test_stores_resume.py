@@ -1,0 +1,169 @@
+"""`vecbridge translate --resume` on real stores: a run killed with SIGKILL half-way is continued from its last
+recorded batch and ends with the store one run writes; another translation's leftover is refused; without
+--resume a dead run's leftover is removed."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.test_hostile import REPO, assert_clean_failure, cli, snapshot
+from vecbridge import storage, stores
+from vecbridge.jobs.migrate import translate_store
+
+N, D_IN, D_OUT, CHUNK = 300, 16, 24, 64
+OUT = {"npy": "{d}/out.npy", "parquet": "{d}/out.parquet", "parquet_dir": "parquet:{d}/outdir",
+       "chroma": "chroma:{d}/ch#dst", "qdrant": "qdrant:{d}/qd#dst", "lancedb": "lancedb:{d}/ld#dst",
+       "faiss": "faiss:{d}/out.faiss", "hnswlib": "hnswlib:{d}/out.bin"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A procrustes translator 16 -> 24 and a Parquet source with int ids, documents and metadata."""
+    root = tmp_path_factory.mktemp("resume")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, D_IN)).astype(np.float32)
+    q = np.linalg.qr(rng.standard_normal((D_OUT, D_IN)))[0].astype(np.float32)
+    storage.write_vectors(root / "a.npy", x, meta={"encoder": "enc-a"})
+    storage.write_vectors(root / "b.npy", x @ q.T, meta={"encoder": "enc-b"})
+    assert cli("train", "--method", "procrustes", "--source", root / "a.npy", "--target", root / "b.npy",
+               "--output", root / "tr")[0] == 0
+    v = rng.standard_normal((N, D_IN)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    pq.write_table(pa.table({"id": pa.array(np.arange(N) * 3, pa.int64()),
+                             "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), D_IN),
+                             "document": [f"text {i}" for i in range(N)], "n": list(range(N))}),
+                   root / "src.parquet")
+    return root / "tr", str(root / "src.parquet")
+
+
+def content(spec):
+    """Every row of a store as read back: sorted ids, their vectors, documents and metadata."""
+    with stores.open_reader(spec) as reader:
+        rows = [(i, v.tobytes(), (b.documents or [None] * len(b))[k], json.dumps((b.metadata or [None] * len(b))[k]))
+                for b in reader.batches(1000) for k, (i, v) in enumerate(zip(b.ids, b.vectors, strict=True))]
+    return sorted(rows, key=lambda r: str(r[0]))
+
+
+def _killed_run(translator, src, out, kill_at):
+    """In a forked child: translate with a record after every batch and SIGKILL on the `kill_at`-th record,
+    after that batch was written and before it was recorded."""
+    from vecbridge.stores import base, parquet
+
+    base.CHECKPOINT_SECONDS = 0.0
+    parquet.PART_ROWS = CHUNK
+    real = base.StoreWriter.checkpoint
+    calls = []
+
+    def checkpoint(self, force=False):
+        calls.append(1)
+        if len(calls) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(self, force)
+
+    base.StoreWriter.checkpoint = checkpoint
+    translate_store(translator, src, out, batch=CHUNK, progress=False)
+    os._exit(0)
+
+
+def kill_half_way(translator, src, out, kill_at=3):
+    child = multiprocessing.get_context("fork").Process(target=_killed_run, args=(translator, src, out, kill_at))
+    child.start()
+    child.join(120)
+    assert child.exitcode == -signal.SIGKILL
+
+
+def leftovers(root):
+    """Temporary files, folders, collections and tables under `root`; a Qdrant collection named like one is
+    the published store (its name is an alias of it), so one under the store's directory is not counted."""
+    found = sorted(str(p.relative_to(root)) for p in root.rglob("*vecbridge-tmp*"))
+    published = [f for f in found if f.startswith("qd/collection/")]
+    return [f for f in found if f not in published[:1]]
+
+
+@pytest.mark.parametrize("backend", list(OUT))
+def test_resume_after_sigkill_gives_the_one_go_store(backend, world, tmp_path):
+    translator, src = world
+    out, one_go = OUT[backend].format(d=tmp_path / "a"), OUT[backend].format(d=tmp_path / "b")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    kill_half_way(translator, src, out)
+    assert leftovers(tmp_path / "a"), "the killed run left no temporary store"
+    rc, stdout, err = cli("translate", "--translator", translator, "--input", src, "--output", out,
+                          "--chunk", CHUNK, "--resume", "--json")
+    assert rc == 0, err
+    assert json.loads(stdout)["resumed_rows"] == 2 * CHUNK  # the third batch was written but not recorded
+    assert cli("translate", "--translator", translator, "--input", src, "--output", one_go, "--chunk", CHUNK)[0] == 0
+    assert content(out) == content(one_go)
+    assert leftovers(tmp_path / "a") == []
+
+
+def test_another_translations_leftover_is_refused_and_removed_without_resume(world, tmp_path):
+    translator, src = world
+    out = f"lancedb:{tmp_path}/ld#dst"
+    kill_half_way(translator, src, out)
+    before = snapshot(tmp_path)
+    rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output", out, "--chunk", 100,
+                     "--resume")
+    assert_clean_failure(rc, err, "made with another translator, input or options")
+    assert snapshot(tmp_path) == before
+    rc, stdout, err = cli("translate", "--translator", translator, "--input", src, "--output", out, "--json")
+    assert rc == 0, err
+    assert json.loads(stdout)["resumed_rows"] == 0 and leftovers(tmp_path) == []
+    assert len(content(out)) == N
+
+
+def test_resume_with_nothing_to_resume_starts_over(world, tmp_path):
+    translator, src = world
+    rc, stdout, err = cli("translate", "--translator", translator, "--input", src, "--output",
+                          tmp_path / "out.parquet", "--resume", "--json")
+    assert rc == 0, err
+    assert json.loads(stdout)["resumed_rows"] == 0 and len(content(str(tmp_path / "out.parquet"))) == N
+
+
+def _recorded_rows(record):
+    try:
+        return json.loads(record.read_text())["rows"]
+    except (OSError, ValueError):  # replaced meanwhile
+        return 0
+
+
+def test_sigkill_of_the_cli_mid_run_then_resume(tmp_path):
+    """A real `python -m vecbridge translate` process, killed once its first batches are recorded."""
+    rng = np.random.default_rng(1)
+    big = tmp_path / "big.npy"
+    storage.write_vectors(big, rng.normal(size=(300_000, 16)).astype(np.float32), meta={"encoder": "enc-a"})
+    from align.paired import ProcrustesTranslator
+    from vecbridge.jobs import save_translator
+
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    save_translator(ProcrustesTranslator().fit(x, x @ np.linalg.qr(rng.normal(size=(16, 16)))[0]), tmp_path / "tr")
+    argv = ["translate", "--translator", str(tmp_path / "tr"), "--input", str(big), "--chunk", "2000"]
+    out = f"parquet:{tmp_path}/out"
+    proc = subprocess.Popen([sys.executable, "-m", "vecbridge", *argv, "--output", out], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not any(
+            _recorded_rows(p) for p in tmp_path.glob(".out.vecbridge-tmp-*.resume.json")):
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    if (tmp_path / "out").exists():
+        pytest.skip("the run finished before it could be killed")
+    rc, stdout, err = cli(*argv, "--output", out, "--resume", "--json")
+    assert rc == 0, err
+    assert json.loads(stdout)["resumed_rows"] > 0
+    assert cli(*argv, "--output", f"parquet:{tmp_path}/one")[0] == 0
+    resumed, one_go = pq.read_table(tmp_path / "out"), pq.read_table(tmp_path / "one")
+    assert resumed.num_rows == 300_000 and resumed.equals(one_go)
+    assert not [p for p in tmp_path.iterdir() if "vecbridge-tmp" in p.name]
