@@ -1,4 +1,5 @@
-"""`vecbridge eval`: score a translator on paired held-out vectors (row i of both files = the same text)."""
+"""`vecbridge eval`: score a translator on paired held-out vectors or stores (the same text under the same id, or
+row i of both)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ def register(sub) -> None:
                        description="Translate --source and compare with --target row by row: mean cosine, "
                                    "top-1 accuracy and mean/median rank of the true match within a pool.")
     p.add_argument("--translator", required=True, metavar="DIR", help="translator directory")
-    p.add_argument("--source", required=True, metavar="FILE.npy",
-                   help="held-out vectors in the translator's source space (.npy)")
-    p.add_argument("--target", required=True, metavar="FILE.npy",
-                   help="the same texts embedded in the target space (.npy)")
+    p.add_argument("--source", required=True, metavar="STORE",
+                   help="held-out vectors in the translator's source space: a .npy file or any store spec")
+    p.add_argument("--target", required=True, metavar="STORE",
+                   help="the same texts embedded in the target space (stores with ids are paired by id, others "
+                        "row by row)")
     p.add_argument("--pool", type=positive_int, default=8192, metavar="N",
                    help="candidates per ranking pool (default 8192, at least 10)")
     p.add_argument("--reverse", action="store_true", help="evaluate the target -> source direction")

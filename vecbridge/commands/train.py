@@ -1,4 +1,5 @@
-"""`vecbridge train`: fit a translator between two vector files (unpaired unless the method is paired)."""
+"""`vecbridge train`: fit a translator between two vector files or stores (unpaired unless the method is paired),
+or from a store to reference texts embedded by a new model (`--target-encoder`, `--source-encoder`)."""
 
 from __future__ import annotations
 
@@ -32,12 +33,28 @@ def register(sub) -> None:
                     "For geometric (the default) and vec2vec the two files are unpaired: different texts, any "
                     "sizes and dims. Paired methods (procrustes, ridge, mlp) need row-aligned files or --pairs. "
                     "Prints the label-free confidence of the result and warns when it is low.")
-    p.add_argument("--source", required=True, metavar="FILE.npy", help="vectors of the source space (.npy)")
-    p.add_argument("--target", required=True, metavar="FILE.npy", help="vectors of the target space (.npy)")
+    p.add_argument("--source", required=True, metavar="STORE",
+                   help="vectors of the source space: a .npy file or any store spec (all its vectors are read)")
+    p.add_argument("--target", metavar="STORE",
+                   help="vectors of the target space: a .npy file or any store spec; without it, --target-encoder "
+                        "embeds reference texts")
     p.add_argument("--output", required=True, metavar="DIR", help="translator directory to create")
-    p.add_argument("--method", default="geometric", choices=list(METHODS),
+    p.add_argument("--target-encoder", metavar="NAME",
+                   help="with no --target: embed reference texts (--target-texts) with this built-in encoder as "
+                        "the target side (cached under $VECBRIDGE_HOME/references)")
+    p.add_argument("--source-encoder", metavar="NAME",
+                   help="with --target-encoder, when the source's model still runs: embed the same reference texts "
+                        "with both and fit on those public pairs (method procrustes unless --method is given)")
+    p.add_argument("--target-texts", default=jobs.REFERENCE_TEXTS, metavar="SPEC",
+                   help=f"the reference texts --target-encoder embeds (default {jobs.REFERENCE_TEXTS})")
+    p.add_argument("--target-limit", type=positive_int, default=jobs.REFERENCE_LIMIT, metavar="N",
+                   help=f"how many reference texts, the first ones (default {jobs.REFERENCE_LIMIT})")
+    p.add_argument("--pairs-from-documents", type=positive_int, metavar="K",
+                   help="known pairs from the source store itself: K of its documents, sampled and embedded by "
+                        "--target-encoder (geometric: a quarter held out to validate the map)")
+    p.add_argument("--method", default=None, choices=list(METHODS),
                    help="geometric (default, unsupervised, CPU), vec2vec (unsupervised GAN, for GPUs), or a paired "
-                        "method")
+                        "method (procrustes is the default with --source-encoder)")
     p.add_argument("--pairs", metavar="PAIRS.npy",
                    help="known pairs: an integer .npy array (k, 2) of (source_row, target_row). Paired methods fit "
                         "on them; geometric uses them as a few-shot start (16 or more: a quarter validate the map)")
@@ -106,9 +123,12 @@ def _pivot_lines(report: dict, names: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.method = args.method or ("procrustes" if args.source_encoder else "geometric")
     result = jobs.train_translator(
         args.source, args.target, args.output, method=args.method, params=_params(args), pairs=args.pairs,
-        pivots=args.pivot or [], pivot_texts=args.pivot_texts, pivot_rows=args.pivot_rows, overwrite=args.overwrite)
+        pivots=args.pivot or [], pivot_texts=args.pivot_texts, pivot_rows=args.pivot_rows,
+        target_encoder=args.target_encoder, source_encoder=args.source_encoder, reference_texts=args.target_texts,
+        reference_limit=args.target_limit, pairs_from_documents=args.pairs_from_documents, overwrite=args.overwrite)
     shown = {k: v for k, v in result.items() if k not in ("fit_report", "pivots", "warning")}
     emit(shown if not args.json else result, args.json, title=f"trained {args.method} translator -> {args.output}")
     for line in _pivot_lines(result["fit_report"], result["pivots"]):

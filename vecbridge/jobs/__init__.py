@@ -4,6 +4,8 @@ call these; they never print except progress bars and raise only `vecbridge.erro
 from vecbridge.jobs.embedding import embed
 from vecbridge.jobs.migrate import inspect_store, translate_store
 from vecbridge.jobs.translators import (
+                                        REFERENCE_LIMIT,
+                                        REFERENCE_TEXTS,
                                         evaluate,
                                         load_translator,
                                         save_translator,
@@ -12,5 +14,6 @@ from vecbridge.jobs.translators import (
                                         translate_vectors,
 )
 
-__all__ = ["embed", "evaluate", "inspect_store", "load_translator", "save_translator", "train_translator",
+__all__ = ["REFERENCE_LIMIT", "REFERENCE_TEXTS",
+           "embed", "evaluate", "inspect_store", "load_translator", "save_translator", "train_translator",
            "translate", "translate_store", "translate_vectors"]

@@ -31,8 +31,13 @@ def pivot_vectors(encoder: str, texts: str = DEFAULT_TEXTS, rows: int = DEFAULT_
     """
     if rows < 1:
         raise UserError(f"--pivot-rows must be a positive number of texts, got {rows}")
-    sample = read_texts(texts)[-rows:]
-    stem = paths.home() / "pivots" / encoder / f"{input_fingerprint(sample)[:16]}-{len(sample)}"
+    return cached_vectors("pivots", encoder, read_texts(texts)[-rows:], device)
+
+
+def cached_vectors(kind: str, encoder: str, sample: list[str], device: str = "auto") -> np.ndarray:
+    """`sample` embedded by the built-in `encoder`, cached under $VECBRIDGE_HOME/KIND/ENCODER and keyed by a
+    fingerprint of the texts (embedded once; an interrupted embedding resumes)."""
+    stem = paths.home() / kind / encoder / f"{input_fingerprint(sample)[:16]}-{len(sample)}"
     path = stem.with_suffix(".npy")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,8 +47,8 @@ def pivot_vectors(encoder: str, texts: str = DEFAULT_TEXTS, rows: int = DEFAULT_
                 tmp = stage.file(listing)
                 tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in sample), encoding="utf-8")
         embed(encoder, str(listing), path, device=device)
-    vectors = storage.read_vectors(path, f"cached pivot vectors ({encoder})")
+    vectors = storage.read_vectors(path, f"cached {kind} vectors ({encoder})")
     if len(vectors) != len(sample):
-        raise UserError(f"cached pivot vectors {path} hold {len(vectors)} rows, expected {len(sample)}; "
+        raise UserError(f"cached {kind} vectors {path} hold {len(vectors)} rows, expected {len(sample)}; "
                         "delete the file and run again")
     return vectors

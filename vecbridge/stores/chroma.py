@@ -124,6 +124,9 @@ class Writer(StoreWriter):
         super().__init__(spec, **kwargs)
         if spec.path.exists() and not spec.path.is_dir():
             raise UserError(f"{self.what} {spec}: {spec.path} is not a directory; chroma stores are directories")
+        if not (3 <= len(spec.name) <= 512 and spec.name[-1].isalnum()):
+            raise UserError(f"{self.what} {spec}: chroma collection names have 3 to 512 characters and end with a "
+                            f"letter or digit; {spec.name!r} does not: choose another name")
         check_parent_dir(spec)
         self.tmp = self.client = None
         self.max_batch = self.rows = 0
