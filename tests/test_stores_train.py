@@ -113,7 +113,7 @@ def test_pairs_from_documents(texts, tmp_path, monkeypatch):
     monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
     ref = ["--target-encoder", "minilm-l6", "--target-texts", d / "ref.txt", "--target-limit", 200]
     rc, out, err = cli("train", "--source", src, *ref, "--pairs-from-documents", 40, "--output", tmp_path / "tr",
-                       "--json", *FAST)
+                       "--json", *FAST, "--param", "pair_completions=1")
     assert rc == 0, err
     result = json.loads(out)
     assert result["confidence"]["validation"]["pairs"] == 10  # a quarter of the 40 held out
