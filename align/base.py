@@ -12,8 +12,8 @@ import inspect
 import json
 import math
 import os
+import secrets
 import shutil
-import tempfile
 import types
 import typing
 from pathlib import Path
@@ -177,7 +177,9 @@ class Translator:
             "versions": package_versions(),
             **(meta or {}),
         }
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        # not mkdtemp: its folder is private (0700); mkdir gives the artifact the user's usual permissions
+        tmp = directory.parent / f".{directory.name}.{secrets.token_hex(8)}.tmp"
+        tmp.mkdir()
         try:
             save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
                       str(tmp / WEIGHTS_FILE))

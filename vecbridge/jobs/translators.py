@@ -53,8 +53,12 @@ def save_translator(translator: Translator, output: str | os.PathLike, meta: dic
     """Publish `translator` at `output`: written beside it, re-loaded to validate, then renamed into place."""
     output = safe_write.check_dir_output(output, overwrite, is_translator_dir, "translator")
     with safe_write.disk_errors(output), safe_write.staged() as stage:
-        tmp = stage.file(output)
-        translator.save(tmp, meta=meta)
+        tmp = stage.directory(output)
+        # saved inside the staged folder, so that even align's own temp folder goes when the stage does
+        saved = translator.save(tmp / "artifact", meta=meta)
+        for item in saved.iterdir():
+            os.rename(item, tmp / item.name)
+        saved.rmdir()
         Translator.load(tmp)
     return output
 
