@@ -10,6 +10,13 @@ set is embedded by every encoder through the real `vecbridge embed` CLI (resumab
     python scripts/bench_translate.py --pairs minilm-l3:mpnet-base --methods geometric+minilm-l6  # via a pivot
     python scripts/bench_translate.py --pairs minilm-l3:minilm-l6 --methods geometric/whiten=0.4  # a parameter
     python scripts/bench_translate.py --throughput          # translate speed, 1M vectors 384 -> 768
+    python scripts/bench_translate.py --pairs minilm-l6:mpnet-base --methods procrustes,geometric --split 1
+
+`--split K` (default 0, the benchmark split) draws another training split of the same kind of texts: `train_a`
+and `train_b` texts are taken at offset K x N of the same two shuffles (N = --n-train), so split K's training
+texts are disjoint from split 0's and from every other split's; the eval / OOD sets are unchanged. Split K > 0
+caches its files with a `-sK` suffix (`texts-train_a-25000-s1.jsonl`). The pivot texts (train_a's shuffle past
+100,000) stay disjoint while (K + 1) x N <= 100,000.
 """
 
 from __future__ import annotations
@@ -70,11 +77,20 @@ def bench_dir() -> Path:
     return d
 
 
-def text_file(name: str, n_train: int) -> Path:
-    """Deterministic sample of a text set, written once as JSONL so every encoder embeds the same rows."""
+def split_suffix(name: str, split: int) -> str:
+    return f"-s{split}" if split and name.startswith("train") else ""
+
+
+def text_file(name: str, n_train: int, split: int = 0) -> Path:
+    """Deterministic sample of a text set, written once as JSONL so every encoder embeds the same rows.
+    Training sets of split K start at offset K x n_train of their shuffle (see the module docstring)."""
     specs, n, shuffle, offset = SETS[name]
     n = n_train if name.startswith("train") else n
-    path = bench_dir() / f"texts-{name}-{n}.jsonl"
+    if name.startswith("train") and split:
+        if (split + 1) * n_train > SETS["pivot"][3]:
+            raise SystemExit(f"--split {split} x --n-train {n_train} would reach the pivot texts")
+        offset += split * n_train
+    path = bench_dir() / f"texts-{name}-{n}{split_suffix(name, split)}.jsonl"
     if path.exists():
         return path
     per_spec = -(-n // len(specs))
@@ -89,14 +105,14 @@ def text_file(name: str, n_train: int) -> Path:
     return path
 
 
-def vectors(encoder: str, name: str, n_train: int) -> np.ndarray:
-    if name.startswith("train"):
+def vectors(encoder: str, name: str, n_train: int, split: int = 0) -> np.ndarray:
+    if name.startswith("train") and not split:
         # a smaller training set is a prefix of a larger one (same shuffle): reuse a bigger cached file
         for cached in sorted((bench_dir() / encoder).glob(f"texts-{name}-*.npy")):
-            size = int(cached.stem.rsplit("-", 1)[1])
-            if size > n_train:
+            size = cached.stem.rsplit("-", 1)[1]
+            if size.isdigit() and int(size) > n_train:
                 return storage.read_vectors(cached)[:n_train]
-    source = text_file(name, n_train)
+    source = text_file(name, n_train, split)
     out = bench_dir() / encoder / f"{source.stem}.npy"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -150,19 +166,20 @@ def run_method(spec: Method, seed: int, data: dict, vec2vec_minutes: float) -> d
     return row
 
 
-def bench_pair(src: str, tgt: str, methods: list[str], seeds: int, n_train: int, vec2vec_minutes: float):
+def bench_pair(src: str, tgt: str, methods: list[str], seeds: int, n_train: int, vec2vec_minutes: float,
+               split: int = 0, first_seed: int = 0):
     data = {
-        "src_a": vectors(src, "train_a", n_train), "tgt_a": vectors(tgt, "train_a", n_train),
-        "tgt_b": vectors(tgt, "train_b", n_train),
+        "src_a": vectors(src, "train_a", n_train, split), "tgt_a": vectors(tgt, "train_a", n_train, split),
+        "tgt_b": vectors(tgt, "train_b", n_train, split),
         "src_eval": vectors(src, "eval", n_train), "tgt_eval": vectors(tgt, "eval", n_train),
         "src_ood": vectors(src, "ood", n_train), "tgt_ood": vectors(tgt, "ood", n_train),
     }
     rows = []
     for method in map(Method.parse, methods):
-        for seed in range(seeds if method.name in ("geometric", "vec2vec", "mlp") else 1):
+        for seed in range(first_seed, first_seed + (seeds if method.name in ("geometric", "vec2vec", "mlp") else 1)):
             row = run_method(method, seed, data, vec2vec_minutes)
             if row:
-                row.update(pair=f"{src}->{tgt}", n_train=n_train)
+                row.update(pair=f"{src}->{tgt}", n_train=n_train, split=split)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     return rows
@@ -219,6 +236,9 @@ def main() -> None:
     ap.add_argument("--methods", default="identity,procrustes,ridge,mlp,geometric")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--n-train", type=int, default=25000, help="vectors per side")
+    ap.add_argument("--split", type=int, default=0, help="training split K (0 = the benchmark split; see above)")
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed + seeds - 1")
+    ap.add_argument("--sets", default=",".join(SETS), help="with --prepare: which text sets to embed, in order")
     ap.add_argument("--vec2vec-minutes", type=float, default=10.0)
     ap.add_argument("--throughput", action="store_true", help="measure translate speed instead")
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -228,9 +248,9 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.prepare:
-        for encoder in args.prepare.split(","):
-            for name in SETS:
-                vectors(encoder, name, args.n_train)
+        for name in args.sets.split(","):
+            for encoder in args.prepare.split(","):
+                vectors(encoder, name, args.n_train, args.split)
         return
     if args.throughput:
         result = throughput(args.rows, args.translator)
@@ -239,7 +259,8 @@ def main() -> None:
     rows = []
     for pair in args.pairs.split(","):
         src, tgt = pair.split(":")
-        rows += bench_pair(src, tgt, args.methods.split(","), args.seeds, args.n_train, args.vec2vec_minutes)
+        rows += bench_pair(src, tgt, args.methods.split(","), args.seeds, args.n_train, args.vec2vec_minutes,
+                           args.split, args.first_seed)
     result_path = bench_dir() / f"results-{int(time.time())}.json"
     result_path.write_text(json.dumps(rows, indent=1))
     print(json.dumps(rows, indent=1) if args.json else markdown(rows))
