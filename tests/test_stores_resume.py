@@ -56,7 +56,7 @@ def content(spec):
 
 
 def _killed_run(translator, src, out, kill_at):
-    """In a forked child: translate with a record after every batch and SIGKILL on the `kill_at`-th record,
+    """In a child process: translate with a record after every batch and SIGKILL on the `kill_at`-th record,
     after that batch was written and before it was recorded."""
     from vecbridge.stores import base, parquet
 
@@ -77,9 +77,10 @@ def _killed_run(translator, src, out, kill_at):
 
 
 def kill_half_way(translator, src, out, kill_at=3):
-    child = multiprocessing.get_context("fork").Process(target=_killed_run, args=(translator, src, out, kill_at))
+    # spawned, not forked: a fork copies the threads and locks of the store clients this process has opened
+    child = multiprocessing.get_context("spawn").Process(target=_killed_run, args=(translator, src, out, kill_at))
     child.start()
-    child.join(120)
+    child.join(300)
     assert child.exitcode == -signal.SIGKILL
 
 
