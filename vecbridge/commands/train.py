@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         args.source, args.target, args.output, method=args.method, params=_params(args), pairs=args.pairs,
         pivots=args.pivot or [], pivot_texts=args.pivot_texts, pivot_rows=args.pivot_rows,
         target_encoder=args.target_encoder, source_encoder=args.source_encoder, reference_texts=args.target_texts,
-        reference_limit=args.target_limit, pairs_from_documents=args.pairs_from_documents, overwrite=args.overwrite)
+        reference_limit=args.target_limit, pairs_from_documents=args.pairs_from_documents, overwrite=args.overwrite,
+        log=lambda msg: print(msg, file=sys.stderr))
     shown = {k: v for k, v in result.items() if k not in ("fit_report", "pivots", "warning")}
     emit(shown if not args.json else result, args.json, title=f"trained {args.method} translator -> {args.output}")
     for line in _pivot_lines(result["fit_report"], result["pivots"]):

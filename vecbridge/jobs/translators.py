@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +144,7 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
                      pivot_rows: int = pivot_data.DEFAULT_ROWS, target_encoder: str | None = None,
                      source_encoder: str | None = None, reference_texts: str = REFERENCE_TEXTS,
                      reference_limit: int = REFERENCE_LIMIT, pairs_from_documents: int | None = None,
-                     overwrite: bool = False) -> dict:
+                     overwrite: bool = False, log: Callable[[str], None] | None = None) -> dict:
     """Fit a translator source -> target from two vector files or stores (any spec) and publish it at `output`.
 
     Without `target`, `target_encoder` embeds the first `reference_limit` texts of `reference_texts` as the
@@ -216,6 +217,8 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
         fit_args["pivots"] = {name: pivot_data.pivot_vectors(name, pivot_texts, pivot_rows) for name in pivot_names}
 
     start = time.perf_counter()
+    if log is not None and "log" in inspect.signature(translator.fit).parameters:
+        fit_args["log"] = log  # stage notes such as which pivot leg is being fitted
     translator.fit(src, tgt, **fit_args)
     seconds = round(time.perf_counter() - start, 2)
     fit_report = getattr(translator, "fit_report_", None)
