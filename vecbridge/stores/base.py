@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vecbridge import safe_write
 from vecbridge.errors import UserError
 
 STORE_FORMAT = "vecbridge-store"
@@ -464,3 +465,34 @@ class Spill:
         for f in self.files.values():
             f.file.close()
         self.staging.discard()
+
+
+class SpilledIndexWriter(StoreWriter):
+    """A writer for index-file stores (faiss, hnswlib): rows are spilled to staged files as they come (what a
+    resume continues from) and the subclass builds the index from them in `commit`."""
+
+    backend = ""
+
+    def __init__(self, spec, marker, **kwargs):
+        super().__init__(spec, **kwargs)
+        same = self.source and self.source.backend == self.backend
+        inputs = [self.source.spec.split(":", 1)[1].split("?")[0]] if same else []
+        safe_write.check_file_output(spec.path, self.overwrite, inputs=inputs, what=self.what, marker=marker)
+        self.layout = self.source.layout if self.source else {}
+        self.dropped = [f for f, has in (("documents", self.source and self.source.documents),
+                                         ("metadata", self.source and self.source.metadata)) if has]
+        self.keep_ids = bool(self.source) and self.source.id_type != "row"
+        safe_write.check_free_space(spec.path, 2 * self.count * (self.dim * 4 + 8) + 2**16)
+        self.spill = None
+
+    def open_tmp(self, state):
+        self.spill = Spill(self.spec.path, self.count, self.dim, self.keep_ids, state, self.resumed_rows)
+
+    def write(self, batch: Batch) -> None:
+        labels = int_ids(batch, self.spec, self.what, self.backend) if self.keep_ids else None
+        with safe_write.disk_errors(self.spec.path):
+            self.spill.write(batch.vectors, labels)
+
+    def durable_state(self) -> dict:
+        with safe_write.disk_errors(self.spec.path):
+            return self.spill.state()

@@ -17,12 +17,10 @@ from vecbridge.stores.base import (
     PROVENANCE_KEY,
     STORE_FORMAT,
     Batch,
-    Spill,
+    SpilledIndexWriter,
     StoreInfo,
     StoreReader,
-    StoreWriter,
     first_line,
-    int_ids,
     parse_provenance,
 )
 
@@ -126,35 +124,16 @@ def is_vecbridge_faiss(path) -> bool:
         return False
 
 
-class Writer(StoreWriter):
+class Writer(SpilledIndexWriter):
     """Rows are spilled to staged files as they come (what a resume continues from); the index is built from
     them at commit (IVF / PQ need all vectors to train), written to a staged file and published with its
     sidecar."""
 
+    backend = "faiss"
+
     def __init__(self, spec, **kwargs):
-        super().__init__(spec, **kwargs)
-        inputs = [self.source.spec.split(":", 1)[1]] if self.source and self.source.backend == "faiss" else []
-        safe_write.check_file_output(spec.path, self.overwrite, inputs=inputs, what=self.what,
-                                     marker=is_vecbridge_faiss)
-        layout = self.source.layout if self.source else {}
-        self.factory = _fit_factory(layout.get("faiss_factory", "Flat"), self.dim)
-        self.dropped = [f for f, has in (("documents", self.source and self.source.documents),
-                                         ("metadata", self.source and self.source.metadata)) if has]
-        self.keep_ids = bool(self.source) and self.source.id_type != "row"
-        safe_write.check_free_space(spec.path, 2 * self.count * (self.dim * 4 + 8) + 2**16)
-        self.spill = None
-
-    def open_tmp(self, state):
-        self.spill = Spill(self.spec.path, self.count, self.dim, self.keep_ids, state, self.resumed_rows)
-
-    def write(self, batch: Batch) -> None:
-        labels = int_ids(batch, self.spec, self.what, "faiss") if self.keep_ids else None
-        with safe_write.disk_errors(self.spec.path):
-            self.spill.write(batch.vectors, labels)
-
-    def durable_state(self) -> dict:
-        with safe_write.disk_errors(self.spec.path):
-            return self.spill.state()
+        super().__init__(spec, marker=is_vecbridge_faiss, **kwargs)
+        self.factory = _fit_factory(self.layout.get("faiss_factory", "Flat"), self.dim)
 
     def commit(self) -> None:
         f = _faiss()

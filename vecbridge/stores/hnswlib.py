@@ -15,12 +15,10 @@ from vecbridge.stores.base import (
     PROVENANCE_KEY,
     STORE_FORMAT,
     Batch,
-    Spill,
+    SpilledIndexWriter,
     StoreInfo,
     StoreReader,
-    StoreWriter,
     first_line,
-    int_ids,
     parse_provenance,
 )
 
@@ -87,34 +85,14 @@ def is_vecbridge_hnswlib(path) -> bool:
         return False
 
 
-class Writer(StoreWriter):
+class Writer(SpilledIndexWriter):
     """Rows spilled to staged files as they come (what a resume continues from); the index is built from them
     at commit and saved to a staged file with its sidecar."""
 
+    backend = "hnswlib"
+
     def __init__(self, spec, **kwargs):
-        super().__init__(spec, **kwargs)
-        inputs = [self.source.spec.split(":", 1)[1].split("?")[0]] if self.source and \
-            self.source.backend == "hnswlib" else []
-        safe_write.check_file_output(spec.path, self.overwrite, inputs=inputs, what=self.what,
-                                     marker=is_vecbridge_hnswlib)
-        self.layout = self.source.layout if self.source else {}
-        self.dropped = [f for f, has in (("documents", self.source and self.source.documents),
-                                         ("metadata", self.source and self.source.metadata)) if has]
-        self.keep_ids = bool(self.source) and self.source.id_type != "row"
-        safe_write.check_free_space(spec.path, 2 * self.count * (self.dim * 4 + 8) + 2**16)
-        self.spill = None
-
-    def open_tmp(self, state):
-        self.spill = Spill(self.spec.path, self.count, self.dim, self.keep_ids, state, self.resumed_rows)
-
-    def write(self, batch: Batch) -> None:
-        labels = int_ids(batch, self.spec, self.what, "hnswlib") if self.keep_ids else None
-        with safe_write.disk_errors(self.spec.path):
-            self.spill.write(batch.vectors, labels)
-
-    def durable_state(self) -> dict:
-        with safe_write.disk_errors(self.spec.path):
-            return self.spill.state()
+        super().__init__(spec, marker=is_vecbridge_hnswlib, **kwargs)
 
     def commit(self) -> None:
         import hnswlib
