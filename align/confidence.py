@@ -32,6 +32,40 @@ LOW_CONFIDENCE = 0.6
 VALIDATION_OK = 0.25
 
 
+# Two independent anchor starts that find the same map agree (mean cosine of their images of the same rows) at
+# ~0.9-1 after screening; starts that land in different wrong basins agree far less. Below this, no two anchor
+# starts confirm each other and the map is not trusted (BENCHMARKS.md, "Translator reach: a second split").
+AGREEMENT_OK = 0.8
+
+
+def map_agreement(x, w1: np.ndarray, w2: np.ndarray) -> float:
+    """Mean cosine between the images of the same rows `x` under two linear maps: 1 for the same map, ~0 for
+    unrelated rotations. Pair-free: it compares two maps, not a map with the truth."""
+    x = np.asarray(x, dtype=np.float32)
+    return float((unit_rows(x @ w1) * unit_rows(x @ w2)).sum(dim=1).mean())
+
+
+def with_start_check(confidence: dict, passed: bool, agreement: float | None) -> dict:
+    """`confidence` with the start screen's pair-free evidence attached and its `margin` reported.
+
+    `passed`: some start reached the screen's bar (and, for anchor starts, was confirmed by an independent
+    one). A map grown from a start that did not is never `ok`, whatever its score: a wrong map can still land
+    on the target's manifold and score near the line. `agreement`: the confirming starts' agreement (None for
+    starts that need no confirmation). `margin` = the smaller of score - LOW_CONFIDENCE and agreement -
+    AGREEMENT_OK: how far the evidence is above the line (negative: below).
+    """
+    margin = confidence["score"] - LOW_CONFIDENCE
+    out = dict(confidence)
+    if agreement is not None:
+        out["agreement"] = agreement
+        margin = min(margin, agreement - AGREEMENT_OK)
+    out["margin"] = margin
+    out["start_passed"] = bool(passed)
+    if not passed:
+        out["verdict"], out["verdict_from"] = "low", "no start passed the screen"
+    return out
+
+
 def _mutual_nn_rate(sims: torch.Tensor) -> float:
     """Fraction of rows whose nearest column has that row as its own nearest row."""
     fwd = sims.argmax(dim=1)

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from align.confidence import VALIDATION_OK, pair_validation, translation_confidence, with_pair_validation
+from align.confidence import (
+    AGREEMENT_OK,
+    LOW_CONFIDENCE,
+    VALIDATION_OK,
+    map_agreement,
+    pair_validation,
+    translation_confidence,
+    with_pair_validation,
+    with_start_check,
+)
 from align.errors import AlignError
 
 DIM = 48
@@ -107,3 +116,26 @@ def test_held_out_pairs_decide_the_verdict(top1, verdict):
     label_free = {"score": 0.9 if verdict == "low" else 0.1, "verdict": "ok" if verdict == "low" else "low"}
     out = with_pair_validation(label_free, {"pairs": 16, "pool": 4016, "top1": top1, "median_rank": 1.0})
     assert out["verdict"] == verdict and out["score"] == label_free["score"] and out["validation"]["top1"] == top1
+
+
+def test_map_agreement_tells_one_map_from_two(rotated):
+    src, _, rot = rotated
+    assert map_agreement(src, rot, rot) == pytest.approx(1.0, abs=1e-5)
+    assert abs(map_agreement(src, rot, _rotation(11))) < 0.3
+    # a partial isometry into a bigger space and its slight perturbation still agree
+    wide = np.linalg.qr(np.random.default_rng(2).normal(size=(2 * DIM, DIM)))[0].T.astype(np.float32)
+    assert map_agreement(src, wide, wide + 0.01 * np.random.default_rng(3).normal(size=wide.shape)) > 0.95
+
+
+def test_a_start_that_did_not_pass_makes_a_high_score_low(rotated):
+    src, tgt, rot = rotated
+    conf = translation_confidence(src, tgt, lambda a: a @ rot, lambda b: b @ rot.T)
+    assert conf["verdict"] == "ok"
+    kept = with_start_check(conf, passed=True, agreement=0.97)
+    assert kept["verdict"] == "ok" and kept["margin"] == pytest.approx(min(conf["score"] - LOW_CONFIDENCE,
+                                                                           0.97 - AGREEMENT_OK))
+    # a wrong map can score near the line (BENCHMARKS.md: 0.61 "ok" at top-1 0.16); unconfirmed, it is low
+    flagged = with_start_check(conf, passed=False, agreement=0.3)
+    assert flagged["verdict"] == "low" and flagged["verdict_from"] == "no start passed the screen"
+    assert flagged["margin"] == pytest.approx(0.3 - AGREEMENT_OK) and flagged["score"] == conf["score"]
+    assert with_start_check(conf, passed=True, agreement=None)["margin"] == pytest.approx(conf["score"] - 0.6)

@@ -66,13 +66,45 @@ def test_unrelated_spaces_get_low_confidence(data, fitted):
     assert tr.confidence_["score"] < 0.5 * fitted.confidence_["score"]
 
 
+def test_anchor_starts_are_confirmed_by_an_independent_one_and_averaged(fitted):
+    # across dims there is no identity start: the anchor search runs, and its map counts only once a second,
+    # independent anchor start reaches the same map; the two are averaged
+    init = fitted.fit_report_["stages"]["init"]
+    assert init["passed"] and init["chosen"] == "pooled_anchors"
+    assert init["screen"]["averaged"] == ["pooled_anchors:1", "pooled_anchors:2"] or \
+        init["screen"]["averaged"] == ["pooled_anchors:2", "pooled_anchors:1"]
+    assert init["agreement"] > 0.95 and "pooled_anchors:3" not in init["candidates"]
+    conf = fitted.confidence_
+    assert conf["start_passed"] and conf["agreement"] == init["agreement"]
+    assert conf["margin"] == pytest.approx(min(conf["score"] - 0.6, conf["agreement"] - 0.8))
+    assert conf["margin"] > 0 and conf["verdict"] == "ok"
+
+
+def test_a_start_below_the_bar_is_never_kept_silently(data):
+    # unrelated spaces: every anchor start fails the screen and no two agree, so all `anchor_starts` are drawn
+    # (not one kept below the bar at once); the best is refined anyway, but the report and the verdict say so
+    src, _, _, _ = data
+    other, _, _, _ = clustered_pair(d=24, seed=7)
+    tr = GeometricTranslator(seed=0, anchor_starts=3, **FAST).fit(src, other)
+    init = tr.fit_report_["stages"]["init"]
+    assert not init["passed"] and init["chosen"] == "pooled_anchors" and init["start"].startswith("pooled_anchors:")
+    assert set(init["candidates"]) == {"pooled_anchors:1", "pooled_anchors:2", "pooled_anchors:3"}
+    assert len(init["agreements"]) == 3 and max(init["agreements"].values()) < 0.8
+    conf = tr.confidence_
+    assert conf["verdict"] == "low" and conf["verdict_from"] == "no start passed the screen"
+    assert not conf["start_passed"] and conf["margin"] < 0
+    with pytest.raises(AlignError, match="anchor_starts"):
+        GeometricTranslator(anchor_starts=0, **FAST).fit(src, other)
+
+
 def test_equal_dims_start_from_the_identity_and_self_learn():
     # two models of one family: the target is the source space turned by a small rotation. The identity
     # start is screened first, accepted by the label-free score, and full-batch self-learning finishes it.
     src, tgt, ev_src, ev_tgt = clustered_pair(d_target=16, iso=near_identity())
     tr = GeometricTranslator(seed=0, **FAST).fit(src, tgt)
     init = tr.fit_report_["stages"]["init"]
-    assert init["chosen"] == "identity" and "pooled_anchors" not in init["candidates"]
+    assert init["chosen"] == "identity" and "pooled_anchors:1" not in init["candidates"]
+    assert init["passed"] and "agreement" not in tr.confidence_ and tr.confidence_["margin"] > 0
     assert 1 <= tr.fit_report_["stages"]["final_refine"]["rounds"] <= tr.final_iters
     assert evaluate(tr.transform(ev_src), ev_tgt, pool=len(ev_src))["top1"] > 0.95
 
@@ -92,7 +124,7 @@ def test_pivot_chain_starts_the_direct_map(data, capsys):
     lines = []
     tr = GeometricTranslator(seed=0, **FAST).fit(src, tgt, pivots={"near": pivot}, log=lines.append)
     init = tr.fit_report_["stages"]["init"]
-    assert init["chosen"] == "pivot:near" and "pooled_anchors" not in init["candidates"]
+    assert init["chosen"] == "pivot:near" and "pooled_anchors:1" not in init["candidates"]
     assert lines == ["pivot near: fitting source to pivot", "pivot near: fitting pivot to target"]
     assert capsys.readouterr() == ("", "")  # library code never prints
     legs = init["pivots"]["near"]

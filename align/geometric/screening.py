@@ -1,5 +1,7 @@
 """Starts and their screening: each candidate start (known pairs, the identity, a pivot chain, matched anchors) gets
-a few self-learning rounds on a subsample and a label-free score on held-out rows; the best one is kept.
+a few self-learning rounds on a subsample and a label-free score on held-out rows. A start is accepted when it
+passes the bar; an anchor start must also be confirmed by an independent anchor start that reaches the same map
+(the two are then averaged). When none is accepted the best is kept, and the report says so (`passed: false`).
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from align.confidence import VALIDATION_OK, pair_validation, translation_confidence
+from align.confidence import AGREEMENT_OK, VALIDATION_OK, map_agreement, pair_validation, translation_confidence
 from align.geometric.refine import Pairs, self_learn
+from align.vectors import closest_isometry
 
 # Singular values of the known pairs' cross-covariance below this fraction of the largest one count as zero:
 # the directions they belong to are not determined by the pairs.
@@ -20,11 +23,15 @@ RANK_TOLERANCE = 1e-6
 
 @dataclass(frozen=True)
 class Start:
-    """A candidate starting rotation and its screening rounds (None: the screen's default)."""
+    """A candidate starting rotation and its screening rounds (None: the screen's default). `confirm`: the start
+    is a random search's outcome (matched anchors) and counts only once an independent start of the same `family`
+    reaches the same map."""
 
     name: str
     weight: np.ndarray
     rounds: int | None = None
+    confirm: bool = False
+    family: str = ""
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class Candidate:
     weight: np.ndarray
     score: float
     report: dict
+    confirm: bool = False
+    family: str = ""
 
     @property
     def validated_top1(self) -> float:
@@ -71,23 +80,74 @@ class Screen:
         if self.held_out is not None:
             report["validation"] = pair_validation(self.held_out.source.numpy() @ w,
                                                    self.held_out.target.numpy(), self.hold_y)
-        return Candidate(start.name, w, float(score), report)
+        return Candidate(start.name, w, float(score), report, start.confirm, start.family)
+
+    def agreement(self, a: Candidate, b: Candidate) -> float:
+        """How far two screened maps agree on the held-out source rows (`map_agreement`)."""
+        return map_agreement(self.hold_x, a.weight, b.weight)
 
 
-def best_start(tiers: Iterable[list[Start]], screen: Screen, accept_score: float) -> tuple[Candidate, dict]:
-    """Screen the starts tier by tier (cheap ones first; a tier is built only when reached) until one passes
-    `accept_score` or the validation of held-out known pairs. The best is the one that retrieves most held-out
-    pairs, then the one with the highest label-free score. Returns it and the init report."""
+def best_start(tiers: Iterable[list[Start]], screen: Screen, accept_score: float,
+               agreement_ok: float = AGREEMENT_OK) -> tuple[Candidate, dict]:
+    """Screen the starts tier by tier (cheap ones first; a tier is built only when reached) until one is accepted:
+    it passes `accept_score` or the validation of held-out known pairs, and, if it needs confirmation (anchors),
+    an independent start of its family agrees with it at `agreement_ok` or more. Agreeing starts are averaged
+    (the closest isometry to the sum of their maps) into one candidate named after the family. The best accepted
+    candidate is the one that retrieves most held-out pairs, then the one with the highest label-free score.
+
+    When no tier yields an accepted start the best candidate is still returned (the fit needs a map), but the
+    report says `passed: false`, and the translator's verdict is then `low`: a start below the bar is never kept
+    silently. Returns the chosen candidate and the init report."""
     candidates: list[Candidate] = []
+    agreements: dict[str, float] = {}
+    accepted: list[Candidate] = []
     for tier in tiers:
-        candidates += [screen(start) for start in tier]
-        if any(c.passes(accept_score) for c in candidates):
+        for start in tier:
+            new = screen(start)
+            for old in candidates:
+                if new.confirm and old.confirm and new.family == old.family:
+                    agreements[f"{old.name}~{new.name}"] = round(screen.agreement(old, new), 4)
+            candidates.append(new)
+        accepted = _accepted(candidates, agreements, screen, accept_score, agreement_ok)
+        if accepted:
             break
-    candidates.sort(key=lambda c: (-c.validated_top1, -c.score))
-    best = candidates[0]
-    report = {"candidates": {c.name: round(c.score, 4) for c in candidates}, "chosen": best.name,
-              "score": round(best.score, 4), "screen": best.report}
+    order = (lambda c: (-c.validated_top1, -c.score))
+    best = sorted(accepted or candidates, key=order)[0]
+    # `chosen` names the kind of start (an anchor start by its family); `start` the candidate when they differ
+    report = {"candidates": {c.name: round(c.score, 4) for c in candidates}, "chosen": best.family or best.name,
+              "score": round(best.score, 4), "screen": best.report, "passed": bool(accepted)}
+    if best.name != report["chosen"]:
+        report["start"] = best.name
+    if agreements:
+        report["agreements"] = agreements
+    if best.confirm:
+        report["agreement"] = best.report.get("agreement", max(
+            (v for k, v in agreements.items() if best.name in k.split("~")), default=None))
     return best, report
+
+
+def _accepted(candidates: list[Candidate], agreements: dict[str, float], screen: Screen, accept_score: float,
+              agreement_ok: float) -> list[Candidate]:
+    """The candidates that may be kept: passing ones that need no confirmation, and, for each family that needs
+    it, the average of the passing candidates that agree with the best passing one."""
+    out = [c for c in candidates if c.passes(accept_score) and (not c.confirm or c.validated_top1 >= VALIDATION_OK)]
+    for family in {c.family for c in candidates if c.confirm}:
+        group = sorted((c for c in candidates if c.confirm and c.family == family), key=lambda c: -c.score)
+        for lead in (c for c in group if c.passes(accept_score)):
+            mates = [c for c in group if c is not lead and
+                     agreements.get(f"{lead.name}~{c.name}", agreements.get(f"{c.name}~{lead.name}", 0.0))
+                     >= agreement_ok]
+            if not mates:
+                continue
+            members = [lead, *mates]
+            w = closest_isometry(sum(c.weight.astype(np.float64) for c in members))
+            agreement = min(screen.agreement(lead, c) for c in mates)
+            score = translation_confidence(screen.hold_x, screen.hold_y, lambda x: x @ w, lambda y: y @ w.T,
+                                           seed=screen.seed)["score"]
+            report = {**lead.report, "averaged": [c.name for c in members], "agreement": round(agreement, 4)}
+            out.append(Candidate(family, w, float(score), report, True, family))
+            break
+    return out
 
 
 def known_pairs_starts(known: Pairs, *, completions: int, rounds: int, seed: int) -> list[Start]:

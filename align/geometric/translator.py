@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from align.base import Translator, select_pairs
-from align.confidence import pair_validation, translation_confidence, with_pair_validation
+from align.confidence import pair_validation, translation_confidence, with_pair_validation, with_start_check
 from align.errors import AlignError
 from align.geometric.anchors import pooled_anchor_map
 from align.geometric.kernels import mapped_matches, whitener
@@ -40,7 +40,11 @@ class GeometricTranslator(Translator):
        passes: `restarts` k-means runs of `n_clusters` centroids per side matched by quadratic assignment; the
        pooled anchors give each row a relative representation (its similarities to the anchors), each source
        row's pseudo-target is the mean of its `rel_neighbours` nearest targets in that space; Procrustes; then
-       `refine_iters` damped subsample rounds and `centroid_rounds` centroid rounds widen the basin;
+       `refine_iters` damped subsample rounds and `centroid_rounds` centroid rounds widen the basin. An anchor
+       start is a random search's outcome: it counts only once an independent anchor start (fresh subsamples,
+       k-means and assignments) reaches the same map (`AGREEMENT_OK`), and the agreeing ones are averaged;
+       up to `anchor_starts` are drawn. If no start is accepted the best is refined anyway, and the verdict
+       is `low` (`confidence_["start_passed"]` false), whatever the final score;
     3. final refine: full-batch self-learning on up to `final_sample` rows per side (CSLS nearest
        neighbours in both directions, Procrustes) until the matches stop changing (`final_iters` at most,
        twice that with known pairs). Few-shot: with 16 or more known pairs a quarter is held out of every stage
@@ -62,7 +66,7 @@ class GeometricTranslator(Translator):
                  refine_sample: int = 1000, score_sample: int = 2000, csls_k: int = 10,
                  centroid_rounds: int = 20, n_centroids: int = 512, screen_iters: int = 2, screen_sample: int = 6000,
                  final_iters: int = 6, final_sample: int = 30000, accept_score: float = 0.5,
-                 pair_completions: int = 4, whiten: float = 0.0, verbose: bool = True):
+                 pair_completions: int = 4, whiten: float = 0.0, anchor_starts: int = 3, verbose: bool = True):
         self.seed, self.n_clusters, self.restarts, self.qap_restarts = seed, n_clusters, restarts, qap_restarts
         self.init_sample, self.rel_neighbours = init_sample, rel_neighbours
         self.refine_iters, self.refine_sample, self.csls_k = refine_iters, refine_sample, csls_k
@@ -70,6 +74,7 @@ class GeometricTranslator(Translator):
         self.screen_iters, self.screen_sample = screen_iters, screen_sample
         self.final_iters, self.final_sample, self.accept_score = final_iters, final_sample, accept_score
         self.pair_completions, self.whiten, self.verbose = pair_completions, whiten, verbose
+        self.anchor_starts = anchor_starts
 
     # -- fitting ------------------------------------------------------------------------------------
     def fit(self, src, tgt, pairs=None, pivots=None,
@@ -82,6 +87,8 @@ class GeometricTranslator(Translator):
             raise AlignError(f"whiten must be >= 0 (0 = off), got {self.whiten}")
         if self.pair_completions < 1:
             raise AlignError(f"pair_completions must be >= 1, got {self.pair_completions}")
+        if self.anchor_starts < 1:
+            raise AlignError(f"anchor_starts must be >= 1, got {self.anchor_starts}")
         src = check_vectors(src, "source vectors", min_rows=self.min_rows)
         tgt = check_vectors(tgt, "target vectors", min_rows=self.min_rows)
         known = _known_pairs(src, tgt, pairs)
@@ -130,6 +137,7 @@ class GeometricTranslator(Translator):
 
         t0 = time.perf_counter()
         self.confidence_ = translation_confidence(src, tgt, self._forward, self._backward, seed=self.seed)
+        self.confidence_ = with_start_check(self.confidence_, init_report["passed"], init_report.get("agreement"))
         if "validation" in final_report:
             self.confidence_ = with_pair_validation(self.confidence_, final_report["validation"])
         report["stages"]["confidence"] = {"seconds": round(time.perf_counter() - t0, 2)}
@@ -171,7 +179,8 @@ class GeometricTranslator(Translator):
         for name, piv in pivots.items():
             w, legs[name] = self._pivot_chain(name, src, piv, tgt, log)
             yield [] if w is None else [Start(f"pivot:{name}", w)]
-        yield [self._anchor_start(xs, yt, known, rng)]
+        for i in range(self.anchor_starts):
+            yield [self._anchor_start(xs, yt, known, rng, f"pooled_anchors:{i + 1}")]
 
     def _pivot_chain(self, name: str, src, pivot, tgt, log) -> tuple[np.ndarray | None, dict]:
         """The start through one pivot space and the legs' report; None when a leg is not confident.
@@ -198,9 +207,10 @@ class GeometricTranslator(Translator):
         report["seconds"] = round(time.perf_counter() - t0, 2)
         return w, report
 
-    def _anchor_start(self, xs, yt, known: Pairs | None, rng) -> Start:
+    def _anchor_start(self, xs, yt, known: Pairs | None, rng, name: str) -> Start:
         """Matched anchors on `init_sample` rows per side: a weak start, so damped subsample rounds and centroid
-        rounds bring it closer before it is screened."""
+        rounds bring it closer before it is screened. Each call draws its own subsamples from `rng`, so successive
+        starts are independent searches."""
         xi = xs[rng.choice(len(xs), min(self.init_sample, len(xs)), replace=False)]
         yi = yt[rng.choice(len(yt), min(self.init_sample, len(yt)), replace=False)]
         w = pooled_anchor_map(xi, yi, restarts=self.restarts, n_clusters=self.n_clusters,
@@ -212,7 +222,7 @@ class GeometricTranslator(Translator):
                           progress=(xs[:n], yt[:n]) if self.verbose else None, desc="refine anchors")
         w = centroid_refine(w, xs, yt, rng=rng, rounds=self.centroid_rounds, sample=8 * self.refine_sample,
                             n_centroids=self.n_centroids, verbose=self.verbose)
-        return Start("pooled_anchors", w)
+        return Start(name, w, confirm=True, family="pooled_anchors")
 
     def _final_refine(self, w, xs, yt, known: Pairs | None, all_pairs: Pairs | None, check,
                       rng) -> tuple[np.ndarray, dict]:
