@@ -75,12 +75,16 @@ class Screen:
         w, report = self_learn(start.weight, self.fit_x, self.fit_y, known=self.known, csls_k=self.csls_k,
                                max_rounds=self.rounds if start.rounds is None else start.rounds,
                                desc=f"screen {start.name}", verbose=self.verbose)
-        score = translation_confidence(self.hold_x, self.hold_y, lambda x: x @ w, lambda y: y @ w.T,
-                                       seed=self.seed)["score"]
+        score = self.score(w)
         if self.held_out is not None:
             report["validation"] = pair_validation(self.held_out.source.numpy() @ w,
                                                    self.held_out.target.numpy(), self.hold_y)
         return Candidate(start.name, w, float(score), report, start.confirm, start.family)
+
+    def score(self, w: np.ndarray) -> float:
+        """The label-free score of a rotation on the held-out rows."""
+        return translation_confidence(self.hold_x, self.hold_y, lambda x: x @ w, lambda y: y @ w.T,
+                                      seed=self.seed)["score"]
 
     def agreement(self, a: Candidate, b: Candidate) -> float:
         """How far two screened maps agree on the held-out source rows (`map_agreement`)."""
@@ -111,8 +115,7 @@ def best_start(tiers: Iterable[list[Start]], screen: Screen, accept_score: float
         accepted = _accepted(candidates, agreements, screen, accept_score, agreement_ok)
         if accepted:
             break
-    order = (lambda c: (-c.validated_top1, -c.score))
-    best = sorted(accepted or candidates, key=order)[0]
+    best = sorted(accepted or candidates, key=lambda c: (-c.validated_top1, -c.score))[0]
     # `chosen` names the kind of start (an anchor start by its family); `start` the candidate when they differ
     report = {"candidates": {c.name: round(c.score, 4) for c in candidates}, "chosen": best.family or best.name,
               "score": round(best.score, 4), "screen": best.report, "passed": bool(accepted)}
@@ -142,8 +145,7 @@ def _accepted(candidates: list[Candidate], agreements: dict[str, float], screen:
             members = [lead, *mates]
             w = closest_isometry(sum(c.weight.astype(np.float64) for c in members))
             agreement = min(screen.agreement(lead, c) for c in mates)
-            score = translation_confidence(screen.hold_x, screen.hold_y, lambda x: x @ w, lambda y: y @ w.T,
-                                           seed=screen.seed)["score"]
+            score = screen.score(w)
             report = {**lead.report, "averaged": [c.name for c in members], "agreement": round(agreement, 4)}
             out.append(Candidate(family, w, float(score), report, True, family))
             break
