@@ -12,26 +12,29 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
-
 from vecbridge.errors import UserError
 from vecbridge.stores.base import (
     PROVENANCE_KEY,
     Batch,
-    StoreInfo,
     StoreReader,
     StoreWriter,
     check_parent_dir,
     claim,
-    document_field,
     existing_dir,
     first_line,
     is_stale_tmp,
-    parse_provenance,
     provenance_json,
     tmp_name,
 )
-from vecbridge.stores.parquet import arrow_table, id_arrow_type, split_columns, vector_dim, vectors_from_arrow
+from vecbridge.stores.parquet import (
+    arrow_store_info,
+    arrow_table,
+    id_arrow_type,
+    schema_provenance,
+    split_columns,
+    vector_dim,
+    vectors_from_arrow,
+)
 
 
 def _connect(path):
@@ -42,10 +45,6 @@ def _connect(path):
 
 def _tables(db) -> list[str]:
     return list(db.list_tables().tables)
-
-
-def _provenance(schema: pa.Schema) -> dict | None:
-    return parse_provenance((schema.metadata or {}).get(PROVENANCE_KEY.encode()))
 
 
 class Reader(StoreReader):
@@ -70,16 +69,8 @@ class Reader(StoreReader):
         dim = vector_dim(schema.field("vector"), spec, what)
         if count == 0:
             raise UserError(f"{what} {spec}: table {spec.name!r} is empty")
-        self.id_col = "id" if "id" in names else None
-        self.doc_col = document_field(names)
         self.names = names
-        meta_fields = [schema.field(n) for n in names if n not in (self.id_col, self.doc_col, "vector")]
-        id_type = "row" if not self.id_col else ("str" if pa.types.is_string(schema.field("id").type) else "int")
-        prov = _provenance(schema)
-        self.info = StoreInfo(str(spec), "lancedb", int(count), int(dim), (prov or {}).get("metric"),
-                              id_type=id_type, documents=self.doc_col is not None, metadata=bool(meta_fields),
-                              encoder=(prov or {}).get("encoder"), provenance=prov,
-                              metadata_schema=pa.schema(meta_fields) if meta_fields else None)
+        self.id_col, self.doc_col, self.info = arrow_store_info(spec, "lancedb", schema, names, count, dim)
 
     def batches(self, size: int) -> Iterator[Batch]:
         start = 0
@@ -114,7 +105,7 @@ class Writer(StoreWriter):
                 if not self.overwrite:
                     raise UserError(f"{self.what} {spec}: table {spec.name!r} already exists; pass --overwrite to "
                                     "replace it or choose another name")
-                if _provenance(self.db.open_table(spec.name).schema) is None:
+                if schema_provenance(self.db.open_table(spec.name).schema) is None:
                     raise UserError(f"{self.what} {spec}: table {spec.name!r} was not written by vecbridge; "
                                     "--overwrite only replaces vecbridge's own tables: choose another name")
         self.tmp = self.table = None

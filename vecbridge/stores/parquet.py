@@ -34,8 +34,24 @@ from vecbridge.stores.base import (
 PART_ROWS = 65536
 
 
-def _provenance(schema: pa.Schema) -> dict | None:
+def schema_provenance(schema: pa.Schema) -> dict | None:
     return parse_provenance((schema.metadata or {}).get(PROVENANCE_KEY.encode()))
+
+
+def arrow_store_info(spec, backend: str, schema: pa.Schema, names: list[str], count: int,
+                     dim: int) -> tuple[str | None, str | None, StoreInfo]:
+    """(id column, document column, StoreInfo) of an Arrow-schema store (Parquet, LanceDB)."""
+    id_col = "id" if "id" in names else None
+    doc_col = document_field(names)
+    meta_fields = [schema.field(n) for n in names if n not in (id_col, doc_col, "vector")]
+    id_field = schema.field("id").type if id_col else None
+    id_type = "row" if not id_col else ("str" if pa.types.is_string(id_field) or pa.types.is_large_string(id_field)
+                                        else "int")
+    prov = schema_provenance(schema)
+    info = StoreInfo(str(spec), backend, int(count), int(dim), (prov or {}).get("metric"), id_type=id_type,
+                     documents=doc_col is not None, metadata=bool(meta_fields), encoder=(prov or {}).get("encoder"),
+                     provenance=prov, metadata_schema=pa.schema(meta_fields) if meta_fields else None)
+    return id_col, doc_col, info
 
 
 def vectors_from_arrow(column, spec, what: str, dim: int) -> np.ndarray:
@@ -85,17 +101,8 @@ class Reader(StoreReader):
         dim = vector_dim(schema.field("vector"), spec, what)
         if count == 0:
             raise UserError(f"{what} {spec} holds no rows")
-        self.id_col = "id" if "id" in names else None
-        self.doc_col = document_field(names)
         self.names = names
-        meta_fields = [schema.field(n) for n in names if n not in (self.id_col, self.doc_col, "vector")]
-        id_type = "row" if not self.id_col else ("str" if pa.types.is_string(schema.field("id").type) or
-                                                pa.types.is_large_string(schema.field("id").type) else "int")
-        prov = _provenance(schema)
-        self.info = StoreInfo(str(spec), "parquet", int(count), int(dim), (prov or {}).get("metric"),
-                              id_type=id_type, documents=self.doc_col is not None, metadata=bool(meta_fields),
-                              encoder=(prov or {}).get("encoder"), provenance=prov,
-                              metadata_schema=pa.schema(meta_fields) if meta_fields else None)
+        self.id_col, self.doc_col, self.info = arrow_store_info(spec, "parquet", schema, names, count, dim)
 
     def batches(self, size: int) -> Iterator[Batch]:
         start = 0
@@ -138,7 +145,7 @@ def id_arrow_type(batch: Batch) -> pa.DataType:
 
 def _is_vecbridge_parquet(path) -> bool:
     try:
-        return _provenance(ds.dataset(path, format="parquet").schema) is not None
+        return schema_provenance(ds.dataset(path, format="parquet").schema) is not None
     except (pa.ArrowException, OSError):
         return False
 
