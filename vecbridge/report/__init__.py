@@ -1,4 +1,5 @@
-"""Printing results: one JSON document on stdout with --json (for scripts), else aligned `key: value` lines."""
+"""Printing results: one JSON document on stdout with --json (for scripts), else aligned `key: value` lines.
+The audit's report (report.json schema, self-contained HTML) lives in `vecbridge.report.html`."""
 
 from __future__ import annotations
 
