@@ -1,20 +1,33 @@
 """Vector stores through a translator: `translate_store` (any store -> any store, ids, documents and metadata
-carried over, the destination swapped in only when complete) and `inspect_store`."""
+carried over, the destination swapped in only when complete), `inspect_store`, and `migrate` (plan, train or
+reuse a translator, verify on held-out re-embedded documents, translate)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from align import Translator
+from encoders.registry import get_encoder
 from vecbridge import stores
 from vecbridge.errors import UserError, user_errors
-from vecbridge.jobs.translators import _direction, translate_vectors
+from vecbridge.jobs.translators import (
+    REFERENCE_LIMIT,
+    REFERENCE_TEXTS,
+    _check_encoder,
+    _direction,
+    train_translator,
+    translate_vectors,
+)
+from vecbridge.jobs.verify import neighbourhood_check, recommendation
 from vecbridge.stores.base import STORE_FORMAT
 
 
@@ -136,3 +149,135 @@ def inspect_store(store) -> dict:
     the encoder it records and vecbridge's provenance (when vecbridge wrote it)."""
     with stores.open_reader(store, "store") as reader:
         return reader.info.as_dict()
+
+
+# -- vecbridge migrate: plan -> train (or reuse) -> verify -> translate ---------------------------------------------
+VERIFY_DOCUMENTS = 1000  # held-out documents re-embedded to predict how the migrated store will serve
+SPEED_SAMPLE = 32  # documents embedded to measure the new encoder's speed for the plan
+# Rough train-time model for the plan, from BENCHMARKS.md (2 cores): geometric ~130 s for 25k + 25k rows at
+# 384 + 768 dims; a paired fit is seconds. The plan says these are estimates.
+GEOMETRIC_SECONDS = 130.0
+TRANSLATE_PER_MINUTE = 2.0e6
+
+
+def _documents_and_rows(reader: stores.StoreReader, rows: np.ndarray | None, batch: int = 8192) -> tuple:
+    """(number of rows with a document, {row: (vector, document)} for the wanted `rows`) in one pass."""
+    wanted = None if rows is None else set(int(r) for r in rows)
+    found, with_doc, at = {}, [], 0
+    for block in reader.batches(batch):
+        docs = block.documents or [None] * len(block)
+        for i, doc in enumerate(docs):
+            if isinstance(doc, str) and doc.strip():
+                with_doc.append(at + i)
+                if wanted is not None and at + i in wanted:
+                    found[at + i] = (block.vectors[i], doc)
+        at += len(block)
+    return np.array(with_doc, dtype=np.int64), found
+
+
+def _encoder_speed(encoder: str, texts: list[str]) -> float:
+    """Texts per second of `encoder` on `texts` (after loading it): the plan's basis for re-embedding costs."""
+    enc = get_encoder(encoder)
+    enc.encode(texts[:2])  # warm up: first call pays for lazy initialisation
+    start = time.perf_counter()
+    enc.encode(texts)
+    return len(texts) / max(time.perf_counter() - start, 1e-6)
+
+
+@user_errors
+def migrate(source, destination, target_encoder: str, *, translator: str | os.PathLike | None = None,
+            source_encoder: str | None = None, pairs_from_documents: int | None = None, method: str | None = None,
+            params: dict | None = None, reference_texts: str = REFERENCE_TEXTS,
+            reference_limit: int = REFERENCE_LIMIT, save_translator_to: str | os.PathLike | None = None,
+            verify_documents: int = VERIFY_DOCUMENTS, dry_run: bool = False, overwrite: bool = False,
+            resume: bool = False, seed: int = 0, progress: bool | None = None,
+            log: Callable[[str], None] | None = None, on_plan: Callable[[dict], None] | None = None) -> dict:
+    """Migrate the store `source` to `target_encoder`'s space as the new store `destination`, in one job.
+
+    Plan (rows, dims, how the translator is obtained, estimated seconds, and what re-embedding every document
+    would cost at the new encoder's measured speed) -> `dry_run` stops here -> train a translator (unsupervised
+    against reference texts in the new model; public pairs with `source_encoder`; K re-embedded documents with
+    `pairs_from_documents`) or load `translator` -> verify on `verify_documents` held-out documents re-embedded by
+    the new model (never used to train) -> translate the store (the source is only read; the destination is
+    swapped in when complete). `on_plan(plan)` is called before any work. Returns plan, training result,
+    verification, recommendation and translation.
+    """
+    log = log or (lambda msg: None)
+    in_spec, out_spec = stores.parse_spec(source, "--from"), stores.parse_spec(destination, "--to")
+    if _same_store(in_spec, out_spec):
+        raise UserError(f"--to {out_spec} is the same store as --from; write to another path or collection")
+    if translator is not None and (source_encoder or pairs_from_documents or method):
+        raise UserError("--translator reuses a trained translator; drop --source-encoder, --pairs-from-documents "
+                        "and --method, which say how to train one")
+    if verify_documents < 0:
+        raise UserError(f"--verify-documents must be 0 or more, got {verify_documents}")
+    _check_encoder(target_encoder, "--target-encoder")
+    loaded = Translator.load(translator) if translator is not None else None
+    dim_out = loaded.dim_target_ if loaded is not None else get_encoder(target_encoder).dim
+    with stores.open_reader(in_spec, "--from") as reader:
+        info = reader.info
+        if loaded is not None:
+            _check_space(loaded, info, False, False)
+        # the destination is checked before any work (a writer's constructor only checks)
+        stores.open_writer(out_spec, "--to", dim=int(dim_out), count=info.count, metric=info.metric,
+                           provenance={}, overwrite=overwrite, source=info, resume=resume).close()
+        with_doc, _ = _documents_and_rows(reader, None) if info.documents else (np.array([], np.int64), {})
+        rng = np.random.default_rng(seed)
+        n_verify = min(verify_documents, len(with_doc) // 4) if len(with_doc) >= 4 * 12 else 0
+        held = np.sort(rng.choice(with_doc, size=n_verify, replace=False)) if n_verify else np.array([], np.int64)
+        _, held_rows = _documents_and_rows(reader, held) if n_verify else (None, {})
+    sample = [held_rows[r][1] for r in held[:SPEED_SAMPLE]] if n_verify else []
+    speed = _encoder_speed(target_encoder, sample) if sample else None
+    path = ("reuse " + str(translator) if loaded is not None else
+            f"public pairs: {reference_limit} reference texts embedded by {source_encoder} and {target_encoder}"
+            if source_encoder else f"few-shot: {pairs_from_documents} documents re-embedded as known pairs"
+            if pairs_from_documents else f"unsupervised: the store's vectors against {reference_limit} reference "
+                                         f"texts embedded by {target_encoder}")
+    method_used = loaded.method if loaded is not None else (method or ("procrustes" if source_encoder else
+                                                                       "geometric"))
+    train_s = 0.0 if loaded is not None else (
+        2.0 if method_used in ("procrustes", "ridge") else
+        GEOMETRIC_SECONDS * (info.count + reference_limit) / 50000 * (info.dim + dim_out) / 1152)
+    plan = {"from": str(in_spec), "to": str(out_spec), "rows": int(info.count), "dim_in": int(info.dim),
+            "dim_out": int(dim_out), "metric": info.metric, "exact": info.exact, "source_encoder": info.encoder,
+            "target_encoder": target_encoder, "documents": int(len(with_doc)), "translator": path,
+            "method": method_used, "verify_documents": int(n_verify),
+            "estimated_seconds": {"train": round(train_s), "translate": round(info.count / TRANSLATE_PER_MINUTE * 60),
+                                  "verify": None if not speed else round(n_verify / speed)},
+            "reembed_instead": None if not speed else {
+                "documents": int(len(with_doc)), "texts_per_second": round(speed, 1),
+                "seconds": round(len(with_doc) / speed)}}
+    if on_plan is not None:
+        on_plan(plan)
+    if dry_run:
+        return {"plan": plan, "dry_run": True}
+
+    trained = None
+    with tempfile.TemporaryDirectory(prefix=".vecbridge-migrate-") as tmp:
+        if loaded is None:
+            out_dir = save_translator_to or Path(tmp) / "translator"
+            trained = train_translator(
+                in_spec.text, None, out_dir, method=method, params={"seed": seed, **(params or {})}
+                if method_used == "geometric" else params, target_encoder=target_encoder,
+                source_encoder=source_encoder, reference_texts=reference_texts, reference_limit=reference_limit,
+                pairs_from_documents=pairs_from_documents, exclude_document_rows=held, log=log)
+            loaded = Translator.load(out_dir)
+        verdict = (getattr(loaded, "confidence_", None) or {}).get("verdict") if trained is None else \
+            (trained.get("confidence") or {}).get("verdict")
+        check = rec = None
+        if n_verify:
+            log(f"verifying on {n_verify} held-out documents re-embedded by {target_encoder}")
+            old = np.stack([held_rows[r][0] for r in held]).astype(np.float32)
+            new = get_encoder(target_encoder).encode([held_rows[r][1] for r in held])
+            migrated = translate_vectors(loaded, old, name="held-out documents")
+            try:
+                back = translate_vectors(loaded, new, reverse=True, name="held-out documents")
+            except (UserError, NotImplementedError):
+                back = None
+            check = neighbourhood_check(old, new, migrated=migrated, query_side=back)
+            rec = recommendation(check, verdict)
+        summary = translate_store(loaded, in_spec.text, out_spec.text, overwrite=overwrite, resume=resume,
+                                  progress=progress)
+    return {"plan": plan, "train": trained, "verify": check, "recommendation": rec, "translate": summary,
+            "translator_saved": None if save_translator_to is None and translator is None else
+            str(save_translator_to or translator)}

@@ -122,12 +122,16 @@ def reference_vectors(encoder: str, texts: str = REFERENCE_TEXTS, limit: int = R
     return pivot_data.cached_vectors("references", encoder, read_texts(texts, limit=limit))
 
 
-def _document_pairs(documents: list | None, k: int, encoder: str, source, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(source rows, their documents embedded by `encoder`) for `k` documents sampled from the source store."""
+def _document_pairs(documents: list | None, k: int, encoder: str, source, seed: int,
+                    exclude=None) -> tuple[np.ndarray, np.ndarray]:
+    """(source rows, their documents embedded by `encoder`) for `k` documents sampled from the source store,
+    none of the rows in `exclude` (documents held out to verify a migration)."""
     if not documents or all(d is None for d in documents):
         raise UserError(f"--pairs-from-documents needs documents, but --source {source} holds none; give known "
                         "pairs with --pairs, or public pairs with --source-encoder")
     rows = np.array([i for i, d in enumerate(documents) if isinstance(d, str) and d.strip()])
+    if exclude is not None and len(exclude):
+        rows = np.setdiff1d(rows, np.asarray(exclude))
     if len(rows) < k:
         raise UserError(f"--pairs-from-documents {k}: --source {source} has only {len(rows)} rows with a "
                         "document; ask for fewer")
@@ -144,14 +148,16 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
                      pivot_rows: int = pivot_data.DEFAULT_ROWS, target_encoder: str | None = None,
                      source_encoder: str | None = None, reference_texts: str = REFERENCE_TEXTS,
                      reference_limit: int = REFERENCE_LIMIT, pairs_from_documents: int | None = None,
-                     overwrite: bool = False, log: Callable[[str], None] | None = None) -> dict:
+                     exclude_document_rows=None, overwrite: bool = False,
+                     log: Callable[[str], None] | None = None) -> dict:
     """Fit a translator source -> target from two vector files or stores (any spec) and publish it at `output`.
 
     Without `target`, `target_encoder` embeds the first `reference_limit` texts of `reference_texts` as the
     target side (unpaired). With `source_encoder` as well, the same texts embedded by both encoders are public
     pairs: the map is fitted on them (`method` defaults to procrustes then, else to geometric).
     `pairs_from_documents` K: K documents sampled from the source store, embedded by `target_encoder`, are known
-    pairs (geometric: a quarter held out to validate). Returns the result: output, method, dims, seconds, the
+    pairs (geometric: a quarter held out to validate), never the rows `exclude_document_rows` (a migration's
+    held-out documents). Returns the result: output, method, dims, seconds, the
     label-free confidence (and its verdict), the fit report and, for a low verdict, `warning`.
     """
     method = method or ("procrustes" if source_encoder else "geometric")
@@ -206,7 +212,7 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
         reference.update(source_encoder=source_encoder, public_pairs=len(public))
     if pairs_from_documents is not None:
         rows, embedded = _document_pairs(documents, pairs_from_documents, target_encoder, source,
-                                         int(params.get("seed", 0) or 0))
+                                         int(params.get("seed", 0) or 0), exclude_document_rows)
         if embedded.shape[1] != tgt.shape[1]:
             raise UserError(f"--target-encoder {target_encoder} makes {embedded.shape[1]} dims but the target side "
                             f"has {tgt.shape[1]}; give the encoder of the target space")

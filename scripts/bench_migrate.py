@@ -1,0 +1,307 @@
+"""Benchmark store migration: retrieval retention of migrated documents, and store -> store throughput.
+
+Retention (`--retention`): retrieval tasks built from built-in dictionaries, term -> definition (WordNet lemma ->
+gloss, GCIDE headword -> definition): N documents of the corpus's `train_a` split, Q queries (distinct terms of
+those documents; relevant = every document of that term). Every text set is embedded by every encoder through the
+real `vecbridge embed` CLI (cached under $VECBRIDGE_HOME/bench/migrate). For each pair OLD -> NEW, the new model's
+queries search the documents as each option leaves them, scored by nDCG@10 and recall@10 as a fraction of the same
+queries against the documents re-embedded by NEW:
+
+    reembed      the reference (1.0): documents re-embedded by the new model
+    stay         old-model queries against the old documents (not migrating at all)
+    ceiling      Procrustes and ridge fitted on all documents paired (the paired ceiling)
+    ridge@2000   a ridge map fitted on 2,000 document pairs (what the aecp tool does by default)
+    unsupervised geometric: the store's own vectors against the built-in pool embedded by the new model
+    public       procrustes on public pairs: 8,192 pool texts embedded by both models (`--source-encoder`)
+    docs@K       geometric with K documents re-embedded as known pairs (`--pairs-from-documents K`)
+    query-side   the new model's queries translated back into the old space (`--reverse`) against the old store
+
+Beside each translator: `vecbridge migrate`'s prediction without queries (vecbridge.jobs.verify: neighbourhood
+overlap on 1,000 held-out re-embedded documents) and whether it ranked migrating against staying correctly.
+
+Throughput (`--throughput`): `vecbridge translate` store -> store of 1M vectors 384 -> 768 (Parquet, faiss,
+LanceDB; 100k for Chroma and Qdrant), vectors per minute and peak RSS of the child process.
+
+    python scripts/bench_migrate.py --retention --pairs minilm-l3:minilm-l6,minilm-l6:mpnet-base,mpnet-base:minilm-l6
+    python scripts/bench_migrate.py --throughput --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from align import translator_class
+from vecbridge import paths, safe_write, storage
+from vecbridge.corpora import load_corpus
+from vecbridge.jobs.verify import neighbourhood_check, recommendation
+
+TASKS = {"wordnet": "lemma", "gcide": "headword"}
+# target-side reference vectors: pool texts embedded by the target encoder, cached by scripts/bench_translate.py
+REFERENCE = {"minilm-l6": "texts-train_b-25000", "mpnet-base": "texts-train_b-25000-s1",
+             "minilm-l3": "texts-train_b-25000"}
+PUBLIC = "texts-eval-8192"  # pool texts embedded by every encoder: public pairs
+HELD_OUT = 1000
+
+
+def bench_dir() -> Path:
+    d = paths.home() / "bench" / "migrate"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def task_files(task: str, n_docs: int, n_queries: int) -> tuple[Path, Path, Path]:
+    """(documents.jsonl, queries.jsonl, qrels.json) of a term -> definition task, written once."""
+    d = bench_dir()
+    docs_p, q_p, rel_p = (d / f"{task}-docs-{n_docs}.jsonl", d / f"{task}-queries-{n_docs}-{n_queries}.jsonl",
+                          d / f"{task}-qrels-{n_docs}-{n_queries}.json")
+    if docs_p.exists() and q_p.exists() and rel_p.exists():
+        return docs_p, q_p, rel_p
+    ds = load_corpus(task, "train_a")
+    seen, docs, terms = set(), [], []
+    for text, term in zip(ds["text"], ds[TASKS[task]], strict=True):
+        term = (term or "").replace("_", " ").strip()
+        if term and text and text not in seen and len(text) > 10:
+            seen.add(text)
+            docs.append(text)
+            terms.append(term.lower())
+    order = list(range(len(docs)))
+    random.Random(f"{task}:docs").shuffle(order)
+    order = order[:n_docs]
+    docs, terms = [docs[i] for i in order], [terms[i] for i in order]
+    by_term: dict[str, list[int]] = {}
+    for i, t in enumerate(terms):
+        by_term.setdefault(t, []).append(i)
+    queries = sorted(by_term)
+    random.Random(f"{task}:queries").shuffle(queries)
+    queries = queries[:n_queries]
+    with safe_write.staged() as stage:
+        stage.file(docs_p).write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
+        stage.file(q_p).write_text("".join(json.dumps({"text": q}) + "\n" for q in queries))
+        stage.file(rel_p).write_text(json.dumps([by_term[q] for q in queries]))
+    return docs_p, q_p, rel_p
+
+
+def embedded(encoder: str, texts: Path) -> np.ndarray:
+    out = bench_dir() / encoder / f"{texts.stem}.npy"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "vecbridge", "embed", "--encoder", encoder,
+                        "--input", str(texts), "--output", str(out)], check=True)
+    return storage.read_vectors(out)
+
+
+def translate_cache(encoder: str, stem: str) -> np.ndarray:
+    """Vectors cached by scripts/bench_translate.py (run its --prepare for the encoder if missing)."""
+    path = paths.home() / "bench" / "translate" / encoder / f"{stem}.npy"
+    if not path.exists():
+        raise SystemExit(f"missing {path}: run scripts/bench_translate.py --prepare for {encoder} first")
+    return storage.read_vectors(path)
+
+
+def retrieval(queries: np.ndarray, docs: np.ndarray, qrels: list[list[int]], k: int = 10) -> dict:
+    sims = queries @ docs.T
+    top = np.argpartition(-sims, k, axis=1)[:, :k]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1), axis=1)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ndcg, recall = [], []
+    for row, rel in zip(top, qrels, strict=True):
+        rel = set(rel)
+        gains = np.array([1.0 if j in rel else 0.0 for j in row])
+        ideal = discounts[:min(len(rel), k)].sum()
+        ndcg.append(float(gains @ discounts) / ideal)
+        recall.append(gains.sum() / min(len(rel), k))
+    return {"ndcg10": float(np.mean(ndcg)), "recall10": float(np.mean(recall))}
+
+
+def fit(method: str, src: np.ndarray, tgt: np.ndarray, pairs=None, **params):
+    return translator_class(method)(**params).fit(src, tgt, pairs=pairs)
+
+
+def bench_task_pair(task: str, old: str, new: str, n_docs: int, n_queries: int, seed: int, shots: list[int]) -> list:
+    docs_p, q_p, rel_p = task_files(task, n_docs, n_queries)
+    qrels = json.loads(rel_p.read_text())
+    od, nd = embedded(old, docs_p), embedded(new, docs_p)
+    oq, nq = embedded(old, q_p), embedded(new, q_p)
+    rng = np.random.default_rng(seed)
+    held = np.sort(rng.choice(len(od), size=HELD_OUT, replace=False))
+    rest = np.setdiff1d(np.arange(len(od)), held)
+    reembed = retrieval(nq, nd, qrels)
+    rows = []
+
+    def row(name: str, scores: dict, **extra) -> None:
+        r = {"task": task, "pair": f"{old}->{new}", "row": name, **scores,
+             "ndcg_retention": scores["ndcg10"] / reembed["ndcg10"],
+             "recall_retention": scores["recall10"] / reembed["recall10"], **extra}
+        rows.append(r)
+        print(json.dumps(r, default=float), file=sys.stderr, flush=True)
+
+    row("reembed", reembed)
+    stay = retrieval(oq, od, qrels)
+    row("stay", stay)
+
+    def translator_rows(name: str, tr, seconds: float, confidence=None) -> None:
+        migrated = tr.transform(od)
+        check = neighbourhood_check(od[held], nd[held], migrated=migrated[held],
+                                    query_side=tr.inverse_transform(nd[held]))
+        verdict = (confidence or {}).get("verdict")
+        rec = recommendation(check, verdict)
+        scores = retrieval(nq, migrated, qrels)
+        truth_better = scores["ndcg10"] > stay["ndcg10"]
+        predicted_better = check["migrate"] > check["stay"]
+        row(name, scores, train_s=round(seconds, 1), predicted=check, choice=rec["choice"],
+            confidence=None if confidence is None else round(float(confidence.get("score", float("nan"))), 3),
+            verdict=verdict, prediction_right=bool(truth_better == predicted_better))
+        qs = retrieval(tr.inverse_transform(nq), od, qrels)
+        row(f"{name} query-side", qs, predicted_overlap=check["query_side"],
+            prediction_right=bool((qs["ndcg10"] > stay["ndcg10"]) == (check["query_side"] > check["stay"])))
+
+    t = time.perf_counter()
+    translator_rows("ceiling procrustes (all pairs)", fit("procrustes", od, nd), time.perf_counter() - t)
+    t = time.perf_counter()
+    translator_rows("ceiling ridge (all pairs)", fit("ridge", od, nd), time.perf_counter() - t)
+    sample = rng.choice(rest, size=min(2000, len(rest)), replace=False)
+    t = time.perf_counter()
+    translator_rows("ridge@2000", fit("ridge", od[sample], nd[sample]), time.perf_counter() - t)
+    t = time.perf_counter()
+    translator_rows("public pairs (procrustes, 8,192 pool texts)",
+                    fit("procrustes", translate_cache(old, PUBLIC), translate_cache(new, PUBLIC)),
+                    time.perf_counter() - t)
+    reference = translate_cache(new, REFERENCE[new])
+    t = time.perf_counter()
+    tr = fit("geometric", od, reference, seed=seed)
+    translator_rows("unsupervised (geometric, store vs pool)", tr, time.perf_counter() - t,
+                    getattr(tr, "confidence_", None))
+    for k in shots:
+        picked = np.sort(rng.choice(rest, size=k, replace=False))
+        tgt = np.concatenate([reference, nd[picked]])
+        pairs = np.stack([picked, len(reference) + np.arange(k)], axis=1)
+        t = time.perf_counter()
+        tr = fit("geometric", od, tgt, pairs=pairs, seed=seed)
+        translator_rows(f"docs@{k} (geometric few-shot)", tr, time.perf_counter() - t,
+                        getattr(tr, "confidence_", None))
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    out = ["| task | pair | row | nDCG@10 | retention (nDCG) | retention (recall@10) | predicted overlap "
+           "(migrate / stay / query-side) | choice | prediction right | confidence | train s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p = r.get("predicted")
+        pred = (f"{p['migrate']:.3f} / {p['stay']:.3f} / {p['query_side']:.3f}" if p else
+                (f"{r['predicted_overlap']:.3f}" if "predicted_overlap" in r else ""))
+        conf = "" if r.get("confidence") is None else f"{r['confidence']:.2f} ({r['verdict']})"
+        right = "" if "prediction_right" not in r else ("yes" if r["prediction_right"] else "**no**")
+        out.append(f"| {r['task']} | {r['pair']} | {r['row']} | {r['ndcg10']:.3f} | {r['ndcg_retention']:.3f} | "
+                   f"{r['recall_retention']:.3f} | {pred} | {r.get('choice', '')} | {right} | {conf} | "
+                   f"{r.get('train_s', '')} |")
+    return "\n".join(out)
+
+
+def throughput(rows: int, backends: list[str], small_rows: int) -> list[dict]:
+    """`vecbridge translate` store -> store in a child process: vectors/minute and the child's peak RSS. The input
+    store is written first by the library's own writers (random unit rows, 384 dims)."""
+    results = []
+    with tempfile.TemporaryDirectory(dir=bench_dir()) as tmp:
+        tmp = Path(tmp)
+        rng = np.random.default_rng(0)
+        tr_dir = tmp / "translator"
+        fit("procrustes", rng.standard_normal((4096, 384), dtype=np.float32),
+            rng.standard_normal((4096, 768), dtype=np.float32)).save(tr_dir)
+        for backend in backends:
+            n = small_rows if backend in ("chroma", "qdrant") else rows
+            src, dst = {"npy": (tmp / "in.npy", tmp / "out.npy"),
+                        "parquet": (tmp / "in.parquet", tmp / "out.parquet"),
+                        "faiss": (f"faiss:{tmp}/in.faiss", f"faiss:{tmp}/out.faiss"),
+                        "lancedb": (f"lancedb:{tmp}/lance#src", f"lancedb:{tmp}/lance#dst"),
+                        "chroma": (f"chroma:{tmp}/chroma#src", f"chroma:{tmp}/chroma#dst"),
+                        "qdrant": (f"qdrant:{tmp}/qdrant#src", f"qdrant:{tmp}/qdrant#dst")}[backend]
+            vectors = rng.standard_normal((n, 384), dtype=np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            build = tmp / "build.npy"
+            storage.write_vectors(build, vectors, {"encoder": "bench-384"}, overwrite=True)
+            del vectors
+            if backend == "npy":
+                build.rename(src)
+                Path(f"{build}.json").rename(f"{src}.json")
+            else:
+                _copy_store(build, src)
+            start = time.perf_counter()
+            child = subprocess.Popen([sys.executable, "-m", "vecbridge", "translate", "--translator", str(tr_dir),
+                                      "--input", str(src), "--output", str(dst), "--allow-encoder-mismatch"],
+                                     stdout=subprocess.DEVNULL)
+            _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
+            seconds = time.perf_counter() - start
+            if status:
+                raise SystemExit(f"vecbridge translate failed on {backend} (status {status})")
+            results.append({"backend": backend, "rows": n, "seconds": round(seconds, 2),
+                            "vectors_per_minute": round(n / seconds * 60),
+                            "peak_rss_mib": round(usage.ru_maxrss / 1024)})
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    return results
+
+
+def _copy_store(npy: Path, spec) -> None:
+    """Write the benchmark's input store from a .npy file with the library's own writer (ids = row numbers)."""
+    from vecbridge import stores
+
+    with stores.open_reader(str(npy), "--input") as reader, \
+            stores.open_writer(str(spec), "--output", dim=reader.info.dim, count=reader.info.count,
+                               metric=reader.info.metric, provenance={}, overwrite=True,
+                               source=reader.info) as writer:
+        for block in reader.batches(16384):
+            writer.write(block)
+        writer.commit()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--retention", action="store_true")
+    ap.add_argument("--throughput", action="store_true")
+    ap.add_argument("--tasks", default="wordnet,gcide")
+    ap.add_argument("--pairs", default="minilm-l3:minilm-l6,minilm-l6:mpnet-base,mpnet-base:minilm-l6")
+    ap.add_argument("--docs", type=int, default=10000)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--shots", default="100,1000")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prepare", action="store_true", help="only build and embed the task texts")
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--small-rows", type=int, default=100_000)
+    ap.add_argument("--backends", default="npy,parquet,faiss,lancedb,chroma,qdrant")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    result: dict = {}
+    if args.retention or args.prepare:
+        pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
+        encoders = sorted({e for p in pairs for e in p})
+        for task in args.tasks.split(","):
+            docs_p, q_p, _ = task_files(task, args.docs, args.queries)
+            for enc in encoders:
+                embedded(enc, q_p)
+                embedded(enc, docs_p)
+        if args.retention:
+            rows = []
+            for task in args.tasks.split(","):
+                for old, new in pairs:
+                    rows += bench_task_pair(task, old, new, args.docs, args.queries, args.seed,
+                                            [int(s) for s in args.shots.split(",") if s])
+            result["retention"] = rows
+            print(markdown(rows))
+    if args.throughput:
+        result["throughput"] = throughput(args.rows, args.backends.split(","), args.small_rows)
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""`vecbridge migrate` through the real CLI (plan, train or reuse, verify on held-out re-embedded documents,
+translate into a real store) and the query-free verification behind its verdict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.test_hostile import FAST, assert_clean_failure, cli, snapshot
+from tests.test_stores_train import texts  # noqa: F401  (module fixture: a LanceDB store of minilm-l6 documents)
+from vecbridge import stores
+from vecbridge.jobs.translators import _document_pairs
+from vecbridge.jobs.verify import neighbourhood_check, recommendation
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_neighbourhood_check_ranks_the_options():
+    rng = np.random.default_rng(0)
+    new = _unit(rng.standard_normal((300, 24)))
+    q = np.linalg.qr(rng.standard_normal((24, 24)))[0]
+    old = _unit(new @ q + 0.3 * rng.standard_normal((300, 24)))  # another model: noisier neighbourhoods
+    good = _unit(new + 0.02 * rng.standard_normal(new.shape))  # a near-perfect migration
+    bad = _unit(rng.standard_normal(new.shape))  # a failed one
+    check = neighbourhood_check(old, new, migrated=good, query_side=_unit(new @ q))
+    assert check["reembed"] == 1.0 and check["migrate"] > 0.8 and check["migrate_self_top1"] > 0.95
+    assert check["stay"] < 0.6 and check["query_side"] < check["migrate"]
+    assert recommendation(check)["choice"] == "migrate"
+    # a low label-free confidence overrides a good-looking check
+    assert recommendation(check, "low")["choice"] == "stay"
+    failed = neighbourhood_check(old, new, migrated=bad)
+    assert failed["migrate"] < 0.15 and failed["migrate_self_top1"] < 0.05
+    assert recommendation(failed)["choice"] == "stay"
+    with pytest.raises(ValueError, match="held-out"):
+        neighbourhood_check(old[:5], new[:5])
+
+
+def test_document_pairs_never_use_held_out_rows():
+    docs = [f"text {i}" if i % 3 else None for i in range(90)]
+    held = np.arange(0, 90, 2)
+    rows, vecs = _document_pairs(docs, 10, "minilm-l6", "s", 0, exclude=held)
+    assert len(rows) == 10 and not set(rows) & set(held) and all(docs[r] for r in rows)
+    assert vecs.shape == (10, 384)
+
+
+def test_migrate_end_to_end(texts, tmp_path, monkeypatch):  # noqa: F811
+    d, src = texts
+    monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
+    before = snapshot(d)
+    dest = f"chroma:{tmp_path}/chroma#new"
+    # public pairs (the old model is minilm-l6 here too, so the map is near the identity)
+    base = ["migrate", "--from", src, "--target-encoder", "minilm-l6", "--source-encoder", "minilm-l6",
+            "--target-texts", d / "ref.txt", "--target-limit", 200, "--verify-documents", 40]
+    rc, out, err = cli(*base, "--to", dest, "--dry-run", "--json")
+    assert rc == 0, err
+    plan = json.loads(out)["plan"]
+    assert (plan["rows"], plan["dim_in"], plan["dim_out"], plan["documents"]) == (200, 384, 384, 200)
+    assert plan["method"] == "procrustes" and plan["verify_documents"] == 40
+    assert plan["reembed_instead"]["documents"] == 200 and plan["reembed_instead"]["texts_per_second"] > 0
+    assert not (tmp_path / "chroma").exists()  # a dry run writes nothing
+
+    rc, out, err = cli(*base, "--to", dest, "--save-translator", tmp_path / "tr")
+    assert rc == 0, err
+    assert err.startswith("plan: 200 vectors 384 -> 384 dims"), err  # the plan comes before any work
+    assert "migrated 200 vectors" in out and "verdict: migrate" in out, out
+    with stores.open_reader(dest) as reader:
+        assert reader.info.count == 200 and reader.info.encoder == "minilm-l6"
+        got = stores.read_all(reader, "dest")
+    with stores.open_reader(src) as reader:
+        want = stores.read_all(reader, "src")
+    assert got[2] == want[2]  # documents carried over, in order
+    assert np.sum(got[0] * want[0], axis=1).mean() > 0.95  # near the identity map
+    assert snapshot(d) == before  # the source was only read
+    assert (tmp_path / "tr" / "config.json").is_file()
+
+    # reuse the saved translator; the verification's numbers come back as JSON
+    rc, out, err = cli("migrate", "--from", src, "--to", f"{tmp_path}/new.parquet", "--target-encoder",
+                       "minilm-l6", "--translator", tmp_path / "tr", "--verify-documents", 40, "--json")
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["train"] is None and result["translate"]["rows"] == 200
+    assert result["verify"]["migrate"] > 0.9 and result["verify"]["migrate_self_top1"] > 0.95
+    assert result["recommendation"]["choice"] == "migrate"
+
+    # bad input: one line, nothing written, checked before any training
+    snap = snapshot(tmp_path)
+    for extra, expected in (
+            (["--to", dest], "already exists"),
+            (["--to", f"{tmp_path}/x.parquet", "--translator", tmp_path / "tr"], "--translator reuses"),
+            (["--to", src], "same store"),
+            (["--to", f"{tmp_path}/x.parquet", "--verify-documents", "-1"], "expected an integer >= 0"),
+    ):
+        assert_clean_failure(*cli(*base, *extra)[::2], expected)
+    assert_clean_failure(*cli("migrate", "--from", f"chroma:{tmp_path}/chroma#nope", "--to", f"{tmp_path}/y.parquet",
+                              "--target-encoder", "minilm-l6")[::2], "collection 'nope' does not exist")
+    assert_clean_failure(*cli("migrate", "--from", src, "--to", f"{tmp_path}/y.parquet",
+                              "--target-encoder", "nope")[::2], "unknown encoder 'nope'")
+    assert snapshot(tmp_path) == snap
+
+
+def test_migrate_few_shot_from_documents(texts, tmp_path, monkeypatch):  # noqa: F811
+    d, src = texts
+    monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
+    rc, out, err = cli("migrate", "--from", src, "--to", f"{tmp_path}/new.parquet", "--target-encoder", "minilm-l6",
+                       "--target-texts", d / "ref.txt", "--target-limit", 200, "--pairs-from-documents", 40,
+                       "--verify-documents", 40, "--json", *FAST, "--param", "pair_completions=1")
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["plan"]["translator"].startswith("few-shot: 40 documents")
+    assert result["train"]["confidence"]["validation"]["pairs"] == 10
+    assert result["verify"]["documents"] == 40 and 0.0 <= result["verify"]["migrate"] <= 1.0
+    assert result["translate"]["rows"] == 200

@@ -1,0 +1,109 @@
+"""`vecbridge migrate`: move a vector store to a new embedding model in one command: plan, train (or reuse) a
+translator, verify on held-out re-embedded documents, translate into a new store, and say what to do."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from vecbridge import jobs, stores
+from vecbridge.commands.args import non_negative_int, parse_param, positive_int
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "migrate", help="migrate a vector store to a new embedding model without re-embedding it",
+        description="Translate every vector of --from into the space of --target-encoder as the new store --to "
+                    "(ids, documents and metadata carried over; the source is only read; the new store is swapped "
+                    "in when complete). Prints a plan first (rows, dims, how the translator is obtained, estimated "
+                    "time, and what re-embedding every document would cost), then trains a translator (or reuses "
+                    "--translator), checks it on held-out documents re-embedded by the new model, translates, and "
+                    "ends with a verdict: migrate, translate queries instead (--reverse), or stay / re-embed. "
+                    f"Stores: {stores.KNOWN}.")
+    p.add_argument("--from", dest="source", required=True, metavar="STORE", help="the store to migrate (only read)")
+    p.add_argument("--to", dest="destination", required=True, metavar="STORE", help="the new store to create")
+    p.add_argument("--target-encoder", required=True, metavar="NAME", help="the new model (a built-in encoder)")
+    p.add_argument("--translator", metavar="DIR", help="reuse a translator from `vecbridge train` instead of training")
+    p.add_argument("--source-encoder", metavar="NAME",
+                   help="the old model, when it still runs: fit on public pairs (reference texts embedded by both)")
+    p.add_argument("--pairs-from-documents", type=positive_int, metavar="K",
+                   help="fit with K of the store's documents re-embedded by the new model as known pairs (the "
+                        "cheapest reliable path when the store keeps its documents)")
+    p.add_argument("--method", default=None, help="translator method (default: geometric; procrustes with "
+                                                  "--source-encoder)")
+    p.add_argument("--param", action="append", type=parse_param, default=[], metavar="NAME=VALUE",
+                   help="a hyper-parameter of the method; repeatable")
+    p.add_argument("--target-texts", default=jobs.REFERENCE_TEXTS, metavar="SPEC",
+                   help=f"reference texts for the new model's side (default {jobs.REFERENCE_TEXTS})")
+    p.add_argument("--target-limit", type=positive_int, default=jobs.REFERENCE_LIMIT, metavar="N",
+                   help=f"how many reference texts (default {jobs.REFERENCE_LIMIT})")
+    p.add_argument("--save-translator", metavar="DIR", help="keep the trained translator here (e.g. to translate "
+                                                            "queries with --reverse later)")
+    p.add_argument("--verify-documents", type=non_negative_int, default=1000, metavar="N",
+                   help="documents held out from training and re-embedded by the new model to verify the migration "
+                        "(default 1000; 0 skips the check)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed for sampling and training (default 0)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan only; write nothing")
+    p.add_argument("--overwrite", action="store_true", help="replace --to if it is a store vecbridge wrote")
+    p.add_argument("--resume", action="store_true", help="continue a killed run's unfinished destination")
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def _plan_lines(plan: dict) -> list[str]:
+    est = plan["estimated_seconds"]
+    lines = [f"plan: {plan['rows']:,} vectors {plan['dim_in']} -> {plan['dim_out']} dims "
+             f"({plan['source_encoder'] or 'unknown encoder'} -> {plan['target_encoder']}), {plan['from']} -> "
+             f"{plan['to']}",
+             f"  translator: {plan['translator']} (method {plan['method']})",
+             f"  estimated: train ~{est['train']} s, translate ~{est['translate']} s"
+             + (f", verify ~{est['verify']} s on {plan['verify_documents']} held-out documents" if est["verify"]
+                is not None else ", no verification (the store has too few documents)")]
+    re = plan["reembed_instead"]
+    if re:
+        lines.append(f"  re-embedding instead: {re['documents']:,} documents at {re['texts_per_second']} texts/s "
+                     f"~{re['seconds']} s")
+    if not plan["exact"]:
+        lines.append("  note: the source stores approximate vectors (a lossy index): translation starts from them")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    result = jobs.migrate(
+        args.source, args.destination, args.target_encoder, translator=args.translator,
+        source_encoder=args.source_encoder, pairs_from_documents=args.pairs_from_documents, method=args.method,
+        params=dict(args.param) or None, reference_texts=args.target_texts, reference_limit=args.target_limit,
+        save_translator_to=args.save_translator, verify_documents=args.verify_documents, dry_run=args.dry_run,
+        overwrite=args.overwrite, resume=args.resume, seed=args.seed, log=log,
+        on_plan=None if args.json else lambda plan: [log(line) for line in _plan_lines(plan)])
+    if args.json:
+        json.dump(result, sys.stdout, indent=2, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+        return 0
+    if args.dry_run:
+        return 0
+    train = result["train"]
+    if train:
+        conf = train.get("confidence") or {}
+        print(f"trained {train['method']} translator in {train['train_seconds']} s: label-free confidence "
+              f"{conf.get('score', float('nan')):.2f} ({conf.get('verdict', 'n/a')})")
+    t = result["translate"]
+    print(f"migrated {t['rows']:,} vectors to {t['output']} in {t['seconds']} s")
+    check, rec = result["verify"], result["recommendation"]
+    if check:
+        fr = rec["expected_fraction_of_reembedding"]
+        print(f"verified on {check['documents']} held-out documents re-embedded by {args.target_encoder}: "
+              f"neighbourhood overlap@{check['k']} with re-embedding: migrated {fr['migrate']:.2f}, staying on the "
+              f"old model {fr['stay']:.2f}" + (f", queries translated instead {fr['query_side']:.2f}"
+                                              if "query_side" in fr else "")
+              + f"; own document first {check['migrate_self_top1']:.0%}")
+        print(f"verdict: {rec['says']}")
+    else:
+        print("verdict: not verified (the store has no documents to re-embed); see the label-free confidence")
+    if train and "warning" in train:
+        print(f"warning: {train['warning']}", file=sys.stderr)
+    return 0
