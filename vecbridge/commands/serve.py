@@ -58,14 +58,31 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+class JsonLines(logging.Formatter):
+    """One JSON object per line: the service's own records are JSON already; anything else (uvicorn, warnings,
+    tracebacks) is wrapped as {"event": "log", "level", "logger", "message"}."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.name.startswith("vecbridge.") and message.startswith("{") and not record.exc_info:
+            return message
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        return json.dumps({"event": "log", "level": record.levelname.lower(), "logger": record.name,
+                           "message": message})
+
+
 def _configure_logging() -> None:
-    """One JSON object per line on stderr: the access log and the service's events."""
+    """Every line on stderr is one JSON object: the access log, the service's events, uvicorn's messages and
+    Python warnings."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    for name in ("vecbridge.access", "vecbridge.service"):
+    handler.setFormatter(JsonLines())
+    logging.captureWarnings(True)
+    for name, level in (("vecbridge.access", logging.INFO), ("vecbridge.service", logging.INFO),
+                        ("uvicorn.error", logging.WARNING), ("py.warnings", logging.WARNING)):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
-        logger.setLevel(logging.INFO)
+        logger.setLevel(level)
         logger.propagate = False
 
 

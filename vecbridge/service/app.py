@@ -262,4 +262,5 @@ def _rows(vectors: list[list[float]]) -> np.ndarray:
     if len(lengths) > 1:
         raise ApiError(400, f"the rows of vectors have different lengths ({', '.join(map(str, sorted(lengths)))})",
                        param="vectors", code="ragged_vectors")
-    return np.array(vectors, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, which the vector check refuses
+        return np.array(vectors, dtype=np.float32)

@@ -3,6 +3,7 @@ it) and encoders (built in the background while /health answers 503), and how a 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -81,8 +82,8 @@ class Models:
                 encoder = jobs.load_encoder(name, device=self.device)
                 jobs.embed_texts(encoder, ["warm-up"])
                 self.encoders[name] = encoder
-                log.info('{"event": "encoder_loaded", "encoder": "%s", "seconds": %.2f}', name,
-                         time.perf_counter() - started)
+                log.info(json.dumps({"event": "encoder_loaded", "encoder": name,
+                                     "seconds": round(time.perf_counter() - started, 2)}))
             self.status = "ok"
         except Exception as e:  # noqa: BLE001 - any failure to load leaves the service unhealthy, said once
             self.status, self.error = "failed", f"loading the encoders failed: {e}"
