@@ -82,22 +82,39 @@ def unit(rows: int, dim: int, seed: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def rotation(d_in: int, d_out: int) -> np.ndarray:
+    return np.linalg.qr(np.random.default_rng(2).standard_normal((d_out, d_in)))[0].astype(np.float32)
+
+
 def train(root: Path, name: str, d_in: int, d_out: int, enc_in: str, enc_out: str) -> Path:
-    """A procrustes translator d_in -> d_out fitted on a random rotation, recorded as enc_in -> enc_out."""
+    """A procrustes translator d_in -> d_out fitted by `vecbridge train` on a random rotation."""
     x = unit(600, d_in, 1)
-    q = np.linalg.qr(np.random.default_rng(2).standard_normal((d_out, d_in)))[0].astype(np.float32)
     storage.write_vectors(root / f"{name}-a.npy", x, meta={"encoder": enc_in})
-    storage.write_vectors(root / f"{name}-b.npy", x @ q.T, meta={"encoder": enc_out})
+    storage.write_vectors(root / f"{name}-b.npy", x @ rotation(d_in, d_out).T, meta={"encoder": enc_out})
     rc, _, err = cli("train", "--method", "procrustes", "--source", root / f"{name}-a.npy", "--target",
                      root / f"{name}-b.npy", "--output", root / name)
     assert rc == 0, err
     return root / name
 
 
+def rotation_translator(root: Path, name: str) -> Path:
+    """A procrustes translator minilm-l6 (384) -> mpnet-base (768) that is exactly a random rotation, saved the way
+    `vecbridge train` saves one (fitting it would spend ~10 s on its label-free confidence at 768 dims)."""
+    from align.paired import ProcrustesTranslator
+    from vecbridge.jobs import save_translator
+
+    q = rotation(384, 768)
+    tr = ProcrustesTranslator()
+    tr.forward_weight_, tr.forward_bias_ = q.T.copy(), np.zeros(768, np.float32)
+    tr.backward_weight_, tr.backward_bias_ = q.copy(), np.zeros(384, np.float32)
+    tr.dim_source_, tr.dim_target_ = 384, 768
+    return save_translator(tr, root / name, meta={"source_encoder": "minilm-l6", "target_encoder": "mpnet-base"})
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("service")
-    train(root, "tr", 384, 768, "minilm-l6", "mpnet-base")
+    rotation_translator(root, "tr")
     train(root, "small", 16, 24, "enc-a", "enc-b")
     return root
 
@@ -199,13 +216,28 @@ def test_translate_is_bit_identical_to_vecbridge_translate(server, world, tmp_pa
     np.testing.assert_array_equal(np.load(io.BytesIO(r.content)), back)
 
 
+def test_vecbridge_client(server, world, tmp_path):
+    from vecbridge.client import Client, ServiceError
+
+    x = unit(30, 384, 9)
+    with Client(server.url, api_key="") as vb:
+        assert vb.health()["status"] == "ok"
+        np.testing.assert_array_equal(vb.embeddings(TEXTS[:3], model="minilm-l6"), cli_embed(tmp_path, TEXTS[:3]))
+        np.testing.assert_array_equal(vb.translate(x, translator="tr"), cli_translate(world, tmp_path, x))
+        assert vb.embeddings("one text", model="minilm-l6@tr").shape == (1, 768)
+        assert {"minilm-l6", "tr", "minilm-l6@tr"} <= {m["id"] for m in vb.models()}
+        with pytest.raises(ServiceError, match="expects 768") as e:
+            vb.translate(x, translator="tr", reverse=True)
+        assert (e.value.status, e.value.code, e.value.param) == (400, "dims_mismatch", "vectors")
+
+
 def test_models_lists_encoders_translators_and_pairs(server, client):
     cards = {m.id: m.model_dump() for m in client.models.list().data}
     assert cards["minilm-l6"]["kind"] == "encoder" and cards["minilm-l6"]["dims"] == 384
     tr = cards["tr"]
     assert (tr["kind"], tr["method"], tr["dim_source"], tr["dim_target"]) == ("translator", "procrustes", 384, 768)
     assert (tr["source_encoder"], tr["target_encoder"]) == ("minilm-l6", "mpnet-base")
-    assert "confidence" in tr
+    assert isinstance(cards["small"]["confidence"]["score"], float)  # as `vecbridge train` saved it
     pair = cards["minilm-l6@tr"]
     assert (pair["kind"], pair["dims"], pair["direction"], pair["target_encoder"]) == \
         ("encoder+translator", 768, "forward", "mpnet-base")
@@ -380,6 +412,11 @@ def test_api_key_required_on_the_api_and_metrics_not_on_health(keyed):
     assert httpx.get(f"{keyed.url}/health").status_code == 200
     big = httpx.post(f"{keyed.url}/v1/embeddings", content=b"x" * (8 * 2**20))  # refused before it is read
     assert big.status_code == 401
+    from vecbridge.client import Client, ServiceError
+
+    with pytest.raises(ServiceError, match="API key"):
+        Client(keyed.url, api_key="").models()
+    assert Client(keyed.url, api_key=KEY).models()[0]["id"] == "minilm-l6"
     ok = openai.OpenAI(base_url=f"{keyed.url}/v1", api_key=KEY, max_retries=0).embeddings.create(
         model="minilm-l6", input="hello")
     assert len(ok.data[0].embedding) == 384
