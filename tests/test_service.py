@@ -326,9 +326,9 @@ def test_concurrent_requests_are_batched_and_answered_each_their_own(server, cli
         responses = list(pool.map(lambda t: client.embeddings.create(model="minilm-l6", input=t), texts))
     alone = client.embeddings.create(model="minilm-l6", input=texts[5])
     got = np.array([d.embedding for d in responses[5].data])
-    # Batched with other requests, a text's row may differ in the last bits (the encoder packs the batch's
-    # tokens into one matrix product and float sums depend on the blocking); it is the same vector.
-    np.testing.assert_allclose(got, np.array([d.embedding for d in alone.data]), atol=1e-5)
+    # Batched with other requests, a row could differ in the last float bits (its matrix products then cover
+    # other rows); with minilm-l6 on the unpadded core we measured none, so the bar is tight but not equality.
+    np.testing.assert_allclose(got, np.array([d.embedding for d in alone.data]), rtol=0, atol=1e-6)
     metrics = httpx.get(f"{server.url}/metrics").text
     alone_batches = _sample(metrics, 'vecbridge_batch_requests_bucket{kind="embed",le="1.0"}')
     all_batches = _sample(metrics, 'vecbridge_batch_requests_count{kind="embed"}')
