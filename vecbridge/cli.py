@@ -12,7 +12,7 @@ from vecbridge import __version__
 from vecbridge.errors import UserError
 
 # Each module defines `register(subparsers)` (adds its parser, sets `func`) and owns one verb of the CLI.
-COMMANDS = ["data", "encoders", "embed", "train", "translate", "migrate", "eval", "stores", "serve"]
+COMMANDS = ["data", "encoders", "embed", "train", "translate", "migrate", "eval", "stores", "serve", "audit"]
 
 
 class Terminated(KeyboardInterrupt):
