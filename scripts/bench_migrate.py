@@ -43,7 +43,7 @@ import numpy as np
 from align import translator_class
 from vecbridge import paths, safe_write, storage
 from vecbridge.corpora import load_corpus
-from vecbridge.jobs.verify import neighbourhood_check, recommendation
+from vecbridge.jobs.verify import neighbourhood_check, pseudo_queries, pseudo_query_check, recommendation
 
 TASKS = {"wordnet": "lemma", "gcide": "headword"}
 # target-side reference vectors: pool texts embedded by the target encoder, cached by scripts/bench_translate.py
@@ -57,6 +57,17 @@ def bench_dir() -> Path:
     d = paths.home() / "bench" / "migrate"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def pseudo_file(task: str, n_docs: int, held: np.ndarray, seed: int) -> Path:
+    """The held-out documents' pseudo-queries (`vecbridge migrate`'s verification), written once."""
+    path = bench_dir() / f"{task}-pseudo-{n_docs}-{len(held)}-s{seed}.jsonl"
+    if not path.exists():
+        docs = [json.loads(line)["text"] for line in task_files(task, n_docs, 0)[0].open()]
+        spans = pseudo_queries([docs[i] for i in held], seed)
+        with safe_write.staged() as stage:
+            stage.file(path).write_text("".join(json.dumps({"text": t}) + "\n" for t in spans))
+    return path
 
 
 def task_files(task: str, n_docs: int, n_queries: int) -> tuple[Path, Path, Path]:
@@ -127,7 +138,8 @@ def fit(method: str, src: np.ndarray, tgt: np.ndarray, pairs=None, **params):
     return translator_class(method)(**params).fit(src, tgt, pairs=pairs)
 
 
-def bench_task_pair(task: str, old: str, new: str, n_docs: int, n_queries: int, seed: int, shots: list[int]) -> list:
+def bench_task_pair(task: str, old: str, new: str, n_docs: int, n_queries: int, seed: int, shots: list[int],
+                    log_path: Path | None = None) -> list:
     docs_p, q_p, rel_p = task_files(task, n_docs, n_queries)
     qrels = json.loads(rel_p.read_text())
     od, nd = embedded(old, docs_p), embedded(new, docs_p)
@@ -135,6 +147,8 @@ def bench_task_pair(task: str, old: str, new: str, n_docs: int, n_queries: int, 
     rng = np.random.default_rng(seed)
     held = np.sort(rng.choice(len(od), size=HELD_OUT, replace=False))
     rest = np.setdiff1d(np.arange(len(od)), held)
+    pseudo = pseudo_file(task, n_docs, held, seed)
+    pq_old, pq_new = embedded(old, pseudo), embedded(new, pseudo)
     reembed = retrieval(nq, nd, qrels)
     rows = []
 
@@ -144,6 +158,9 @@ def bench_task_pair(task: str, old: str, new: str, n_docs: int, n_queries: int, 
              "recall_retention": scores["recall10"] / reembed["recall10"], **extra}
         rows.append(r)
         print(json.dumps(r, default=float), file=sys.stderr, flush=True)
+        if log_path is not None:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(r, default=float) + "\n")
 
     row("reembed", reembed)
     stay = retrieval(oq, od, qrels)
@@ -151,18 +168,23 @@ def bench_task_pair(task: str, old: str, new: str, n_docs: int, n_queries: int, 
 
     def translator_rows(name: str, tr, seconds: float, confidence=None) -> None:
         migrated = tr.transform(od)
-        check = neighbourhood_check(od[held], nd[held], migrated=migrated[held],
-                                    query_side=tr.inverse_transform(nd[held]))
+        neighbourhoods = neighbourhood_check(od[held], nd[held], migrated=migrated[held],
+                                             query_side=tr.inverse_transform(nd[held]))
+        check = pseudo_query_check(nd[held], pq_new, migrated=migrated[held], old=od[held],
+                                   queries_back=tr.inverse_transform(pq_new), queries_old=pq_old)
         verdict = (confidence or {}).get("verdict")
         rec = recommendation(check, verdict)
         scores = retrieval(nq, migrated, qrels)
-        truth_better = scores["ndcg10"] > stay["ndcg10"]
-        predicted_better = check["migrate"] > check["stay"]
-        row(name, scores, train_s=round(seconds, 1), predicted=check, choice=rec["choice"],
-            confidence=None if confidence is None else round(float(confidence.get("score", float("nan"))), 3),
-            verdict=verdict, prediction_right=bool(truth_better == predicted_better))
         qs = retrieval(tr.inverse_transform(nq), od, qrels)
-        row(f"{name} query-side", qs, predicted_overlap=check["query_side"],
+        truth = {"migrate": scores["ndcg10"], "query_side": qs["ndcg10"], "stay": stay["ndcg10"]}
+        row(name, scores, train_s=round(seconds, 1), predicted=check, neighbourhoods=neighbourhoods,
+            choice=rec["choice"], best=max(truth, key=truth.get),
+            confidence=None if confidence is None else round(float(confidence.get("score", float("nan"))), 3),
+            verdict=verdict, prediction_right=bool((truth["migrate"] > truth["stay"]) ==
+                                                   (check["migrate"] > check["stay"])),
+            neighbourhood_prediction_right=bool((truth["migrate"] > truth["stay"]) ==
+                                                (neighbourhoods["migrate"] > neighbourhoods["stay"])))
+        row(f"{name} query-side", qs, predicted_fraction=check["query_side"],
             prediction_right=bool((qs["ndcg10"] > stay["ndcg10"]) == (check["query_side"] > check["stay"])))
 
     t = time.perf_counter()
@@ -193,18 +215,19 @@ def bench_task_pair(task: str, old: str, new: str, n_docs: int, n_queries: int, 
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| task | pair | row | nDCG@10 | retention (nDCG) | retention (recall@10) | predicted overlap "
-           "(migrate / stay / query-side) | choice | prediction right | confidence | train s |",
+    out = ["| task | pair | row | nDCG@10 | retention (nDCG) | retention (recall@10) | predicted: migrate / "
+           "query-side / stay (pseudo-queries) | choice (best measured) | prediction vs stay right | confidence | "
+           "train s |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p = r.get("predicted")
-        pred = (f"{p['migrate']:.3f} / {p['stay']:.3f} / {p['query_side']:.3f}" if p else
-                (f"{r['predicted_overlap']:.3f}" if "predicted_overlap" in r else ""))
+        pred = (f"{p['migrate']:.3f} / {p['query_side']:.3f} / {p['stay']:.3f}" if p else
+                (f"{r['predicted_fraction']:.3f}" if "predicted_fraction" in r else ""))
+        choice = f"{r['choice']} ({r['best']})" if "choice" in r else ""
         conf = "" if r.get("confidence") is None else f"{r['confidence']:.2f} ({r['verdict']})"
         right = "" if "prediction_right" not in r else ("yes" if r["prediction_right"] else "**no**")
         out.append(f"| {r['task']} | {r['pair']} | {r['row']} | {r['ndcg10']:.3f} | {r['ndcg_retention']:.3f} | "
-                   f"{r['recall_retention']:.3f} | {pred} | {r.get('choice', '')} | {right} | {conf} | "
-                   f"{r.get('train_s', '')} |")
+                   f"{r['recall_retention']:.3f} | {pred} | {choice} | {right} | {conf} | {r.get('train_s', '')} |")
     return "\n".join(out)
 
 
@@ -279,8 +302,13 @@ def main() -> None:
     ap.add_argument("--small-rows", type=int, default=100_000)
     ap.add_argument("--backends", default="npy,parquet,faiss,lancedb,chroma,qdrant")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--log", type=Path, help="append each row as a JSON line to this file as it is measured")
+    ap.add_argument("--markdown", type=Path, help="print the table of the rows logged in this JSONL file")
     args = ap.parse_args()
     result: dict = {}
+    if args.markdown:
+        print(markdown([json.loads(line) for line in args.markdown.open()]))
+        return
     if args.retention or args.prepare:
         pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
         encoders = sorted({e for p in pairs for e in p})
@@ -294,7 +322,7 @@ def main() -> None:
             for task in args.tasks.split(","):
                 for old, new in pairs:
                     rows += bench_task_pair(task, old, new, args.docs, args.queries, args.seed,
-                                            [int(s) for s in args.shots.split(",") if s])
+                                            [int(s) for s in args.shots.split(",") if s], args.log)
             result["retention"] = rows
             print(markdown(rows))
     if args.throughput:

@@ -12,7 +12,7 @@ from tests.test_hostile import FAST, assert_clean_failure, cli, snapshot
 from tests.test_stores_train import texts  # noqa: F401  (module fixture: a LanceDB store of minilm-l6 documents)
 from vecbridge import stores
 from vecbridge.jobs.translators import _document_pairs
-from vecbridge.jobs.verify import neighbourhood_check, recommendation
+from vecbridge.jobs.verify import neighbourhood_check, pseudo_queries, pseudo_query_check, recommendation
 
 
 def _unit(x):
@@ -37,6 +37,26 @@ def test_neighbourhood_check_ranks_the_options():
     assert recommendation(failed)["choice"] == "stay"
     with pytest.raises(ValueError, match="held-out"):
         neighbourhood_check(old[:5], new[:5])
+
+
+def test_pseudo_queries_score_each_option():
+    docs = ["the quick brown fox jumps over the lazy dog", "a b", "one", "tea with milk and two sugars please"]
+    spans = pseudo_queries(docs, seed=3)
+    assert spans == pseudo_queries(docs, seed=3) and spans[2] == "one" and spans[1] == "a b"
+    assert all(" ".join(doc.split()).find(span) >= 0 for doc, span in zip(docs, spans, strict=True))
+    assert len(spans[0].split()) == 4  # 40% of 9 words
+    rng = np.random.default_rng(0)
+    new = _unit(rng.standard_normal((200, 32)))
+    queries = _unit(new + 0.3 * rng.standard_normal(new.shape))
+    q = np.linalg.qr(rng.standard_normal((32, 32)))[0]
+    old = _unit(new @ q)
+    check = pseudo_query_check(new, queries, migrated=_unit(new + 0.05 * rng.standard_normal(new.shape)), old=old,
+                               queries_back=_unit(rng.standard_normal(new.shape)), queries_old=_unit(queries @ q))
+    assert check["reembed"] == 1.0 and 0.5 < check["reembed_ndcg"] < 1.0
+    assert check["migrate"] > 0.9 and abs(check["stay"] - 1.0) < 1e-3 and check["query_side"] < 0.2
+    rec = recommendation(check)
+    assert rec["choice"] == "stay" and set(rec["expected_fraction_of_reembedding"]) == {"migrate", "query_side", "stay"}
+    assert recommendation({k: v for k, v in check.items() if k != "stay"})["choice"] == "migrate"
 
 
 def test_document_pairs_never_use_held_out_rows():
@@ -66,7 +86,8 @@ def test_migrate_end_to_end(texts, tmp_path, monkeypatch):  # noqa: F811
     rc, out, err = cli(*base, "--to", dest, "--save-translator", tmp_path / "tr")
     assert rc == 0, err
     assert err.startswith("plan: 200 vectors 384 -> 384 dims"), err  # the plan comes before any work
-    assert "migrated 200 vectors" in out and "verdict: migrate" in out, out
+    # the old model (minilm-l6 here too) runs, so staying is measured: the same model cannot be beaten
+    assert "migrated 200 vectors" in out and "verdict: do not migrate" in out, out
     with stores.open_reader(dest) as reader:
         assert reader.info.count == 200 and reader.info.encoder == "minilm-l6"
         got = stores.read_all(reader, "dest")
@@ -83,8 +104,11 @@ def test_migrate_end_to_end(texts, tmp_path, monkeypatch):  # noqa: F811
     assert rc == 0, err
     result = json.loads(out)
     assert result["train"] is None and result["translate"]["rows"] == 200
-    assert result["verify"]["migrate"] > 0.9 and result["verify"]["migrate_self_top1"] > 0.95
-    assert result["recommendation"]["choice"] == "migrate"
+    verify = result["verify"]
+    assert verify["reembed"] == 1.0 and verify["migrate"] > 0.9 and verify["query_side"] > 0.9
+    assert verify["stay"] == 1.0  # the store records minilm-l6, which runs: staying is measured (the same model)
+    assert verify["neighbourhoods"]["migrate_self_top1"] > 0.95
+    assert result["recommendation"]["choice"] in ("migrate", "stay")
 
     # bad input: one line, nothing written, checked before any training
     snap = snapshot(tmp_path)

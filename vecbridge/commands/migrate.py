@@ -96,11 +96,11 @@ def run(args: argparse.Namespace) -> int:
     check, rec = result["verify"], result["recommendation"]
     if check:
         fr = rec["expected_fraction_of_reembedding"]
-        print(f"verified on {check['documents']} held-out documents re-embedded by {args.target_encoder}: "
-              f"neighbourhood overlap@{check['k']} with re-embedding: migrated {fr['migrate']:.2f}, staying on the "
-              f"old model {fr['stay']:.2f}" + (f", queries translated instead {fr['query_side']:.2f}"
-                                              if "query_side" in fr else "")
-              + f"; own document first {check['migrate_self_top1']:.0%}")
+        names = {"migrate": "migrated store", "query_side": "queries translated instead", "stay": "staying on the old "
+                 "model"}
+        print(f"verified on {check['documents']} held-out documents: pseudo-queries (spans of the documents) find "
+              f"their document with nDCG@{check['k']} {check['reembed_ndcg']:.3f} after re-embedding; as a fraction "
+              "of that: " + ", ".join(f"{names[k]} {v:.2f}" for k, v in fr.items()))
         print(f"verdict: {rec['says']}")
     else:
         print("verdict: not verified (the store has no documents to re-embed); see the label-free confidence")

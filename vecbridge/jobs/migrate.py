@@ -24,10 +24,11 @@ from vecbridge.jobs.translators import (
     REFERENCE_TEXTS,
     _check_encoder,
     _direction,
+    _encoder_names,
     train_translator,
     translate_vectors,
 )
-from vecbridge.jobs.verify import neighbourhood_check, recommendation
+from vecbridge.jobs.verify import neighbourhood_check, pseudo_queries, pseudo_query_check, recommendation
 from vecbridge.stores.base import STORE_FORMAT
 
 
@@ -184,6 +185,27 @@ def _encoder_speed(encoder: str, texts: list[str]) -> float:
     return len(texts) / max(time.perf_counter() - start, 1e-6)
 
 
+def _verify(translator: Translator, held: np.ndarray, held_rows: dict, new_encoder: str, old_encoder: str | None,
+            seed: int, log: Callable[[str], None]) -> dict:
+    """The verdict's evidence on held-out documents: pseudo-queries (spans of the documents) searched as each option
+    leaves the documents (see `vecbridge.jobs.verify`); staying is measured only when the old model runs."""
+    log(f"verifying on {len(held)} held-out documents and their pseudo-queries, embedded by {new_encoder}"
+        + (f" and {old_encoder}" if old_encoder else ""))
+    old = np.stack([held_rows[r][0] for r in held]).astype(np.float32)
+    documents = [held_rows[r][1] for r in held]
+    queries = pseudo_queries(documents, seed)
+    new_enc = get_encoder(new_encoder)
+    new, queries_new = new_enc.encode(documents), new_enc.encode(queries)
+    migrated = translate_vectors(translator, old, name="held-out documents")
+    back = translate_vectors(translator, queries_new, reverse=True, name="pseudo-queries")
+    queries_old = get_encoder(old_encoder).encode(queries) if old_encoder else None
+    check = pseudo_query_check(new, queries_new, migrated=migrated, old=old, queries_back=back,
+                               queries_old=queries_old)
+    check["neighbourhoods"] = neighbourhood_check(old, new, migrated=migrated,
+                                                  query_side=translate_vectors(translator, new, reverse=True))
+    return check
+
+
 @user_errors
 def migrate(source, destination, target_encoder: str, *, translator: str | os.PathLike | None = None,
             source_encoder: str | None = None, pairs_from_documents: int | None = None, method: str | None = None,
@@ -226,6 +248,8 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
         n_verify = min(verify_documents, len(with_doc) // 4) if len(with_doc) >= 4 * 12 else 0
         held = np.sort(rng.choice(with_doc, size=n_verify, replace=False)) if n_verify else np.array([], np.int64)
         _, held_rows = _documents_and_rows(reader, held) if n_verify else (None, {})
+    known = _encoder_names()
+    old_encoder = source_encoder or (info.encoder if known.get(info.encoder) else None)
     sample = [held_rows[r][1] for r in held[:SPEED_SAMPLE]] if n_verify else []
     speed = _encoder_speed(target_encoder, sample) if sample else None
     path = ("reuse " + str(translator) if loaded is not None else
@@ -241,7 +265,7 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
     plan = {"from": str(in_spec), "to": str(out_spec), "rows": int(info.count), "dim_in": int(info.dim),
             "dim_out": int(dim_out), "metric": info.metric, "exact": info.exact, "source_encoder": info.encoder,
             "target_encoder": target_encoder, "documents": int(len(with_doc)), "translator": path,
-            "method": method_used, "verify_documents": int(n_verify),
+            "method": method_used, "verify_documents": int(n_verify), "old_model_runs": old_encoder,
             "estimated_seconds": {"train": round(train_s), "translate": round(info.count / TRANSLATE_PER_MINUTE * 60),
                                   "verify": None if not speed else round(n_verify / speed)},
             "reembed_instead": None if not speed else {
@@ -266,15 +290,7 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
             (trained.get("confidence") or {}).get("verdict")
         check = rec = None
         if n_verify:
-            log(f"verifying on {n_verify} held-out documents re-embedded by {target_encoder}")
-            old = np.stack([held_rows[r][0] for r in held]).astype(np.float32)
-            new = get_encoder(target_encoder).encode([held_rows[r][1] for r in held])
-            migrated = translate_vectors(loaded, old, name="held-out documents")
-            try:
-                back = translate_vectors(loaded, new, reverse=True, name="held-out documents")
-            except (UserError, NotImplementedError):
-                back = None
-            check = neighbourhood_check(old, new, migrated=migrated, query_side=back)
+            check = _verify(loaded, held, held_rows, target_encoder, old_encoder, seed, log)
             rec = recommendation(check, verdict)
         summary = translate_store(loaded, in_spec.text, out_spec.text, overwrite=overwrite, resume=resume,
                                   progress=progress)

@@ -1,6 +1,15 @@
-"""Will a migrated store serve the new model's queries? A prediction without queries, from held-out documents
-re-embedded by the new model.
+"""Will a migrated store serve the new model's queries? A prediction without real queries, from held-out
+documents re-embedded by the new model.
 
+`pseudo_query_check` (what `vecbridge migrate`'s verdict rests on): each held-out document yields a pseudo-query, a
+contiguous span of its words (the inverse cloze task), embedded by the new model (and by the old one when it still
+runs); the span must find its own document among the held-out documents. Each option is scored by nDCG@10 with that
+one relevant document: re-embedding (new queries, re-embedded documents), migrating (new queries, migrated
+documents), translating queries instead (new queries translated back, old documents) and staying (old queries, old
+documents). This measures retrieval itself; agreement with the re-embedded neighbourhoods (below) does not: two
+models that retrieve equally well can disagree on most neighbours.
+
+`neighbourhood_check`, a diagnostic:
 The documents themselves stand in for queries. For each held-out document, its neighbours among the documents
 re-embedded by the new model are what a re-embedded store would return; the same new-model vector's neighbours among
 the *migrated* documents are what the migrated store returns; the old vector's neighbours among the old documents
@@ -57,20 +66,61 @@ def neighbourhood_check(old: np.ndarray, reembedded: np.ndarray, migrated: np.nd
 
 
 def recommendation(check: dict, confidence_verdict: str | None = None) -> dict:
-    """What to do, from `neighbourhood_check`: the option whose neighbourhoods come closest to re-embedding,
-    among migrating, translating queries instead, and staying on the old model; re-embedding is the reference."""
-    options = {name: check[name] for name in ("migrate", "query_side", "stay") if name in check}
+    """What to do, from `pseudo_query_check` (or `neighbourhood_check`): the option closest to re-embedding among
+    migrating, translating queries instead and staying on the old model (when it was measured)."""
+    options = {name: check[name] for name in ("migrate", "query_side", "stay") if check.get(name) is not None}
     best = max(options, key=options.get)
     says = {
-        "migrate": "migrate: the translated store should serve the new model's queries better than staying on the "
-                   "old model",
+        "migrate": "migrate: the translated store should serve the new model's queries "
+                   + ("better than staying on the old model" if "stay" in options else
+                      "(staying on the old model was not measured: give --source-encoder if it still runs)"),
         "query_side": "translate the new model's queries into the old space (--reverse) and keep the old store: "
-                      "closer to re-embedding than migrating the store",
+                      "it should serve them better than migrating the store",
         "stay": "do not migrate: the translated store would serve the new model's queries worse than staying on the "
                 "old model; re-embed the documents to change models",
     }[best]
     if best != "stay" and confidence_verdict == "low":
         best, says = "stay", ("do not migrate: the translator's label-free confidence is low, so the measured "
-                              "neighbourhoods may not hold beyond the held-out documents; re-embed the documents")
+                              "retrieval may not hold beyond the held-out documents; re-embed the documents")
     return {"choice": best, "says": says,
             "expected_fraction_of_reembedding": {k: round(v, 4) for k, v in options.items()}}
+
+
+def pseudo_queries(documents: list[str], seed: int = 0, fraction: float = 0.4, min_words: int = 2) -> list[str]:
+    """One span of each document's words (a `fraction` of them, at least `min_words`, at a seeded random
+    start): queries whose relevant document is known, with no real queries at hand."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for doc in documents:
+        words = doc.split()
+        n = min(len(words), max(min_words, round(len(words) * fraction)))
+        start = int(rng.integers(0, len(words) - n + 1)) if len(words) > n else 0
+        out.append(" ".join(words[start:start + n]))
+    return out
+
+
+def _ndcg_own(queries: np.ndarray, docs: np.ndarray, k: int = 10) -> tuple[float, float]:
+    """(nDCG@k, top-1) when query i's only relevant item is document i."""
+    sims = _unit(queries) @ _unit(docs).T
+    own = sims[np.arange(len(sims)), np.arange(len(sims))]
+    rank = (sims > own[:, None]).sum(axis=1) + 1  # ties count in the item's favour
+    gains = np.where(rank <= k, 1.0 / np.log2(rank + 1), 0.0)
+    return float(gains.mean()), float(np.mean(rank == 1))
+
+
+def pseudo_query_check(reembedded: np.ndarray, queries_new: np.ndarray, migrated: np.ndarray | None = None,
+                       old: np.ndarray | None = None, queries_back: np.ndarray | None = None,
+                       queries_old: np.ndarray | None = None, k: int = 10) -> dict:
+    """nDCG@k of each option on pseudo-queries (row-aligned with their held-out documents), as a fraction of
+    re-embedding's. `queries_back`: the new model's pseudo-queries translated into the old space (query-side);
+    `queries_old`: the same pseudo-queries embedded by the old model (staying; only when the old model runs)."""
+    base, base_top1 = _ndcg_own(queries_new, reembedded, k)
+    out = {"documents": int(len(reembedded)), "k": int(k), "reembed_ndcg": round(base, 4),
+           "reembed_top1": round(base_top1, 4), "reembed": 1.0}
+    for name, q, d in (("migrate", queries_new, migrated), ("query_side", queries_back, old),
+                       ("stay", queries_old, old)):
+        if q is not None and d is not None:
+            score, top1 = _ndcg_own(q, d, k)
+            out[name] = round(score / max(base, 1e-9), 4)
+            out[f"{name}_ndcg"], out[f"{name}_top1"] = round(score, 4), round(top1, 4)
+    return out
