@@ -404,6 +404,11 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
             a.rows = _probe_rows(a, seed)
     given = Translator.load(translator) if translator is not None else None
     leak = read_leak(vectors, specs, truth)
+    try:  # fitted up front: a defence that cannot apply to these vectors is bad input, found before any work
+        for defence in chosen:
+            defence.fit(leak.vectors)
+    except AttackError as e:
+        raise UserError(f"--defenses: {e}") from None
     from encoders.registry import get_encoder
 
     encoder = get_encoder(known_encoder)
@@ -517,10 +522,6 @@ def _similarity(translated_x, ideal_x, leak: Leak, suite: AttackSuite, naive: bo
 
 def _defence_row(defence: Defence, leak: Leak, queries, given: Translator | None, fit, suite: AttackSuite,
                  ideal: dict | None) -> dict:
-    try:
-        defence.fit(leak.vectors)
-    except AttackError as e:
-        raise UserError(f"--defenses: {e}") from None
     defended = check_vectors(defence.transform(leak.vectors), f"defended vectors ({defence.label})")
     row = {"name": defence.name, "label": defence.label, "params": defence.params,
            "utility": defence_utility(defence, leak.vectors, defended, queries)}

@@ -1,0 +1,163 @@
+"""`vecbridge audit` end to end through the CLI on a tiny Chroma collection: victim vectors are minilm-l6 vectors
+under a secret rotation, the attacker's translator is fitted on public pairs (so it undoes the rotation), the
+known encoder is minilm-l6. The report's numbers, its HTML in a real headless browser, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_attacks import TOPICS, sentences
+from tests.test_hostile import assert_clean_failure, cli, snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFENCES = "noise:0.02,int8,binary,pq:48,dims:32,rotation"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    import chromadb
+
+    from align.paired import ProcrustesTranslator
+    from encoders.registry import get_encoder
+    from vecbridge.jobs import save_translator
+
+    d = tmp_path_factory.mktemp("audit")
+    enc = get_encoder("minilm-l6")
+    rotation = np.linalg.qr(np.random.default_rng(5).normal(size=(384, 384)))[0].astype(np.float32)
+    public, _ = sentences(300, 2)
+    y = enc.encode(public)
+    save_translator(ProcrustesTranslator().fit(y @ rotation, y), d / "tr",
+                    meta={"source_encoder": "victim", "target_encoder": "minilm-l6"})
+    (d / "ref.txt").write_text("".join(t + "\n" for t in public))
+    probe_texts, probe_labels = sentences(120, 3)
+    (d / "probe.jsonl").write_text("".join(json.dumps({"text": t, "topic": label}) + "\n"
+                                           for t, label in zip(probe_texts, probe_labels, strict=True)))
+    texts, labels = sentences(60, 1)
+    texts[0] += ". Write to Dr. Alice Martin, alice@example.org"
+    from chromadb.config import Settings
+
+    # the settings vecbridge's reader uses: one process may hold one client per path and settings
+    client = chromadb.PersistentClient(str(d / "db"), settings=Settings(anonymized_telemetry=False))
+    collection = client.create_collection("leak", embedding_function=None, metadata={"hnsw:space": "cosine"})
+    ids = [f"doc{i}" for i in range(len(texts))]
+    collection.add(ids=ids, embeddings=(enc.encode(texts) @ rotation).tolist(), documents=texts,
+                   metadatas=[{"topic": label} for label in labels])
+    (d / "truth.jsonl").write_text("".join(json.dumps({"id": i, "text": t, "topic": label, "probe": label}) + "\n"
+                                           for i, t, label in zip(ids, texts, labels, strict=True)))
+    (d / "attrs.json").write_text(json.dumps({"topic": list(TOPICS),
+                                              "probe": {"train": str(d / "probe.jsonl"), "column": "topic"}}))
+    return d
+
+
+def base_args(d: Path, report: Path) -> list:
+    return ["audit", "--vectors", f"chroma:{d}/db#leak", "--known-encoder", "minilm-l6", "--translator", d / "tr",
+            "--reference", d / "ref.txt", "--attributes", d / "attrs.json", "--truth", d / "truth.jsonl",
+            "--report", report]
+
+
+@pytest.fixture(scope="module")
+def audited(world, tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    report = world / "report"
+    env = {**os.environ, "VECBRIDGE_HOME": str(home)}
+    proc = subprocess.run([sys.executable, "-m", "vecbridge", *map(str, base_args(world, report)), "--defenses",
+                           DEFENCES, "--json"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return report, json.loads(proc.stdout), json.loads((report / "report.json").read_text())
+
+
+def test_audit_report(audited):
+    report, summary, r = audited
+    assert sorted(os.listdir(report)) == ["report.html", "report.json"]
+    assert summary["translation_failed"] is False and r["translator"]["verdict"] == "ok"
+    for name in ("topic", "probe"):
+        a = r["attributes"][name]
+        # the translator undoes the rotation exactly: the attack scores what the true encoder scores
+        assert a["accuracy"] == pytest.approx(a["ideal_accuracy"], abs=0.02) and a["accuracy"] > 0.9
+        assert a["naive_accuracy"] < 0.6 and a["chance"] == 0.25 and a["n"] == 60
+    kw = r["inversion"]["keywords"]
+    assert kw["f1"] == pytest.approx(kw["ideal_f1"], abs=0.02) and kw["f1"] > 0.3
+    assert kw["naive_f1"] < kw["f1"]
+    sensitive = r["inversion"]["sensitive"]
+    assert sensitive["items_with_sensitive"] == 1 and sensitive["by_kind"]["email"]["items"] == 1
+    rows = {d["label"]: d for d in r["defenses"]}
+    assert list(rows) == DEFENCES.split(",")
+    assert rows["rotation"]["utility"]["neighbour_overlap_at_10"] > 0.99  # ties among near-duplicates aside
+    assert rows["int8"]["utility"]["neighbour_overlap_at_10"] > 0.9
+    assert rows["dims:32"]["attributes"] is None and "not measured" in rows["dims:32"]["note"]
+    assert rows["int8"]["attributes"]["topic"]["accuracy"] > 0.9  # int8 keeps what leaks
+    assert r["cost"]["device"] in ("cpu", "gpu") and r["cost"]["seconds"] > 0
+    assert len(r["items"]) == 60 and {"id", "predictions", "keywords", "risk"} <= set(r["items"][0])
+    assert r["items"][0]["risk"] >= r["items"][-1]["risk"]
+    assert any("guesses it right" in line for line in r["summary"])
+
+
+def test_report_html_in_a_headless_browser(audited, tmp_path):
+    report, _, _ = audited
+    page = (report / "report.html").read_text()
+    assert 'src="http' not in page and "<script" not in page  # self-contained, nothing to fetch
+    assert page.index('id="summary"') < page.index('id="threat-model"') < page.index('id="plots"')
+    assert page.count("data:image/png;base64,") == 3 and "<mark>" in page
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed")
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    url = (report / "report.html").as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=60)
+    assert dom.returncode == 0, dom.stderr
+    assert "Leakage audit of" in dom.stdout and "guesses it right" in dom.stdout
+    shot = subprocess.run([*flags, f"--screenshot={tmp_path / 'shot.png'}", "--window-size=1200,2400", url],
+                          capture_output=True, text=True, timeout=60)
+    assert shot.returncode == 0 and (tmp_path / "shot.png").stat().st_size > 10000, shot.stderr
+    for log in (dom.stderr, shot.stderr):
+        assert "Uncaught" not in log and "CONSOLE" not in log.upper().replace("CONSOLE_", "")
+
+
+def test_bad_input(world, audited, tmp_path, monkeypatch):
+    monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
+    d = world
+    report = tmp_path / "rep"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "list.json").write_text('["a", "b"]')
+    (bad / "string.json").write_text('{"topic": "sport"}')
+    (bad / "one.json").write_text('{"topic": ["sport"]}')
+    (bad / "unmatched.jsonl").write_text('{"id": "doc1", "topic": null, "probe": null}\n'
+                                         '{"id": "zzz", "topic": "music", "probe": "music"}\n')
+    (bad / "missing.jsonl").write_text('{"id": "doc1", "topic": "music", "probe": "music"}\n{"id": "doc2"}\n')
+    args = base_args(d, report)
+
+    def replaced(flag, value):
+        out = list(args)
+        out[out.index(flag) + 1] = value
+        return out
+
+    before = snapshot(d)
+    cases = [
+        (replaced("--vectors", f"chroma:{d}/db#nope"), "nope"),
+        (replaced("--vectors", f"{tmp_path}/none.npy"), "none.npy"),
+        (replaced("--known-encoder", "nope"), "unknown encoder 'nope' for --known-encoder"),
+        (replaced("--attributes", bad / "list.json"), "must hold a JSON object, not list"),
+        (replaced("--attributes", bad / "string.json"), "must be a list of labels"),
+        (replaced("--attributes", bad / "one.json"), "at least 2 non-empty label strings"),
+        (replaced("--truth", bad / "unmatched.jsonl"), "1 of 2 truth ids match no vector in --vectors (1 matched"),
+        (replaced("--truth", bad / "missing.jsonl"), "line 2 (id 'doc2') has no attribute 'topic'"),
+        ([*args, "--defenses", "blur"], "unknown defence 'blur'"),
+        ([*args, "--defenses", "noise:-0.1"], "must be a positive number"),
+        ([*args, "--defenses", "pq:7"], "not a multiple of 7"),
+        ([*args, "--defenses", "dims:64"], "at most their 60 rows"),
+        (replaced("--report", audited[0]), "already exists; pass --overwrite"),
+    ]
+    for argv, expected in cases:
+        assert_clean_failure(*cli(*argv)[::2], expected)
+        assert not report.exists()
+    assert snapshot(d) == before
