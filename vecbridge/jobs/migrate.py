@@ -35,6 +35,8 @@ from vecbridge.stores.base import STORE_FORMAT
 def _same_store(a: stores.StoreSpec, b: stores.StoreSpec) -> bool:
     if a.scheme != b.scheme or a.name != b.name:
         return False
+    if a.url is not None or b.url is not None:
+        return a.url == b.url
     try:
         return os.path.realpath(a.path) == os.path.realpath(b.path)
     except OSError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from vecbridge.errors import UserError
 from vecbridge.stores.base import Batch, StoreInfo, StoreReader, StoreSpec, StoreWriter
@@ -22,9 +22,10 @@ __all__ = ["Batch", "StoreInfo", "StoreReader", "StoreSpec", "StoreWriter", "is_
 BACKENDS = {"npy": "npy", "parquet": "parquet", "chroma": "chroma", "qdrant": "qdrant", "lancedb": "lancedb",
             "faiss": "faiss", "hnswlib": "hnswlib"}
 SERVERS = ("chroma+http", "chroma+https", "qdrant+http", "qdrant+https")
+SUPPORTED_SERVERS = ("chroma+http", "chroma+https")
 NAMED = {"chroma": "COLLECTION", "qdrant": "COLLECTION", "lancedb": "TABLE"}
 KNOWN = ("PATH.npy, PATH.parquet, a directory of Parquet shards (parquet:DIR for a new one), "
-         "chroma:PATH#COLLECTION, "
+         "chroma:PATH#COLLECTION, chroma+http://HOST:PORT#COLLECTION, "
          "qdrant:PATH#COLLECTION[/VECTOR_NAME], lancedb:PATH#TABLE, faiss:PATH, hnswlib:PATH")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+]*):(?!\\)")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -58,6 +59,8 @@ def parse_spec(text, what: str = "store") -> StoreSpec:
         raise UserError(f"{what} {text} is not a store vecbridge knows (no scheme, not .npy or .parquet, not a "
                         f"directory of Parquet shards); give one of: {KNOWN}")
     scheme, rest = m.group(1).lower(), text[m.end():]
+    if scheme in SUPPORTED_SERVERS:
+        return _server_spec(text, scheme, rest, what)
     if scheme in SERVERS:
         raise UserError(f"{what} {text}: {scheme}:// servers are not supported yet; copy the collection to a "
                         f"local store or use the local form ({scheme.split('+')[0]}:PATH#COLLECTION)")
@@ -83,6 +86,26 @@ def parse_spec(text, what: str = "store") -> StoreSpec:
     elif hash_sign:
         raise UserError(f"{what} {text}: {scheme}: stores have no #COLLECTION part; write {scheme}:PATH")
     return StoreSpec(text, scheme, Path(path_text), name, vector_name, options=options)
+
+
+def _server_spec(text: str, scheme: str, rest: str, what: str) -> StoreSpec:
+    """`chroma+http://HOST:PORT#COLLECTION`: a store served over HTTP (no path: nothing local to stage or record)."""
+    backend, protocol = scheme.split("+")
+    address, hash_sign, name = rest.partition("#")
+    parsed = urlsplit(f"{protocol}:{address}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if not address.startswith("//") or not parsed.hostname or port == -1 or parsed.path not in ("", "/"):
+        raise UserError(f"{what} {text}: write {scheme}://HOST:PORT#{NAMED[backend]}")
+    if not hash_sign or not name:
+        raise UserError(f"{what} {text}: the collection is missing; write {scheme}://{parsed.netloc}#COLLECTION")
+    if not _NAME.match(name):
+        raise UserError(f"{what} {text}: collection {name!r} may hold only letters, digits, '.', '_' and '-', "
+                        "starting with a letter or digit")
+    url = f"{protocol}://{parsed.hostname}:{port or (443 if protocol == 'https' else 8000)}"
+    return StoreSpec(text, backend, None, name, None, url=url)
 
 
 def _backend(spec: StoreSpec):

@@ -133,6 +133,11 @@ class StoreWriter:
         self.metric = metric if metric in METRICS else "cosine"
         self.provenance, self.source = provenance, source
         self.fingerprint, self.resume = fingerprint, resume
+        if spec.url is not None:  # a server: no local place for resume records
+            if resume:
+                raise UserError(f"{what} {spec}: --resume needs a local store; a server's unfinished collection is "
+                                "removed when its run fails: run again without --resume")
+            self.fingerprint = None
         self.committed = False
         self.dropped: list[str] = []  # fields of the source this backend cannot hold
         self.resumed_rows = 0
@@ -159,7 +164,8 @@ class StoreWriter:
 
         state = self.take_over()
         self.open_tmp(state)
-        sweep_stale(self._record_dest())  # records (and, for files, temporary stores) of dead runs
+        if self.spec.path is not None:
+            sweep_stale(self._record_dest())  # records (and, for files, temporary stores) of dead runs
         if state is not None:
             self.checkpoint(force=True)
 
@@ -208,7 +214,7 @@ class StoreWriter:
         another fingerprint (another translator, input or options) and none with this one is refused."""
         from vecbridge.safe_write import TMP_TAG
 
-        if not self.resume:
+        if not self.resume or self.spec.path is None:
             return None
         dest = self._record_dest()
         prefix = f".{dest.name}{TMP_TAG}"

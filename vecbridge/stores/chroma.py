@@ -1,4 +1,5 @@
-"""Chroma (`chroma:PATH#COLLECTION`, a local `PersistentClient`): paged reads of ids, embeddings, documents and
+"""Chroma (`chroma:PATH#COLLECTION`, a local `PersistentClient`, or `chroma+http://HOST:PORT#COLLECTION`, a server
+through `HttpClient`): paged reads of ids, embeddings, documents and
 metadatas; writes in batches within the client's limit into a temporary collection renamed into place.
 
 Telemetry is off and collections vecbridge creates have no embedding function, so nothing fetches a model.
@@ -37,6 +38,26 @@ def client(path):
     return chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
 
 
+def connect(spec, what: str):
+    """The client of `spec`: a local PersistentClient, or an HttpClient checked with a heartbeat."""
+    if spec.url is None:
+        return client(spec.path)
+    from urllib.parse import urlsplit
+
+    import chromadb
+    from chromadb.config import Settings
+
+    parts = urlsplit(spec.url)
+    try:
+        c = chromadb.HttpClient(host=parts.hostname, port=parts.port, ssl=parts.scheme == "https",
+                                settings=Settings(anonymized_telemetry=False))
+        c.heartbeat()
+    except Exception as e:
+        raise UserError(f"{what} {spec}: no chroma server answers at {spec.url} ({first_line(e)}); start it "
+                        "(`chroma run --path DIR --port PORT`) or check the address") from None
+    return c
+
+
 def _names(c) -> list[str]:
     return [getattr(x, "name", x) for x in c.list_collections()]
 
@@ -49,17 +70,18 @@ def _space(collection) -> str | None:
 
 def _get_collection(c, spec, what):
     if spec.name not in _names(c):
-        raise UserError(f"{what} {spec}: collection {spec.name!r} does not exist in {spec.path} (collections: "
-                        f"{', '.join(sorted(_names(c))) or 'none'}); check the name after '#'")
+        raise UserError(f"{what} {spec}: collection {spec.name!r} does not exist in {spec.url or spec.path} "
+                        f"(collections: {', '.join(sorted(_names(c))) or 'none'}); check the name after '#'")
     return c.get_collection(spec.name, embedding_function=None)
 
 
 class Reader(StoreReader):
     def __init__(self, spec, what):
         self.spec, self.what = spec, what
-        existing_dir(spec, what)
+        if spec.url is None:
+            existing_dir(spec, what)
         try:
-            self.client = client(spec.path)
+            self.client = connect(spec, what)
             self.collection = _get_collection(self.client, spec, what)
             count = self.collection.count()
             peek = self.collection.get(limit=1, include=["embeddings", "documents", "metadatas"])
@@ -122,20 +144,29 @@ class Writer(StoreWriter):
 
     def __init__(self, spec, **kwargs):
         super().__init__(spec, **kwargs)
+        if spec.url is not None:  # a server: the temporary collection is renamed in place there
+            self._name_check(spec)
+            self.tmp, self.max_batch, self.rows = None, 0, 0
+            self.client = connect(spec, self.what)
+            self._check_destination()
+            return
         if spec.path.exists() and not spec.path.is_dir():
             raise UserError(f"{self.what} {spec}: {spec.path} is not a directory; chroma stores are directories")
-        if not (3 <= len(spec.name) <= 512 and spec.name[-1].isalnum()):
-            raise UserError(f"{self.what} {spec}: chroma collection names have 3 to 512 characters and end with a "
-                            f"letter or digit; {spec.name!r} does not: choose another name")
+        self._name_check(spec)
         check_parent_dir(spec)
         self.tmp = self.client = None
         self.max_batch = self.rows = 0
         if spec.path.is_dir():
             self._check_destination()
 
+    def _name_check(self, spec) -> None:
+        if not (3 <= len(spec.name) <= 512 and spec.name[-1].isalnum()):
+            raise UserError(f"{self.what} {spec}: chroma collection names have 3 to 512 characters and end with a "
+                            f"letter or digit; {spec.name!r} does not: choose another name")
+
     def _check_destination(self) -> None:
         spec = self.spec
-        self.client = client(spec.path)
+        self.client = self.client if spec.url is not None else client(spec.path)
         if spec.name in _names(self.client):
             if not self.overwrite:
                 raise UserError(f"{self.what} {spec}: collection {spec.name!r} already exists; pass --overwrite to "
@@ -145,8 +176,9 @@ class Writer(StoreWriter):
                                 "--overwrite only replaces vecbridge's own collections: choose another name")
 
     def open_tmp(self, state):
-        root = self.root(state.get("root") if state else None)
-        self.client = self.client if root == self.spec.path and self.client is not None else client(root)
+        if self.spec.url is None:
+            root = self.root(state.get("root") if state else None)
+            self.client = self.client if root == self.spec.path and self.client is not None else client(root)
         self.max_batch = self.client.get_max_batch_size()
         self.tmp = tmp_name(self.spec.name)
         if state:
@@ -159,7 +191,8 @@ class Writer(StoreWriter):
                 raise UserError(f"{self.what} {self.spec}: the unfinished collection holds fewer rows than its "
                                 "record says; run without --resume to start over")
             self.rows = self.resumed_rows
-        for name in _names(self.client):
+        # a server's leftovers may belong to live runs on other hosts: only local ones are swept
+        for name in _names(self.client) if self.spec.url is None else ():
             if is_stale_tmp(name, self.spec.name):
                 self.client.delete_collection(name)
         if not state:

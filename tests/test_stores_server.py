@@ -1,0 +1,103 @@
+"""A Chroma *server* as a store (`chroma+http://HOST:PORT#COLLECTION`): the real `chroma run` server started on a
+free loopback port, written and read through the real CLI; the swap happens on the server; bad addresses fail in
+one line."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from tests.test_hostile import assert_clean_failure, cli
+from tests.test_stores import DOCS, IDS, META, close_to, make_chroma, read_chroma, world  # noqa: F401
+
+CHROMA = shutil.which("chroma", path=f"{__import__('sys').prefix}/bin") or shutil.which("chroma")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if CHROMA is None:
+        pytest.skip("the chroma command (chromadb's server) is not installed")
+    d = tmp_path_factory.mktemp("chroma-server")
+    port = _free_port()
+    proc = subprocess.Popen([CHROMA, "run", "--path", str(d / "data"), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import chromadb
+    from chromadb.config import Settings
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client = chromadb.HttpClient(host="127.0.0.1", port=port, settings=Settings(anonymized_telemetry=False))
+            client.heartbeat()
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("the chroma server did not start")
+            time.sleep(0.3)
+    yield f"chroma+http://127.0.0.1:{port}", client
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_translate_to_and_from_a_server(world, server, tmp_path):  # noqa: F811
+    tr, q, v = world
+    url, client = server
+    src = make_chroma(tmp_path / "local", v)
+    dest = f"{url}#migrated"
+    rc, out, err = cli("translate", "--translator", tr, "--input", src, "--output", dest, "--json")
+    assert rc == 0, err
+    col = client.get_collection("migrated", embedding_function=None)
+    got = col.get(ids=IDS, include=["embeddings", "documents", "metadatas"])
+    order = [got["ids"].index(i) for i in IDS]
+    assert close_to(np.asarray(got["embeddings"])[order], v, q)
+    assert [got["documents"][k] for k in order] == DOCS and [got["metadatas"][k] for k in order] == META
+    assert not [c for c in client.list_collections() if "tmp" in getattr(c, "name", c)]  # swapped on the server
+    rc, out, err = cli("stores", "inspect", dest, "--json")
+    assert rc == 0 and '"encoder": "enc-b"' in out, err
+    # and back from the server into a local store, the server's collection untouched
+    before = col.get(include=["embeddings"])
+    rc, _, err = cli("translate", "--translator", tr, "--input", dest, "--output", f"chroma:{tmp_path}/back#docs",
+                     "--reverse")
+    assert rc == 0, err
+    back = read_chroma(f"chroma:{tmp_path}/back#docs")
+    assert np.abs(back[1] - v).max() < 1e-3 and back[2] == DOCS
+    after = col.get(include=["embeddings"])
+    assert after["ids"] == before["ids"] and np.array_equal(after["embeddings"], before["embeddings"])
+    # an existing collection needs --overwrite, which replaces it on the server
+    assert_clean_failure(*cli("translate", "--translator", tr, "--input", src, "--output", dest)[::2],
+                         "already exists")
+    rc, _, err = cli("translate", "--translator", tr, "--input", src, "--output", dest, "--overwrite")
+    assert rc == 0, err
+    assert sorted(getattr(c, "name", c) for c in client.list_collections()) == ["migrated"]
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("chroma+http://127.0.0.1:1#x", "no chroma server answers at http://127.0.0.1:1"),
+    ("chroma+http:/nohost#x", "write chroma+http://HOST:PORT#COLLECTION"),
+    ("chroma+http://127.0.0.1:8000", "the collection is missing"),
+    ("chroma+http://127.0.0.1:99999#x", "write chroma+http://HOST:PORT#COLLECTION"),
+    ("qdrant+http://127.0.0.1:6333#x", "not supported yet"),
+])
+def test_bad_server_specs(spec, expected):
+    assert_clean_failure(*cli("stores", "inspect", spec)[::2], expected)
+
+
+def test_server_refuses_resume_and_a_missing_collection(world, server, tmp_path):  # noqa: F811
+    tr, _, v = world
+    url, _ = server
+    src = make_chroma(tmp_path / "local", v)
+    assert_clean_failure(*cli("translate", "--translator", tr, "--input", src, "--output", f"{url}#r",
+                              "--resume")[::2], "--resume needs a local store")
+    assert_clean_failure(*cli("stores", "inspect", f"{url}#nope")[::2], "collection 'nope' does not exist")
