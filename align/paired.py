@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping
-from sklearn.linear_model import RidgeCV
 from torch.utils.data import DataLoader, TensorDataset
 
 from align.base import Translator, select_pairs
@@ -91,6 +88,8 @@ class RidgeTranslator(_AffinePair):
         self.seed = seed
 
     def _fit_one(self, x, y):
+        from sklearn.linear_model import RidgeCV  # imported when used: seconds of start-up otherwise
+
         model = RidgeCV(alphas=self.alphas).fit(x, y)
         return model.coef_.T.astype(np.float32), model.intercept_.astype(np.float32), float(model.alpha_)
 
@@ -112,23 +111,30 @@ class RidgeTranslator(_AffinePair):
         self.backward_alpha_ = state.get("backward_alpha")
 
 
-class _PairedRegression(L.LightningModule):
-    def __init__(self, net: AffineResidualMLP, lr: float, weight_decay: float):
-        super().__init__()
-        self.net, self.lr, self.weight_decay = net, lr, weight_decay
+def _paired_regression(net: AffineResidualMLP, lr: float, weight_decay: float):
+    """The Lightning module that trains `net` (lightning is imported here, not with the module: procrustes and
+    ridge, and every command that only loads them, would otherwise pay seconds of start-up for it)."""
+    import lightning as L
 
-    def training_step(self, batch, _):
-        x, y = batch
-        loss = cosine_loss(self.net(x), y)
-        self.log("train_loss", loss, prog_bar=True)
-        return loss
+    class PairedRegression(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net, self.lr, self.weight_decay = net, lr, weight_decay
 
-    def validation_step(self, batch, _):
-        x, y = batch
-        self.log("val_loss", cosine_loss(self.net(x), y), prog_bar=True)
+        def training_step(self, batch, _):
+            x, y = batch
+            loss = cosine_loss(self.net(x), y)
+            self.log("train_loss", loss, prog_bar=True)
+            return loss
 
-    def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        def validation_step(self, batch, _):
+            x, y = batch
+            self.log("val_loss", cosine_loss(self.net(x), y), prog_bar=True)
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    return PairedRegression()
 
 
 class MLPTranslator(Translator):
@@ -147,6 +153,9 @@ class MLPTranslator(Translator):
         self.time_budget_s, self.verbose = time_budget_s, verbose
 
     def _train_one(self, x: np.ndarray, y: np.ndarray):
+        import lightning as L
+        from lightning.pytorch.callbacks import EarlyStopping
+
         L.seed_everything(self.seed, verbose=False)
         net = AffineResidualMLP(x.shape[1], y.shape[1], self.width, self.dropout)
         w, b, _ = RidgeTranslator(seed=self.seed)._fit_one(x, y)
@@ -168,7 +177,7 @@ class MLPTranslator(Translator):
                             logger=False, enable_checkpointing=False, enable_progress_bar=self.verbose,
                             enable_model_summary=False, deterministic=True,
                             callbacks=[EarlyStopping("val_loss", patience=3)])
-        trainer.fit(_PairedRegression(net, self.lr, self.weight_decay), loader(train, True), loader(val, False))
+        trainer.fit(_paired_regression(net, self.lr, self.weight_decay), loader(train, True), loader(val, False))
         return net.cpu().eval()
 
     def fit(self, src, tgt, pairs=None):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment, quadratic_assignment
-from sklearn.cluster import KMeans
 from tqdm.auto import tqdm
 
 from align.geometric.kernels import topk_rows
@@ -38,6 +37,8 @@ def matched_anchors(x: torch.Tensor, y: torch.Tensor, k: int, qap_restarts: int,
     similarity profiles, VecMap's idea applied to centroids; exact on well-separated clusters) and
     `qap_restarts` random 2-opt searches (better on real text, where clusters overlap); best objective wins.
     """
+    from sklearn.cluster import KMeans  # imported when used: seconds of start-up for every geometric load
+
     cx = KMeans(k, n_init=1, random_state=seed, max_iter=50).fit(x.numpy()).cluster_centers_
     cy = KMeans(k, n_init=1, random_state=seed + 1, max_iter=50).fit(y.numpy()).cluster_centers_
     cx = cx / np.linalg.norm(cx, axis=1, keepdims=True)
