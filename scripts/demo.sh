@@ -12,6 +12,7 @@ NEVAL=${DEMO_EVAL:-8192}
 SRC=${SRC_ENCODER:-minilm-l3}
 TGT=${TGT_ENCODER:-minilm-l6}
 PIVOT=${DEMO_PIVOT:-}
+NSTORE=${DEMO_STORE:-5000}
 mkdir -p "$DIR"
 
 step() { printf '\n== %s\n' "$*"; }
@@ -39,4 +40,13 @@ $VB eval --translator "$DIR/$SRC-to-$TGT" --source "$DIR/$SRC.eval.npy" --target
 step "translate stored $SRC vectors into $TGT's space"
 $VB translate --translator "$DIR/$SRC-to-$TGT" --input "$DIR/$SRC.eval.npy" \
   --output "$DIR/$SRC.eval.in-$TGT.npy" --overwrite
+step "a vector database on the old model: $NSTORE WordNet glosses embedded by $SRC into Chroma"
+[ -d "$DIR/chroma" ] || $VB embed --encoder "$SRC" --input builtin:wordnet:eval --limit "$NSTORE" \
+  --output "chroma:$DIR/chroma#glosses"
+$VB stores inspect "chroma:$DIR/chroma#glosses"
+
+step "migrate the collection to $TGT with the translator (plan, verify on held-out documents, swap in, verdict)"
+$VB migrate --from "chroma:$DIR/chroma#glosses" --to "chroma:$DIR/chroma#glosses-$TGT" --target-encoder "$TGT" \
+  --translator "$DIR/$SRC-to-$TGT" --verify-documents 500 --overwrite
+$VB stores inspect "chroma:$DIR/chroma#glosses-$TGT"
 echo "done: $DIR"

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from encoders.base import DEVICES
-from vecbridge import jobs
+from vecbridge import jobs, stores
 from vecbridge.commands.args import positive_int
 from vecbridge.jobs.embedding import CHUNK_SIZE
 
@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, metavar="SPEC",
                    help="texts: FILE.jsonl (field `text`), FILE.txt (one per line), builtin:CORPUS[:split] or "
                         "hf:DATASET[:split]")
-    p.add_argument("--output", required=True, metavar="FILE.npy", help="vector file to write")
+    p.add_argument("--output", required=True, metavar="FILE.npy",
+                   help="vector file to write, or a new vector store (e.g. chroma:DIR#COLLECTION): each text becomes "
+                        "a document, its row number the id")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="embed only the first N texts")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks cuda when present")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it is a vector file vecbridge "
@@ -35,6 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not stores.is_plain_npy(args.output):
+        meta = jobs.embed_to_store(args.encoder, args.input, args.output, limit=args.limit, device=args.device,
+                                   overwrite=args.overwrite, batch_tokens=args.batch_tokens,
+                                   chunk_size=args.chunk_size, log=lambda msg: print(msg, file=sys.stderr))
+        print(f"wrote {meta['count']} x {meta['dim']} vectors ({meta['encoder']}, {meta['device']}) with their texts "
+              f"to {args.output}")
+        return 0
     meta = jobs.embed(args.encoder, args.input, args.output, limit=args.limit, device=args.device,
                       overwrite=args.overwrite, batch_tokens=args.batch_tokens, chunk_size=args.chunk_size,
                       log=lambda msg: print(msg, file=sys.stderr))

@@ -165,3 +165,39 @@ def _embed_chunks(enc, texts, wd, manifest, chunk_size, batch_tokens, progress, 
         "packages": package_versions(*VERSIONED_PACKAGES),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+@user_errors
+def embed_to_store(encoder: str, input_spec: str, output, *, limit: int | None = None, device: str = "auto",
+                   overwrite: bool = False, batch_tokens: int | None = None, chunk_size: int = CHUNK_SIZE,
+                   metric: str = "cosine", progress: bool | None = None,
+                   log: Callable[[str], None] | None = None) -> dict:
+    """Embed the texts of `input_spec` into a new vector store `output` (any store spec), each text its document
+    and its row number its id; the store records the encoder. The vectors are first embedded as usual into a
+    resumable file under $VECBRIDGE_HOME/embedding (removed when the store is published); the store is then
+    written like every other (temporary name, swapped in when complete)."""
+    from vecbridge import paths, stores
+    from vecbridge.stores.base import STORE_FORMAT, Batch
+
+    spec = stores.parse_spec(output, "--output")
+    # the destination is checked before any work (a writer's constructor only checks)
+    stores.open_writer(spec, "--output", dim=1, count=1, metric=metric, provenance={}, overwrite=overwrite).close()
+    key = hashlib.sha256(f"{encoder}\0{input_spec}\0{limit}\0{spec}".encode()).hexdigest()[:16]
+    work = paths.home() / "embedding" / f"{key}.npy"
+    work.parent.mkdir(parents=True, exist_ok=True)
+    meta = embed(encoder, input_spec, work, limit=limit, device=device, overwrite=True, batch_tokens=batch_tokens,
+                 chunk_size=chunk_size, progress=progress, log=log)
+    texts = read_texts(input_spec, limit=limit)
+    vectors = storage.open_vectors(work, "embedded vectors")
+    info = stores.StoreInfo(str(work), "npy", len(texts), vectors.shape[1], metric, id_type="int", documents=True)
+    with stores.open_writer(spec, "--output", dim=vectors.shape[1], count=len(texts), metric=metric, source=info,
+                            provenance={"format": STORE_FORMAT, "encoder": meta["encoder"]},
+                            overwrite=overwrite) as writer:
+        for start in range(0, len(texts), 4096):
+            stop = min(start + 4096, len(texts))
+            writer.write(Batch(list(range(start, stop)), np.asarray(vectors[start:stop]), texts[start:stop]))
+        writer.commit()
+    del vectors
+    work.unlink(missing_ok=True)
+    storage.sidecar_path(work).unlink(missing_ok=True)
+    return {**meta, "output": str(spec)}
