@@ -63,7 +63,7 @@ def pseudo_file(task: str, n_docs: int, held: np.ndarray, seed: int) -> Path:
     """The held-out documents' pseudo-queries (`vecbridge migrate`'s verification), written once."""
     path = bench_dir() / f"{task}-pseudo-{n_docs}-{len(held)}-s{seed}.jsonl"
     if not path.exists():
-        docs = [json.loads(line)["text"] for line in task_files(task, n_docs, 0)[0].open()]
+        docs = [json.loads(line)["text"] for line in (bench_dir() / f"{task}-docs-{n_docs}.jsonl").open()]
         spans = pseudo_queries([docs[i] for i in held], seed)
         with safe_write.staged() as stage:
             stage.file(path).write_text("".join(json.dumps({"text": t}) + "\n" for t in spans))
