@@ -13,6 +13,8 @@ SRC=${SRC_ENCODER:-minilm-l3}
 TGT=${TGT_ENCODER:-minilm-l6}
 PIVOT=${DEMO_PIVOT:-}
 NSTORE=${DEMO_STORE:-5000}
+NREF=${DEMO_REF:-5000}
+PORT=${DEMO_PORT:-8765}
 mkdir -p "$DIR"
 
 step() { printf '\n== %s\n' "$*"; }
@@ -49,4 +51,18 @@ step "migrate the collection to $TGT with the translator (plan, verify on held-o
 $VB migrate --from "chroma:$DIR/chroma#glosses" --to "chroma:$DIR/chroma#glosses-$TGT" --target-encoder "$TGT" \
   --translator "$DIR/$SRC-to-$TGT" --verify-documents 500 --overwrite
 $VB stores inspect "chroma:$DIR/chroma#glosses-$TGT"
+
+step "audit the old collection for leakage: an attacker with only its vectors and $TGT (report in $DIR/audit)"
+$VB audit --vectors "chroma:$DIR/chroma#glosses" --known-encoder "$TGT" --translator "$DIR/$SRC-to-$TGT" \
+  --reference builtin:pool:train_b --reference-limit "$NREF" --defenses noise:0.05,int8,rotation \
+  --report "$DIR/audit" --overwrite
+
+step "serve $TGT and the translator over HTTP (OpenAI-compatible), one request, then a graceful stop"
+$VB serve --encoder "$TGT" --translator "demo=$DIR/$SRC-to-$TGT" --port "$PORT" &
+SERVER=$!
+for _ in $(seq 120); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 1; done
+curl -fs "http://127.0.0.1:$PORT/v1/models"; echo
+curl -fs "http://127.0.0.1:$PORT/v1/embeddings" -H 'Content-Type: application/json' \
+  -d "{\"model\": \"$TGT@demo\", \"input\": [\"a new model's query, in the old index's space\"]}" | head -c 300; echo
+kill -TERM "$SERVER"; wait "$SERVER"
 echo "done: $DIR"
