@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from vecbridge.commands.args import positive_int
+from vecbridge.commands.args import non_negative_int, positive_int
 from vecbridge.report import emit
 
 
@@ -38,7 +38,8 @@ def register(sub) -> None:
     p.add_argument("--defenses", metavar="LIST", help="defences to measure, e.g. noise:0.01,int8,binary,pq:48,"
                                                       "dims:128,rotation")
     p.add_argument("--top-k", type=positive_int, default=3, metavar="K", help="top-k for attribute accuracy")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed for sampling, the translator and the defences' randomness (default 0)")
     p.add_argument("--report", required=True, metavar="DIR", help="report directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an audit report vecbridge wrote at DIR")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
