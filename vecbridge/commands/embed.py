@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not stores.is_plain_npy(args.output):
+    if not stores.is_plain_npy(args.output) and (stores.has_scheme(args.output) or args.output.endswith(".parquet")):
         meta = jobs.embed_to_store(args.encoder, args.input, args.output, limit=args.limit, device=args.device,
                                    overwrite=args.overwrite, batch_tokens=args.batch_tokens,
                                    chunk_size=args.chunk_size, log=lambda msg: print(msg, file=sys.stderr))

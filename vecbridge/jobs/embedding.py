@@ -99,7 +99,8 @@ def embed(encoder: str, input_spec: str, output: str | Path, *, limit: int | Non
     """
     output = Path(output)
     if output.suffix != ".npy":
-        raise UserError(f"output {output} must end in .npy (vectors are written with numpy.save)")
+        raise UserError(f"output {output} must end in .npy (vectors are written with numpy.save), or be a store "
+                        "spec such as chroma:DIR#COLLECTION or FILE.parquet")
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be a positive number of texts, got {limit}")
     if batch_tokens is not None and batch_tokens < 1:

@@ -16,7 +16,7 @@ from vecbridge.errors import UserError
 from vecbridge.stores.base import Batch, StoreInfo, StoreReader, StoreSpec, StoreWriter
 
 __all__ = ["Batch", "StoreInfo", "StoreReader", "StoreSpec", "StoreWriter", "is_plain_npy", "open_reader",
-           "open_writer", "parse_spec", "read_all", "spec_paths"]
+           "open_writer", "parse_spec", "read_all", "spec_paths", "has_scheme"]
 
 # scheme -> module of vecbridge.stores that implements it
 BACKENDS = {"npy": "npy", "parquet": "parquet", "chroma": "chroma", "qdrant": "qdrant", "lancedb": "lancedb",
@@ -35,6 +35,11 @@ def is_plain_npy(text) -> bool:
     """Whether `text` is a plain `.npy` path (the vector-file path of `translate`, not a store spec)."""
     text = str(text)
     return not _SCHEME.match(text) and text.endswith(".npy")
+
+
+def has_scheme(text) -> bool:
+    """Whether `text` starts with a store scheme (`chroma:`, `lancedb:`, ...) rather than a plain path."""
+    return bool(_SCHEME.match(str(text)))
 
 
 def parse_spec(text, what: str = "store") -> StoreSpec:
