@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -260,16 +259,18 @@ def throughput(rows: int, backends: list[str], small_rows: int) -> list[dict]:
             else:
                 _copy_store(build, src)
             start = time.perf_counter()
-            child = subprocess.Popen([sys.executable, "-m", "vecbridge", "translate", "--translator", str(tr_dir),
-                                      "--input", str(src), "--output", str(dst), "--allow-encoder-mismatch"],
-                                     stdout=subprocess.DEVNULL)
-            _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
+            # /usr/bin/time -f %M: the child's own peak RSS (ru_maxrss from wait4 would carry this process's
+            # memory over the fork)
+            child = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "vecbridge", "translate",
+                                    "--translator", str(tr_dir), "--input", str(src), "--output", str(dst),
+                                    "--allow-encoder-mismatch"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   text=True)
             seconds = time.perf_counter() - start
-            if status:
-                raise SystemExit(f"vecbridge translate failed on {backend} (status {status})")
+            if child.returncode:
+                raise SystemExit(f"vecbridge translate failed on {backend}: {child.stderr.strip()[-500:]}")
             results.append({"backend": backend, "rows": n, "seconds": round(seconds, 2),
                             "vectors_per_minute": round(n / seconds * 60),
-                            "peak_rss_mib": round(usage.ru_maxrss / 1024)})
+                            "peak_rss_mib": round(int(child.stderr.strip().splitlines()[-1]) / 1024)})
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     return results
 
