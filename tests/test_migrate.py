@@ -142,18 +142,18 @@ def test_migrate_few_shot_from_documents(texts, tmp_path, monkeypatch):  # noqa:
 
 def test_embed_into_a_store(tmp_path, monkeypatch):
     monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
-    texts = [f"line {i} about {w}" for i, w in enumerate(["rain", "bread", "chess", "rivers"] * 5)]
-    (tmp_path / "t.txt").write_text("".join(t + "\n" for t in texts))
+    lines = [f"line {i} about {w}" for i, w in enumerate(["rain", "bread", "chess", "rivers"] * 5)]
+    (tmp_path / "t.txt").write_text("".join(t + "\n" for t in lines))
     spec = f"lancedb:{tmp_path}/ld#docs"
     rc, out, err = cli("embed", "--encoder", "minilm-l6", "--input", tmp_path / "t.txt", "--output", spec)
     assert rc == 0 and "20 x 384 vectors" in out, err
     with stores.open_reader(spec) as reader:
         assert reader.info.encoder == "minilm-l6" and reader.info.documents
         vectors, ids, documents = stores.read_all(reader, "store")
-    assert documents == texts and [int(i) for i in ids] == list(range(20))
+    assert documents == lines and [int(i) for i in ids] == list(range(20))
     from encoders.registry import get_encoder
 
-    assert np.abs(vectors - get_encoder("minilm-l6").encode(texts)).max() < 1e-5
+    assert np.abs(vectors - get_encoder("minilm-l6").encode(lines)).max() < 1e-5
     assert not list((tmp_path / "home" / "embedding").glob("*.npy"))  # the working file is gone
     assert_clean_failure(*cli("embed", "--encoder", "minilm-l6", "--input", tmp_path / "t.txt", "--output",
                               spec)[::2], "already exists")
