@@ -112,13 +112,7 @@ def vectors(encoder: str, name: str, n_train: int, split: int = 0) -> np.ndarray
             size = cached.stem.rsplit("-", 1)[1]
             if size.isdigit() and int(size) > n_train:
                 return storage.read_vectors(cached)[:n_train]
-    source = text_file(name, n_train, split)
-    out = bench_dir() / encoder / f"{source.stem}.npy"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "vecbridge", "embed", "--encoder", encoder,
-                        "--input", str(source), "--output", str(out)], check=True)
-    return storage.read_vectors(out)
+    return embedded_file(encoder, text_file(name, n_train, split))
 
 
 def run_method(spec: Method, seed: int, data: dict, vec2vec_minutes: float) -> dict:
@@ -241,6 +235,7 @@ def offdomain_file(corpus: str, split: str, n: int) -> Path:
 
 
 def embedded_file(encoder: str, texts: Path) -> np.ndarray:
+    """`texts` (JSONL) embedded by `encoder` through the real `vecbridge embed` CLI, cached beside the bench."""
     out = bench_dir() / encoder / f"{texts.stem}.npy"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
