@@ -126,6 +126,13 @@ def test_build_load_and_list(home):
     assert set(pool["source"]) == set(store.POOL_MEMBERS)
     assert all(4 <= len(t.split()) <= 64 for t in pool["text"])
     assert len({cleaning.dedupe_key(t) for t in pool["text"]}) == len(pool)
+    # every corpus and split comes in hash order, like the pool: its first rows are a sample, not its first chapter
+    for name in ("icd10", "brown"):
+        for split in (None, *cleaning.SPLITS):
+            texts = store.load_corpus(name, split)["text"]
+            assert [cleaning.order_key(t) for t in texts] == sorted(cleaning.order_key(t) for t in texts)
+    codes = store.load_corpus("icd10")["id"]
+    assert sorted(codes) == ["A00.0", "A00.9", "S00.00XA", "S00.00XD", "S01.0XXD"] and codes != sorted(codes)
     listing = {e["name"]: e for e in store.list_corpora()}
     assert listing["icd10"]["rows"] == 5 and listing["pool"]["rows"] == len(pool)
     assert listing["wordnet"]["labels"]["lexname"]["distinct"] >= 2

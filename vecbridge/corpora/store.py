@@ -237,9 +237,12 @@ def load_corpus(name: str, split: str | None = None) -> datasets.Dataset:
     if name == POOL:
         return datasets.Dataset(_pool_table(split))
     ds = _load_stored(name)
-    if split is None:
-        return ds
-    return ds.select(np.flatnonzero(_split_mask(ds.data.table["split"], split)))
+    table = ds.data.table
+    rows = np.arange(table.num_rows) if split is None else np.flatnonzero(_split_mask(table["split"], split))
+    # In hash order, like the pool: the first N rows (`--limit N`, a reference's first texts) are a sample of the
+    # whole corpus, not its first ICD-10 chapter or its first mailing list.
+    keys = np.array([order_key(t) for t in table["text"].take(pa.array(rows)).to_pylist()], dtype=np.uint64)
+    return ds.select(rows[np.argsort(keys, kind="stable")])
 
 
 def list_corpora() -> list[dict]:
