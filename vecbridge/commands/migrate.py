@@ -35,7 +35,8 @@ def register(sub) -> None:
     p.add_argument("--param", action="append", type=parse_param, default=[], metavar="NAME=VALUE",
                    help="a hyper-parameter of the method; repeatable")
     p.add_argument("--target-texts", default=jobs.REFERENCE_TEXTS, metavar="SPEC",
-                   help=f"reference texts for the new model's side (default {jobs.REFERENCE_TEXTS})")
+                   help=f"reference texts for the new model's side (default {jobs.REFERENCE_TEXTS}; auto: the built-in "
+                        "corpus whose vectors look most like the store's domain)")
     p.add_argument("--target-limit", type=positive_int, default=jobs.REFERENCE_LIMIT, metavar="N",
                    help=f"how many reference texts (default {jobs.REFERENCE_LIMIT})")
     p.add_argument("--save-translator", metavar="DIR", help="keep the trained translator here (e.g. to translate "

@@ -46,7 +46,8 @@ def register(sub) -> None:
                    help="with --target-encoder, when the source's model still runs: embed the same reference texts "
                         "with both and fit on those public pairs (method procrustes unless --method is given)")
     p.add_argument("--target-texts", default=jobs.REFERENCE_TEXTS, metavar="SPEC",
-                   help=f"the reference texts --target-encoder embeds (default {jobs.REFERENCE_TEXTS})")
+                   help=f"the reference texts --target-encoder embeds (default {jobs.REFERENCE_TEXTS}; auto: "
+                        "the built-in corpus whose vectors look most like the source's domain)")
     p.add_argument("--target-limit", type=positive_int, default=jobs.REFERENCE_LIMIT, metavar="N",
                    help=f"how many reference texts, the first ones (default {jobs.REFERENCE_LIMIT})")
     p.add_argument("--pairs-from-documents", type=positive_int, metavar="K",

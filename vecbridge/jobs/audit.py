@@ -22,10 +22,11 @@ from align.vectors import check_vectors
 from attacks.attributes import ProbeAttribute, ZeroShotAttribute, attribute_scores, rank_labels
 from attacks.defences import Defence, neighbour_overlap, parse_defences
 from attacks.errors import AttackError
-from attacks.inversion import KeywordDecoder, NearestTexts, content_words, recovered_items, sensitive_items
+from attacks.inversion import DECODERS, NearestTexts, content_words, recovered_items, sensitive_items
 from attacks.metrics import item_f1, keyword_scores
 from vecbridge import safe_write, storage, stores
 from vecbridge.errors import UserError, user_errors
+from vecbridge.jobs import references
 from vecbridge.jobs.pivots import cached_vectors
 from vecbridge.jobs.translators import (
     REFERENCE_LIMIT,
@@ -256,7 +257,10 @@ class AttackSuite:
 
     def __init__(self, attributes: list[AttributeSpec], embed_cached: Callable[[str, list[str]], np.ndarray],
                  embed: Callable[[list[str]], np.ndarray], reference_vectors: np.ndarray,
-                 reference_texts: list[str], top_k: int = 3, seed: int = 0, progress: bool | None = None):
+                 reference_texts: list[str], top_k: int = 3, seed: int = 0, progress: bool | None = None,
+                 fitted: AttackSuite | None = None, decoder: str = "ridge"):
+        """`fitted`: a suite on the same reference whose keyword decoder and index are re-used (not re-fitted).
+        `decoder`: the keyword decoder, a name of `attacks.inversion.DECODERS`."""
         self.top_k = top_k
         self.models: dict = {}
         for a in tqdm(attributes, desc="attack models", unit="attr", disable=progress is False):
@@ -269,7 +273,10 @@ class AttackSuite:
             except AttackError as e:
                 raise UserError(f"attribute {a.name!r}: {e}") from None
         self.kinds = {a.name: a.kind for a in attributes}
-        self.decoder = KeywordDecoder(seed=seed).fit(reference_vectors, reference_texts)
+        if fitted is not None:
+            self.decoder, self.nearest = fitted.decoder, fitted.nearest
+            return
+        self.decoder = DECODERS[decoder](seed=seed).fit(reference_vectors, reference_texts)
         self.nearest = NearestTexts().fit(reference_vectors, reference_texts)
 
     def run(self, x: np.ndarray, leak: Leak, items: bool = False) -> dict:
@@ -428,6 +435,11 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
     def embed_cached(kind: str, texts: list[str]) -> np.ndarray:
         return cached_vectors(kind, known_encoder, list(texts))
 
+    choice = None
+    if reference == references.AUTO and given is None:
+        reference, choice = references.choose_reference(leak.vectors, known_encoder)
+    elif reference == references.AUTO:  # a given translator: only retrieval and the decoder use the reference
+        reference = REFERENCE_TEXTS
     ref_texts = read_texts(reference, limit=reference_limit)
     ref_vectors = embed_cached("references", ref_texts)
     method = "geometric"
@@ -482,7 +494,7 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
             "store": {"spec": str(vectors), "count": len(leak.ids), "dim": int(leak.vectors.shape[1]),
                       "backend": leak.info.get("backend"), "encoder": leak.info.get("encoder")},
             "known_encoder": known_encoder, "victim_encoder": victim_encoder,
-            "reference": {"texts": reference, "rows": len(ref_texts)},
+            "reference": {"texts": reference, "rows": len(ref_texts), "auto": choice},
             "truth": {"source": leak.truth_source, "rows_with_text": sum(t is not None for t in leak.texts)},
             "translator": trained, "translation_failed": trained["verdict"] == "low",
             "attributes": attributes_table, "inversion": inversion, "similarity": similarity,

@@ -22,6 +22,7 @@ from align.vectors import check_vectors
 from vecbridge import safe_write, storage, stores
 from vecbridge.errors import UserError, user_errors
 from vecbridge.jobs import pivots as pivot_data
+from vecbridge.jobs import references
 from vecbridge.texts import read_texts
 
 TRANSLATOR_FILES = {"config.json", "model.safetensors"}
@@ -153,8 +154,9 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
     """Fit a translator source -> target from two vector files or stores (any spec) and publish it at `output`.
 
     Without `target`, `target_encoder` embeds the first `reference_limit` texts of `reference_texts` as the
-    target side (unpaired). With `source_encoder` as well, the same texts embedded by both encoders are public
-    pairs: the map is fitted on them (`method` defaults to procrustes then, else to geometric).
+    target side (unpaired); `reference_texts` "auto": the built-in corpus whose profile is closest to the source
+    vectors' (`vecbridge.jobs.references`). With `source_encoder` as well, the same texts embedded by both
+    encoders are public pairs: the map is fitted on them (`method` defaults to procrustes then, else to geometric).
     `pairs_from_documents` K: K documents sampled from the source store, embedded by `target_encoder`, are known
     pairs (geometric: a quarter held out to validate), never the rows `exclude_document_rows` (a migration's
     held-out documents). Returns the result: output, method, dims, seconds, the
@@ -199,9 +201,14 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
         tgt_encoder = tgt_reader.info.encoder if tgt_reader else target_encoder
     reference = None
     if tgt is None:
+        choice = None
+        if reference_texts == references.AUTO:
+            reference_texts, choice = references.choose_reference(src, target_encoder, log=log)
         tgt = check_vectors(reference_vectors(target_encoder, reference_texts, reference_limit),
                             f"--target-encoder {target_encoder} on {reference_texts}", min_rows=cls.min_rows)
         reference = {"texts": reference_texts, "rows": len(tgt), "target_encoder": target_encoder}
+        if choice is not None:
+            reference["auto"] = choice
     if source_encoder:
         public = reference_vectors(source_encoder, reference_texts, reference_limit)
         if public.shape[1] != src.shape[1]:

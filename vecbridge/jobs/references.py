@@ -1,0 +1,49 @@
+"""`--target-texts auto` / `--reference auto`: the built-in corpus whose vectors look most like the source's domain.
+
+An unsupervised translator matches a source set to a reference set of the target space; a store of one narrow
+domain against the general pool fails (BENCHMARKS.md, "Off-domain leaks"). Each fetched built-in corpus (the
+pool, and each of its members and labelled corpora on its own) is a candidate: `PROFILE_ROWS` of its `train_b`
+texts are embedded by the target encoder (cached), and `align.references.rank_references` orders them by how close
+their rotation-invariant profile is to the source vectors'. The closest one's `train_b` split is the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from align.references import PROFILE_ROWS, rank_references
+from vecbridge.corpora.store import BUILTINS, is_fetched
+from vecbridge.errors import UserError
+from vecbridge.jobs import pivots as pivot_data
+from vecbridge.texts import read_texts
+
+AUTO = "auto"
+SPLIT = "train_b"
+
+
+def candidate_specs() -> list[str]:
+    """The fetched built-in corpora as reference candidates, `builtin:NAME:train_b`."""
+    return [f"builtin:{name}:{SPLIT}" for name in BUILTINS if is_fetched(name)]
+
+
+def choose_reference(source: np.ndarray, encoder: str, rows: int = PROFILE_ROWS,
+                     log: Callable[[str], None] | None = None) -> tuple[str, dict]:
+    """The reference spec for `source` vectors in the space of `encoder`, and the ranking that chose it."""
+    specs = candidate_specs()
+    if not specs:
+        raise UserError("--target-texts auto needs built-in corpora; run `vecbridge data fetch` first, or give "
+                        "a reference spec")
+    candidates = {}
+    for spec in specs:
+        if log is not None:
+            log(f"reference auto: profiling {spec} ({encoder})")
+        texts = read_texts(spec, limit=rows)
+        if len(texts) > 2 * 32:  # too few rows for a profile: not a candidate
+            candidates[spec] = pivot_data.cached_vectors("references", encoder, texts)
+    ranking = rank_references(source, candidates, rows)
+    chosen = ranking["candidates"][0]["name"]
+    if log is not None:
+        log(f"reference auto: {chosen} (profile distance {ranking['candidates'][0]['distance']})")
+    return chosen, {"chosen": chosen, **ranking}
