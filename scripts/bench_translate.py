@@ -244,13 +244,19 @@ def embedded_file(encoder: str, texts: Path) -> np.ndarray:
     return storage.read_vectors(out)
 
 
-def bench_offdomain(src: str, tgt: str, corpora: list[str], sizes: list[int], seed: int, eval_n: int = 2000) -> list:
-    """A small leak of one domain: the first N texts of a corpus's `train_a` split in the source space, against
-    the built-in pool (25,000 `train_b` texts) in the target space; scored on `eval_n` held-out texts of the same
-    corpus (its `eval` split) embedded by both, beside the paired bound at the same size (procrustes on the same
-    N texts embedded by both)."""
+def bench_offdomain(src: str, tgt: str, corpora: list[str], sizes: list[int], seed: int, eval_n: int = 2000,
+                    reference: str = "pool", reference_rows: int = 25000) -> list:
+    """A small leak of one domain: the first N texts of a corpus's `train_a` split in the source space, against a
+    reference in the target space; scored on `eval_n` held-out texts of the same corpus (its `eval` split)
+    embedded by both, beside the paired bound at the same size (procrustes on the same N texts embedded by both).
+
+    `reference`: `pool` (the built-in pool's 25,000 `train_b` texts of the benchmark), `auto` (the product's
+    `--target-texts auto`: the built-in corpus whose profile is closest to the leak's, its first `reference_rows`
+    `train_b` texts, chosen for each leak size) or a text spec."""
+    from vecbridge.jobs.references import AUTO, choose_reference
+    from vecbridge.jobs.translators import reference_vectors
+
     rows = []
-    pool = vectors(tgt, "train_b", 25000)
     for corpus in corpora:
         train = offdomain_file(corpus, "train_a", max(sizes))
         held = offdomain_file(corpus, "eval", eval_n)
@@ -259,15 +265,26 @@ def bench_offdomain(src: str, tgt: str, corpora: list[str], sizes: list[int], se
         for n in sizes:
             n = min(n, len(xs))
             start = time.perf_counter()
-            model = translator_class("geometric")(seed=seed).fit(xs[:n], pool)
+            choice = None
+            if reference == "pool":
+                spec, target = "bench pool train_b", vectors(tgt, "train_b", 25000)
+            else:
+                spec = reference
+                if reference == AUTO:
+                    spec, choice = choose_reference(xs[:n], tgt)
+                target = reference_vectors(tgt, spec, reference_rows)
+            chose_s = time.perf_counter() - start
+            model = translator_class("geometric")(seed=seed).fit(xs[:n], target)
             seconds = time.perf_counter() - start
             conf = model.confidence_ or {}
             got = evaluate(model.transform(xe), ye, pool=len(ye))
             bound = evaluate(translator_class("procrustes")().fit(xs[:n], ys[:n]).transform(xe), ye, pool=len(ye))
-            row = {"pair": f"{src}->{tgt}", "corpus": corpus, "rows": n, "seed": seed,
-                   "top1": got["top1"], "bound_top1": bound["top1"], "ratio": got["top1"] / max(bound["top1"], 1e-9),
-                   "cos": got["mean_cosine"], "train_s": round(seconds, 1), "confidence": conf.get("score"),
-                   "verdict": conf.get("verdict")}
+            row = {"pair": f"{src}->{tgt}", "corpus": corpus, "rows": n, "seed": seed, "reference": spec,
+                   "reference_rows": len(target), "top1": got["top1"], "bound_top1": bound["top1"],
+                   "ratio": got["top1"] / max(bound["top1"], 1e-9), "cos": got["mean_cosine"],
+                   "train_s": round(seconds, 1), "choose_s": round(chose_s, 1), "confidence": conf.get("score"),
+                   "verdict": conf.get("verdict"), "start": model.fit_report_["stages"]["init"]["chosen"],
+                   "auto": None if choice is None else [(c["name"], c["distance"]) for c in choice["candidates"]]}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     return rows
@@ -292,6 +309,8 @@ def main() -> None:
     ap.add_argument("--offdomain", metavar="CORPORA",
                     help="small one-domain leaks (e.g. icd10,spamassassin,brown) against the pool: see bench_offdomain")
     ap.add_argument("--offdomain-rows", default="1000,3000,10000")
+    ap.add_argument("--reference", default="pool", help="with --offdomain: pool, auto or a text spec")
+    ap.add_argument("--reference-rows", type=int, default=25000, help="with --offdomain and a spec / auto")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.offdomain:
@@ -299,7 +318,8 @@ def main() -> None:
         for pair in args.pairs.split(","):
             src, tgt = pair.split(":")
             rows += bench_offdomain(src, tgt, args.offdomain.split(","),
-                                    [int(n) for n in args.offdomain_rows.split(",")], args.first_seed)
+                                    [int(n) for n in args.offdomain_rows.split(",")], args.first_seed,
+                                    reference=args.reference, reference_rows=args.reference_rows)
         (bench_dir() / f"offdomain-{int(time.time())}.json").write_text(json.dumps(rows, indent=1))
         print(json.dumps(rows, indent=1))
         return

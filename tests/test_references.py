@@ -1,6 +1,8 @@
 """Choosing a reference by domain profile (`align.references`): invariant to rotations, ranks the candidate of the
 source's own domain first, and rejects inputs too small to profile."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,46 @@ def test_bad_inputs():
         profile(domain(rng, 20, np.eye(64)[0], 0.2))
     with pytest.raises(AlignError, match="no candidate"):
         rank_references(domain(rng, 200, np.eye(64)[0], 0.2), {})
+
+
+def _texts(path, lines):
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in lines))
+    return str(path)
+
+
+CLINIC = ["{} of the {} {}, initial encounter", "Chronic {} of {} {}", "{} {} due to {} infection"]
+ORGANS = ["left knee", "right lung", "liver", "kidney", "scalp", "upper arm", "lower back", "heart valve"]
+HARMS = ["Fracture", "Inflammation", "Abscess", "Laceration", "Stenosis", "Ulcer", "Contusion", "Neoplasm"]
+TALK = ["the team won the {} match on {} evening", "our {} trip to the {} was {}", "I think the {} movie was {}"]
+WORDS = ["football", "Saturday", "beach", "lovely", "mountains", "new", "funny", "long", "cold", "late"]
+
+
+def _domain_texts(templates, a, b, n, seed):
+    rng = np.random.default_rng(seed)
+    return [templates[i % len(templates)].format(*rng.choice(a + b, 3)) for i in range(n)]
+
+
+def test_choose_reference_picks_the_leaks_domain_with_the_real_encoder(tmp_path, monkeypatch):
+    """The real minilm-l6 on two candidate corpora: a leak of clinical codes picks the clinical candidate (the
+    candidate list is the only thing replaced: the built-in corpora are too big for a unit test)."""
+    from encoders.registry import get_encoder
+    from vecbridge.jobs import references
+
+    monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
+    clinic = _texts(tmp_path / "clinic.jsonl", _domain_texts(CLINIC, ORGANS, HARMS, 120, 1))
+    chat = _texts(tmp_path / "chat.jsonl", _domain_texts(TALK, WORDS, WORDS, 120, 2))
+    monkeypatch.setattr(references, "candidate_specs", lambda: [chat, clinic])
+    leak = get_encoder("minilm-l6", device="cpu").encode(_domain_texts(CLINIC, ORGANS, HARMS, 150, 3))
+    chosen, report = references.choose_reference(leak, "minilm-l6", rows=100)
+    assert chosen == clinic and report["chosen"] == clinic
+    assert [c["name"] for c in report["candidates"]] == [clinic, chat]
+    assert report["candidates"][0]["distance"] < report["candidates"][1]["distance"]
+
+
+def test_choose_reference_without_candidates_is_a_user_error(tmp_path, monkeypatch):
+    from vecbridge.errors import UserError
+    from vecbridge.jobs import references
+
+    monkeypatch.setattr(references, "candidate_specs", lambda: [])
+    with pytest.raises(UserError, match="vecbridge data fetch"):
+        references.choose_reference(np.ones((100, 64), dtype=np.float32), "minilm-l6")

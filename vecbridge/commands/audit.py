@@ -10,6 +10,7 @@ from vecbridge.report import emit
 
 
 def register(sub) -> None:
+    from vecbridge.jobs.references import AUTO
     from vecbridge.jobs.translators import REFERENCE_LIMIT, REFERENCE_TEXTS
 
     p = sub.add_parser(
@@ -22,9 +23,10 @@ def register(sub) -> None:
     p.add_argument("--translator", metavar="DIR",
                    help="a translator from the store's space to --known-encoder trained elsewhere; without it the "
                         "audit trains one without pairs from the leaked vectors and --reference")
-    p.add_argument("--reference", default=REFERENCE_TEXTS, metavar="SPEC",
-                   help=f"public texts the attacker embeds with --known-encoder: the translator's target side, the "
-                        f"retrieval corpus and the keyword decoder's training texts (default {REFERENCE_TEXTS})")
+    p.add_argument("--reference", default=AUTO, metavar="SPEC",
+                   help="public texts the attacker embeds with --known-encoder: the translator's target side, the "
+                        "retrieval corpus and the keyword decoder's training texts (default auto: the built-in "
+                        f"corpus closest to the leak's domain; e.g. {REFERENCE_TEXTS} for the general pool)")
     p.add_argument("--reference-limit", type=positive_int, default=REFERENCE_LIMIT, metavar="N",
                    help=f"how many reference texts, the first ones (default {REFERENCE_LIMIT})")
     p.add_argument("--attributes", metavar="ATTRS.json",

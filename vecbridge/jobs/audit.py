@@ -386,7 +386,7 @@ def defence_utility(defence: Defence, x: np.ndarray, defended: np.ndarray, queri
 # -- the job ---------------------------------------------------------------------------------------------------
 @user_errors
 def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, translator: str | os.PathLike | None = None,
-          reference: str = REFERENCE_TEXTS, reference_limit: int = REFERENCE_LIMIT,
+          reference: str = references.AUTO, reference_limit: int = REFERENCE_LIMIT,
           attributes: str | os.PathLike | None = None, truth: str | os.PathLike | None = None,
           victim_encoder: str | None = None, defenses: str | None = None, top_k: int = 3, seed: int = 0,
           overwrite: bool = False, progress: bool | None = None) -> dict:

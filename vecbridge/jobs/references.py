@@ -14,7 +14,6 @@ from collections.abc import Callable
 import numpy as np
 
 from align.references import PROFILE_ROWS, rank_references
-from vecbridge.corpora.store import BUILTINS, is_fetched
 from vecbridge.errors import UserError
 from vecbridge.jobs import pivots as pivot_data
 from vecbridge.texts import read_texts
@@ -25,6 +24,8 @@ SPLIT = "train_b"
 
 def candidate_specs() -> list[str]:
     """The fetched built-in corpora as reference candidates, `builtin:NAME:train_b`."""
+    from vecbridge.corpora.store import BUILTINS, is_fetched  # datasets and pyarrow: imported when used
+
     return [f"builtin:{name}:{SPLIT}" for name in BUILTINS if is_fetched(name)]
 
 
@@ -42,6 +43,9 @@ def choose_reference(source: np.ndarray, encoder: str, rows: int = PROFILE_ROWS,
         texts = read_texts(spec, limit=rows)
         if len(texts) > 2 * 32:  # too few rows for a profile: not a candidate
             candidates[spec] = pivot_data.cached_vectors("references", encoder, texts)
+    if not candidates:
+        raise UserError(f"--target-texts auto: no built-in corpus has enough texts to profile ({', '.join(specs)}); "
+                        "give a reference spec")
     ranking = rank_references(source, candidates, rows)
     chosen = ranking["candidates"][0]["name"]
     if log is not None:
