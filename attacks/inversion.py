@@ -80,12 +80,7 @@ class KeywordDecoder:
         self.vocabulary_ = vectorizer.get_feature_names_out().astype(object)
         self._solve(x[~held], y[np.flatnonzero(~held)])
         truth = [content_words(t) for t, h in zip(texts, held, strict=True) if h]
-        scores = self.scores(x[held])
-        best = (-1.0, 0.5)
-        for threshold in np.linspace(0.05, 0.6, 23):
-            f1 = keyword_scores(self._words(scores, threshold), truth)["f1"]
-            best = max(best, (f1, float(threshold)))
-        self.threshold_ = best[1]
+        self.threshold_ = self._best_threshold(self.scores(x[held]), truth, np.linspace(0.05, 0.6, 23))
         self._solve(x, y)  # the final map sees every training text
         return self
 
@@ -101,9 +96,20 @@ class KeywordDecoder:
         """(rows, vocabulary) estimated presence of each word."""
         return (_unit(x) - self.x_mean_) @ self.coef_ + self.y_mean_
 
-    def _words(self, scores: np.ndarray, threshold: float) -> list[set[str]]:
-        top = np.argsort(-scores, axis=1)[:, :self.max_words]
+    def _words(self, scores: np.ndarray, threshold: float, top: np.ndarray | None = None) -> list[set[str]]:
+        """The words of each row whose score clears `threshold`, among its `max_words` best (`top`, if given)."""
+        if top is None:
+            top = np.argsort(-scores, axis=1)[:, :self.max_words]
         return [{self.vocabulary_[j] for j in row if s[j] >= threshold} for row, s in zip(top, scores, strict=True)]
+
+    def _best_threshold(self, scores: np.ndarray, truth: list[set[str]], thresholds: np.ndarray) -> float:
+        """The threshold of `thresholds` with the best micro F1 on held-out rows (the highest among ties)."""
+        top = np.argsort(-scores, axis=1)[:, :self.max_words]
+        best = (-1.0, 0.5)
+        for threshold in thresholds:
+            f1 = keyword_scores(self._words(scores, threshold, top), truth)["f1"]
+            best = max(best, (f1, float(threshold)))
+        return best[1]
 
     def predict(self, x: np.ndarray, batch: int = 512) -> list[list[str]]:
         """The predicted words of each row, best first."""
@@ -114,6 +120,10 @@ class KeywordDecoder:
             out.extend([str(self.vocabulary_[j]) for j in row if r[j] >= self.threshold_]
                        for row, r in zip(top, s, strict=True))
         return out
+
+
+# the keyword decoders by name (an MLP was measured and did not beat ridge: BENCHMARKS, leakage audit)
+DECODERS = {"ridge": KeywordDecoder}
 
 
 # -- sensitive items -----------------------------------------------------------------------------------------

@@ -93,6 +93,24 @@ def test_keyword_decoder_and_retrieval_on_a_known_space(space):
         KeywordDecoder().fit(x[:5], texts[:5])
 
 
+def test_attack_suite_reuses_a_fitted_decoder_and_index(space):
+    from vecbridge.jobs.audit import AttackSuite, AttributeSpec, Leak
+
+    _, x_train, y_train, train_texts, x, y, texts = space
+    spec = AttributeSpec("topic", None, "probe.jsonl", "topic", rows=(train_texts, y_train))
+    lookup = dict(zip(train_texts, x_train, strict=True))
+
+    def embed_cached(kind, tx):
+        return np.stack([lookup[t] for t in tx])
+
+    base = AttackSuite([], None, None, x_train, train_texts, progress=False)
+    shared = AttackSuite([spec], embed_cached, None, x_train, train_texts, progress=False, fitted=base)
+    fresh = AttackSuite([spec], embed_cached, None, x_train, train_texts, progress=False)
+    assert shared.decoder is base.decoder and shared.nearest is base.nearest
+    leak = Leak(x, list(range(len(x))), texts, {"topic": y}, None, {})
+    assert shared.run(x, leak) == fresh.run(x, leak)
+
+
 def test_defences_shapes_and_utility():
     rng = np.random.default_rng(7)  # not the noise's seed 0: noise drawn like the data would be parallel to it
     x = rng.normal(size=(600, 32)).astype(np.float32)
