@@ -10,8 +10,10 @@ builtin:pool:train_b (the reference). Two translators are measured where asked:
   vectors of pool train_a: different texts), then applied to each leak: an attacker with a large store;
 - `own`: the audit's own path, trained from the leak's vectors alone against the reference.
 
-Defences (`--defenses`) are applied to the leak (fitted on it) and, for the `pool` attacker, to the victim's
-pool vectors as well, and the pool-to-pool translator is re-trained on the defended vectors (the attacker adapts).
+Defences (`--defenses`) are fitted once on the owner's store (the victim's pool vectors) and applied to it and to
+every leak; the pool-to-pool translator is re-trained on the defended pool vectors (the attacker adapts) and
+applied to the defended leak. The owner's utility is the leak's neighbour overlap@10 before / after the defence.
+The keyword decoder and retrieval index are fitted once and shared by every task.
 
     python scripts/bench_attacks.py --victim mpnet-base --known minilm-l6 --leak-size 2000 --json
     python scripts/bench_attacks.py --victim minilm-l3 --known minilm-l6 --leak-size 200 --tasks brown \
@@ -32,8 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from align import translator_class  # noqa: E402
 from attacks.defences import parse_defences  # noqa: E402
+from attacks.inversion import DECODERS  # noqa: E402
 from vecbridge.corpora import load_corpus  # noqa: E402
-from vecbridge.jobs.audit import AttackSuite, AttributeSpec, Leak, _probe_rows, attack_table  # noqa: E402
+from vecbridge.jobs.audit import (  # noqa: E402
+    AttackSuite,
+    AttributeSpec,
+    Leak,
+    _probe_rows,
+    attack_table,
+    defence_utility,
+)
 from vecbridge.jobs.pivots import cached_vectors  # noqa: E402
 from vecbridge.texts import read_texts  # noqa: E402
 
@@ -45,13 +55,51 @@ TASKS = {  # corpus: (leak splits, attributes)
 }
 
 
-def leak_rows(corpus: str, size: int, seed: int) -> tuple[list[str], dict]:
+def leak_rows(corpus: str, size: int, seed: int, fixed: str | None = None) -> tuple[list[str], dict]:
+    """A seeded sample of `size` labelled texts of the corpus's leak splits, or, with `fixed` (a folder), the texts
+    of FIXED/CORPUS.jsonl where it exists (a sample kept from an earlier run; labels looked up by text)."""
     splits, attrs = TASKS[corpus]
     table = [load_corpus(corpus, s).with_format("arrow")[:] for s in splits]
     texts = [t for tb in table for t in tb["text"].to_pylist()]
     labels = {a: [v for tb in table for v in tb[a].to_pylist()] for a in attrs}
-    order = np.random.default_rng(seed).permutation(len(texts))[:size]
+    listing = Path(fixed) / f"{corpus}.jsonl" if fixed else None
+    if listing is not None and listing.is_file():
+        where: dict = {}
+        for i, t in enumerate(texts):
+            where.setdefault(t, i)
+        chosen = [json.loads(line)["text"] for line in listing.read_text(encoding="utf-8").splitlines() if line]
+        missing = [t for t in chosen if t not in where]
+        if missing:
+            raise SystemExit(f"{listing}: {len(missing)} texts are not in {corpus} {'+'.join(splits)}")
+        order = [where[t] for t in chosen]
+    else:
+        order = np.random.default_rng(seed).permutation(len(texts))[:size]
     return [texts[i] for i in order], {a: [labels[a][i] or None for i in order] for a in attrs}
+
+
+def probe_specs(corpus: str, rows: int | None, seed: int) -> list[AttributeSpec]:
+    """The corpus's attributes as probes on its train_a split, each with its labelled rows read (at most `rows`,
+    a seeded sample)."""
+    specs = [AttributeSpec(a, None, f"builtin:{corpus}:train_a", a) for a in TASKS[corpus][1]]
+    for a in specs:
+        texts, labels = _probe_rows(a, seed)
+        if rows is not None and len(texts) > rows:
+            keep = sorted(np.random.default_rng(seed).choice(len(texts), rows, replace=False).tolist())
+            texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+        a.rows = texts, labels
+    return specs
+
+
+def probe_embedder(specs: list[AttributeSpec], known: str):
+    """embed_cached for the probes: the union of the corpus's probe texts embedded once (cached), rows looked up."""
+    union = list(dict.fromkeys(t for a in specs for t in a.rows[0]))
+    where = {t: i for i, t in enumerate(union)}
+
+    def embed_cached(kind: str, texts: list[str]) -> np.ndarray:
+        vectors = cached_vectors(kind, known, union)
+        return vectors[[where[t] for t in texts]]
+
+    return embed_cached
 
 
 PARAMS: dict = {}  # --param NAME=VALUE: geometric's hyper-parameters (e.g. fewer restarts for a quick check)
@@ -82,10 +130,23 @@ def main() -> None:
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--reference-rows", type=int, default=20000)
     ap.add_argument("--pool-rows", type=int, default=20000, help="rows per side of the pool-to-pool translator")
+    ap.add_argument("--reference", default="builtin:pool:train_b", metavar="SPEC",
+                    help="the attacker's public texts: keyword decoder and retrieval (first --reference-rows)")
+    ap.add_argument("--pool-texts", default=None, metavar="SPEC",
+                    help="the victim's store texts for the pool translator (pool train_b texts; default: the "
+                         "reference's first --pool-rows)")
+    ap.add_argument("--pool-known-texts", default="builtin:pool:train_a", metavar="SPEC",
+                    help="the attacker's texts for the pool translator's target side (first --pool-rows)")
+    ap.add_argument("--probe-rows", type=int, default=None,
+                    help="labelled rows per probe, a seeded sample (default: the audit's 20,000)")
     ap.add_argument("--translators", default="pool,own", help="pool, own or both")
     ap.add_argument("--defenses", default="", help="e.g. noise:0.01,int8,binary,pq:48,dims:128,rotation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--leak-texts", default=None, metavar="DIR",
+                    help="fixed leak samples: DIR/CORPUS.jsonl ({\"text\": ...} rows) where present")
+    ap.add_argument("--decoder", default="ridge", choices=sorted(DECODERS), help="the keyword decoder")
+    ap.add_argument("--out", default=None, metavar="FILE", help="also write the result (so far) to FILE")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     for item in args.param:
@@ -93,52 +154,78 @@ def main() -> None:
         PARAMS[name] = json.loads(value) if value[:1] in "-0123456789tfn[{\"" else value
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     wanted = args.translators.split(",")
-    reference = read_texts("builtin:pool:train_b", limit=args.reference_rows)
+    reference = read_texts(args.reference, limit=args.reference_rows)
     ref_known = cached_vectors("references", args.known, reference)
     pool_known = pool_victim = None
     if "pool" in wanted:
-        pool_known = cached_vectors("pivots", args.known, read_texts("builtin:pool:train_a", limit=args.pool_rows))
-        pool_victim = cached_vectors("references", args.victim, reference[:args.pool_rows])
+        pool_known = cached_vectors("pivots", args.known, read_texts(args.pool_known_texts, limit=args.pool_rows))
+        pool_texts = read_texts(args.pool_texts, limit=args.pool_rows) if args.pool_texts else \
+            reference[:args.pool_rows]
+        pool_victim = cached_vectors("references", args.victim, pool_texts)
     timings: dict = {}
-    t = time.perf_counter()
-    pool_translator = fit(pool_victim, pool_known, args.seed) if pool_victim is not None else None
-    timings["pool_translator_s"] = round(time.perf_counter() - t, 1)
-    rows = []
+
+    def timed(name: str, make):
+        t, c = time.perf_counter(), time.process_time()
+        out = make()
+        timings[f"{name}_s"], timings[f"{name}_cpu_s"] = (round(time.perf_counter() - t, 1),
+                                                          round(time.process_time() - c, 1))
+        print(f"{name}: {timings[f'{name}_s']} s", file=sys.stderr, flush=True)
+        return out
+
+    pool_translator = timed("pool_translator", lambda: fit(pool_victim, pool_known, args.seed)) \
+        if pool_victim is not None else None
+    # the keyword decoder and the retrieval index, fitted once on the reference and shared by every task
+    base = timed("decoder_and_index", lambda: AttackSuite([], None, None, ref_known, reference, seed=args.seed,
+                                                          progress=False, decoder=args.decoder))
+    rows, tasks = [], {}
+
+    def publish(final: bool = False) -> dict:
+        result = {"victim": args.victim, "known": args.known, "leak_size": args.leak_size,
+                  "pool_rows": args.pool_rows, "reference_rows": args.reference_rows, "probe_rows": args.probe_rows,
+                  "decoder": args.decoder, "params": PARAMS, "complete": final, "rows": rows, **timings,
+                  "wall_s": round(time.perf_counter() - start_wall, 1),
+                  "cpu_s": round(time.process_time() - start_cpu, 1)}
+        if args.out:  # the result so far, rewritten after every step: a run cut short keeps what it measured
+            Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        return result
+
     for corpus in args.tasks.split(","):
-        texts, truth = leak_rows(corpus, args.leak_size, args.seed)
-        specs = [AttributeSpec(a, None, f"builtin:{corpus}:train_a", a) for a in TASKS[corpus][1]]
-        for a in specs:
-            a.rows = _probe_rows(a, args.seed)
-        suite = AttackSuite(specs, lambda kind, tx: cached_vectors(kind, args.known, list(tx)), None, ref_known,
-                            reference, seed=args.seed, progress=False)
+        texts, truth = leak_rows(corpus, args.leak_size, args.seed, args.leak_texts)
+        specs = probe_specs(corpus, args.probe_rows, args.seed)
+        suite = AttackSuite(specs, probe_embedder(specs, args.known), None, ref_known, reference, seed=args.seed,
+                            progress=False, fitted=base)
         x_leak = cached_vectors("bench-attacks", args.victim, texts)
         leak = Leak(x_leak, list(range(len(texts))), texts, truth, corpus, {})
         ideal = suite.run(cached_vectors("audit-truth", args.known, texts), leak)
         naive = suite.run(x_leak, leak) if x_leak.shape[1] == ref_known.shape[1] else None
+        tasks[corpus] = suite, x_leak, leak, ideal
         row = {"corpus": corpus, "n": len(texts)}
         if pool_translator is not None:
             row["pool"] = score(suite, pool_translator, x_leak, leak, ideal, naive)
         if "own" in wanted:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             own = fit(x_leak, ref_known, args.seed)
             row["own"] = {**score(suite, own, x_leak, leak, ideal, naive),
-                          "train_s": round(time.perf_counter() - t, 1)}
-        for defence in parse_defences(args.defenses, args.seed) if args.defenses and pool_victim is not None else []:
-            defence.fit(x_leak)
-            t = time.perf_counter()
-            adapted = fit(defence.transform(pool_victim), pool_known, args.seed)
-            from vecbridge.jobs.audit import defence_utility
-
-            row.setdefault("defenses", []).append({
-                "defence": defence.label, "utility": defence_utility(defence, x_leak, defence.transform(x_leak), None),
-                **score(suite, adapted, defence.transform(x_leak), leak, ideal, None),
-                "train_s": round(time.perf_counter() - t, 1)})
+                          "train_s": round(time.perf_counter() - t, 1),
+                          "train_cpu_s": round(time.process_time() - c, 1)}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    result = {"victim": args.victim, "known": args.known, "leak_size": args.leak_size, "pool_rows": args.pool_rows,
-              "reference_rows": args.reference_rows, "rows": rows, **timings,
-              "wall_s": round(time.perf_counter() - start_wall, 1),
-              "cpu_s": round(time.process_time() - start_cpu, 1)}
+        publish()
+    # Each defence is fitted once on the owner's store (the victim's pool vectors) and applied to every leak; the
+    # pool attacker re-trains its translator on the defended pool vectors (it adapts to the defence).
+    for defence in parse_defences(args.defenses, args.seed) if args.defenses and pool_victim is not None else []:
+        defence.fit(pool_victim)
+        adapted = timed(f"defence {defence.label} translator",
+                        lambda d=defence: fit(d.transform(pool_victim), pool_known, args.seed))
+        for row in rows:
+            suite, x_leak, leak, ideal = tasks[row["corpus"]]
+            defended = defence.transform(x_leak)
+            row.setdefault("defenses", []).append({
+                "defence": defence.label, "utility": defence_utility(defence, x_leak, defended, None),
+                **score(suite, adapted, defended, leak, ideal, None)})
+            print(json.dumps({"corpus": row["corpus"], **row["defenses"][-1]}), file=sys.stderr, flush=True)
+        publish()
+    result = publish(final=True)
     print(json.dumps(result, indent=2) if args.json else json.dumps(result))
 
 
