@@ -11,6 +11,8 @@ set is embedded by every encoder through the real `vecbridge embed` CLI (resumab
     python scripts/bench_translate.py --pairs minilm-l3:minilm-l6 --methods geometric/whiten=0.4  # a parameter
     python scripts/bench_translate.py --throughput          # translate speed, 1M vectors 384 -> 768
     python scripts/bench_translate.py --pairs minilm-l6:mpnet-base --methods procrustes,geometric --split 1
+    python scripts/bench_translate.py --pairs mpnet-base:minilm-l6 --offdomain icd10 --offdomain-rows 1000,3000 \
+        --reference auto --reference-rows 10000   # one domain's leak against the reference `auto` picks
 
 `--split K` (default 0, the benchmark split) draws another training split of the same kind of texts: `train_a`
 and `train_b` texts are taken at offset K x N of the same two shuffles (N = --n-train), so split K's training
