@@ -13,13 +13,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from align.references import PROFILE_ROWS, rank_references
+from align.references import PROFILE_ROWS, SPECTRUM_K, rank_references
 from vecbridge.errors import UserError
 from vecbridge.jobs import pivots as pivot_data
 from vecbridge.texts import read_texts
 
 AUTO = "auto"
 SPLIT = "train_b"
+# A corpus with fewer texts is not a candidate: its spectrum would rest on a handful of rows (and every profile is
+# taken on as many rows as the smallest candidate has).
+MIN_CANDIDATE_ROWS = 2 * SPECTRUM_K
 
 
 def candidate_specs() -> list[str]:
@@ -41,7 +44,7 @@ def choose_reference(source: np.ndarray, encoder: str, rows: int = PROFILE_ROWS,
         if log is not None:
             log(f"reference auto: profiling {spec} ({encoder})")
         texts = read_texts(spec, limit=rows)
-        if len(texts) > 2 * 32:  # too few rows for a profile: not a candidate
+        if len(texts) > MIN_CANDIDATE_ROWS:
             candidates[spec] = pivot_data.cached_vectors("references", encoder, texts)
     if not candidates:
         raise UserError(f"--target-texts auto: no built-in corpus has enough texts to profile ({', '.join(specs)}); "
