@@ -8,7 +8,11 @@ builtin:pool:train_b (the reference). Two translators are measured where asked:
 
 - `pool`: trained without pairs pool-to-pool (the victim's vectors of pool train_b vs the known encoder's
   vectors of pool train_a: different texts), then applied to each leak: an attacker with a large store;
-- `own`: the audit's own path, trained from the leak's vectors alone against the reference.
+- `adapted`: `own`'s fit started from the `pool` translator's map (a general map adapted to the leak's domain);
+- `own`: the audit's own path, trained from the leak's vectors alone against a reference of the attacker's:
+  `--own-reference auto` (the audit's default) picks the built-in corpus whose profile is closest to the leak's
+  and takes its first `--reference-rows` `train_b` texts that are not leaked texts (the attacker does not hold
+  those); its keyword decoder and index are fitted on that reference, and its ideal is re-measured with them.
 
 Defences (`--defenses`) are fitted once on the owner's store (the victim's pool vectors) and applied to it and to
 every leak; the pool-to-pool translator is re-trained on the defended pool vectors (the attacker adapts) and
@@ -45,6 +49,7 @@ from vecbridge.jobs.audit import (  # noqa: E402
     defence_utility,
 )
 from vecbridge.jobs.pivots import cached_vectors  # noqa: E402
+from vecbridge.jobs.references import AUTO, choose_reference  # noqa: E402
 from vecbridge.texts import read_texts  # noqa: E402
 
 TASKS = {  # corpus: (leak splits, attributes)
@@ -105,8 +110,8 @@ def probe_embedder(specs: list[AttributeSpec], known: str):
 PARAMS: dict = {}  # --param NAME=VALUE: geometric's hyper-parameters (e.g. fewer restarts for a quick check)
 
 
-def fit(src: np.ndarray, tgt: np.ndarray, seed: int):
-    return translator_class("geometric")(**{"seed": seed, **PARAMS}).fit(src, tgt)
+def fit(src: np.ndarray, tgt: np.ndarray, seed: int, start: np.ndarray | None = None):
+    return translator_class("geometric")(**{"seed": seed, **PARAMS}).fit(src, tgt, start=start)
 
 
 def score(suite: AttackSuite, translator, x_leak: np.ndarray, leak: Leak, ideal: dict, naive: dict | None) -> dict:
@@ -120,6 +125,38 @@ def score(suite: AttackSuite, translator, x_leak: np.ndarray, leak: Leak, ideal:
             "retrieval_f1": inversion["retrieval"]["f1"], "retrieval_ideal_f1": inversion["retrieval"]["ideal_f1"],
             "sensitive": inversion["sensitive"]["fraction"],
             "sensitive_ideal": inversion["sensitive"]["ideal_fraction"]}
+
+
+def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndarray, leak: Leak,
+             pool_translator, wanted: list[str]) -> dict:
+    """The audit's own path on one leak: a reference chosen like the audit's (auto) or given, without the leaked
+    texts; translator, decoder and index on it; scored against the ideal measured with the same decoder.
+    `adapted` (with the pool translator): the same fit started from the pool translator's map, a general map
+    adapted to the leak's domain."""
+    t, c = time.perf_counter(), time.process_time()
+    spec, choice = choose_reference(x_leak, args.known) if args.own_reference == AUTO else (args.own_reference, None)
+    leaked = set(texts)
+    ref_texts = [x for x in read_texts(spec, limit=args.reference_rows + len(texts)) if x not in leaked]
+    ref_texts = ref_texts[:args.reference_rows]
+    ref_vectors = cached_vectors("references", args.known, ref_texts)
+    suite = AttackSuite(specs, probe_embedder(specs, args.known), None, ref_vectors, ref_texts, seed=args.seed,
+                        progress=False, decoder=args.decoder)
+    ideal = suite.run(cached_vectors("audit-truth", args.known, texts), leak)
+    naive = suite.run(x_leak, leak) if x_leak.shape[1] == ref_vectors.shape[1] else None
+    common = {"reference": spec, "reference_rows": len(ref_texts),
+              "reference_distance": None if choice is None else choice["candidates"][0]["distance"],
+              "setup_s": round(time.perf_counter() - t, 1), "setup_cpu_s": round(time.process_time() - c, 1)}
+    out = {}
+    for name in ("own", "adapted"):
+        if name not in wanted or (name == "adapted" and pool_translator is None):
+            continue
+        t, c = time.perf_counter(), time.process_time()
+        start = None if name == "own" else pool_translator.weight_
+        model = fit(x_leak, ref_vectors, args.seed, start=start)
+        out[name] = {**score(suite, model, x_leak, leak, ideal, naive), **common,
+                     "chosen_start": model.fit_report_["stages"]["init"]["chosen"],
+                     "train_s": round(time.perf_counter() - t, 1), "train_cpu_s": round(time.process_time() - c, 1)}
+    return out
 
 
 def main() -> None:
@@ -139,7 +176,10 @@ def main() -> None:
                     help="the attacker's texts for the pool translator's target side (first --pool-rows)")
     ap.add_argument("--probe-rows", type=int, default=None,
                     help="labelled rows per probe, a seeded sample (default: the audit's 20,000)")
-    ap.add_argument("--translators", default="pool,own", help="pool, own or both")
+    ap.add_argument("--translators", default="pool,own", help="any of pool, own, adapted (comma-separated)")
+    ap.add_argument("--own-reference", default=AUTO, metavar="SPEC",
+                    help="the own translator's reference (its target side, keyword decoder and index): auto (the "
+                         "audit's default: the built-in corpus closest to the leak) or a text spec")
     ap.add_argument("--defenses", default="", help="e.g. noise:0.01,int8,binary,pq:48,dims:128,rotation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
@@ -202,12 +242,8 @@ def main() -> None:
         row = {"corpus": corpus, "n": len(texts)}
         if pool_translator is not None:
             row["pool"] = score(suite, pool_translator, x_leak, leak, ideal, naive)
-        if "own" in wanted:
-            t, c = time.perf_counter(), time.process_time()
-            own = fit(x_leak, ref_known, args.seed)
-            row["own"] = {**score(suite, own, x_leak, leak, ideal, naive),
-                          "train_s": round(time.perf_counter() - t, 1),
-                          "train_cpu_s": round(time.process_time() - c, 1)}
+        if {"own", "adapted"} & set(wanted):
+            row.update(own_rows(args, specs, texts, x_leak, leak, pool_translator, wanted))
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
         publish()

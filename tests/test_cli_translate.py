@@ -120,6 +120,49 @@ def test_train_warns_when_confidence_is_low(tmp_path, capsys):
     assert "confidence" in captured.err and "is low" in captured.err
 
 
+def test_pivot_auto_is_the_default_and_tries_the_other_built_in_encoders(tmp_path, capsys, monkeypatch):
+    # unrelated spaces: no direct start passes, so `--pivot auto` (the default) steps through every installed
+    # built-in encoder but the sides' own (the target claims mpnet-base), each embedding the pivot texts for real
+    # (none of them can bridge random vectors: every chain stops at its first leg, and the verdict stays low)
+    from vecbridge.jobs import pivots
+
+    monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(pivots, "AUTO_MIN_ROWS", 500)  # the real bar is 2,000 rows: too slow for a unit test
+    rng = np.random.default_rng(1)
+    for name, dim, encoder in (("a", 16, "fake"), ("b", 24, "mpnet-base")):
+        storage.write_vectors(tmp_path / f"{name}.npy", rng.standard_normal((600, dim)).astype(np.float32),
+                              meta={"encoder": encoder})
+    texts = tmp_path / "pivot.txt"
+    texts.write_text("".join(f"note {i}: the {w} report on item {i * 7 % 13}\n"
+                             for i, w in enumerate(["weather", "market", "garden", "music"] * 55)))
+    fast = [a for kv in ("restarts=2", "qap_restarts=0", "refine_iters=4", "centroid_rounds=2", "n_centroids=64",
+                         "anchor_starts=1", "verbose=false") for a in ("--param", kv)]
+    argv = ["train", "--source", tmp_path / "a.npy", "--target", tmp_path / "b.npy", "--pivot-texts", texts,
+            "--pivot-rows", 210, "--json", *fast]
+    capsys.readouterr()
+    assert run(*argv, "--output", tmp_path / "tr") == 0
+    out, err = capsys.readouterr()
+    config = json.loads((tmp_path / "tr" / "config.json").read_text())
+    record = config["trained_on"]["pivots"]
+    assert record["mode"] == "auto" and "mpnet-base" not in record["candidates"]
+    assert {"minilm-l6", "minilm-l3"} <= set(record["candidates"])
+    init = config["fit_report"]["stages"]["init"]
+    assert set(init["pivots"]) == set(record["candidates"]) == set(json.loads(out)["pivots"])
+    tried = [line.split(":")[0].removeprefix("pivot ") for line in err.splitlines() if "no direct start" in line]
+    assert tried == record["candidates"]  # in the registry's order
+    assert all(leg.get("skipped") or leg["source_to_pivot"]["confidence"] < 0.6 for leg in init["pivots"].values())
+    assert "pivot minilm-l6: no direct start passed" in err and json.loads(out)["confidence"]["verdict"] == "low"
+    # --no-pivot forbids it; fewer rows than the bar skip it (recorded)
+    assert run(*argv, "--no-pivot", "--output", tmp_path / "t2") == 0
+    assert json.loads((tmp_path / "t2" / "config.json").read_text())["trained_on"]["pivots"] is None
+    monkeypatch.setattr(pivots, "AUTO_MIN_ROWS", 2000)
+    assert run(*argv, "--output", tmp_path / "t3") == 0
+    assert "fewer than 2000 rows" in json.loads((tmp_path / "t3" / "config.json").read_text())["trained_on"][
+        "pivots"]["skipped"]
+    assert run(*argv, "--pivot", "auto", "--pivot", "minilm-l6", "--output", tmp_path / "t4") == 2
+    assert "give it alone" in capsys.readouterr().err
+
+
 def test_train_through_a_pivot_encoder(files, tmp_path, capsys, monkeypatch):
     # --pivot embeds the pivot texts with the real built-in encoder once (cached under VECBRIDGE_HOME) and hands
     # them to geometric. These synthetic spaces share nothing with minilm-l6, so the chain stops at its first

@@ -145,6 +145,40 @@ def test_unrelated_pivot_stops_at_its_first_leg(data):
         GeometricTranslator(**FAST).fit(src, tgt, pivots={"far": unrelated[:10]})
 
 
+def test_a_given_start_is_screened_first_and_refined(data, fitted):
+    # a map fitted on more rows of the same spaces starts a fit on a part of them; no anchor search follows
+    src, tgt, ev_src, ev_tgt = data
+    src, tgt = src[:1000], tgt[1000:]
+    tr = GeometricTranslator(seed=0, **FAST).fit(src, tgt, start=fitted.weight_)
+    init = tr.fit_report_["stages"]["init"]
+    assert init["chosen"] == "given" and list(init["candidates"]) == ["given"] and init["passed"]
+    with pytest.raises(AlignError, match="start must be a finite 16 x 24"):
+        GeometricTranslator(**FAST).fit(src, tgt, start=fitted.weight_.T)
+    assert evaluate(tr.transform(ev_src), ev_tgt, pool=len(ev_src))["top1"] > 0.95
+
+
+def test_fallback_pivots_are_fetched_only_when_no_direct_start_passes(data):
+    # `--pivot auto`: fallback pivots are functions, called only after the identity and anchor starts all
+    # failed, in order; one that returns None (unavailable) is skipped and said so
+    src, tgt, _, _ = data
+
+    def never():
+        raise AssertionError("a fallback pivot was fetched although a direct start passed")
+    tr = GeometricTranslator(seed=0, **FAST).fit(src, tgt, fallback_pivots={"never": never})
+    init = tr.fit_report_["stages"]["init"]
+    assert init["passed"] and "pivots" not in init
+    other = clustered_pair(d=24, seed=7)[0]
+    unrelated = clustered_pair(d=16, seed=11)[0]
+    calls = []
+    fallback = {"gone": lambda: calls.append("gone"), "far": lambda: calls.append("far") or unrelated}
+    tr = GeometricTranslator(seed=0, anchor_starts=1, **FAST).fit(src, other, fallback_pivots=fallback)
+    init = tr.fit_report_["stages"]["init"]
+    assert calls == ["gone", "far"] and init["pivots"]["gone"] == {"skipped": "unavailable"}
+    assert set(init["pivots"]["far"]) == {"source_to_pivot", "seconds"}  # its first leg failed: chain stopped
+    assert list(init["candidates"]) == ["pooled_anchors:1"]
+    assert not init["passed"] and tr.confidence_["verdict"] == "low"
+
+
 def test_whitening_follows_a_stretched_target():
     # the target stretches some latent directions and squeezes others (x0.7 .. x1.4): no rotation maps the
     # spectra onto each other, the whitened re-fit does, in both directions (a milder stretch gains too little

@@ -17,7 +17,7 @@ from align.geometric.anchors import pooled_anchor_map
 from align.geometric.kernels import mapped_matches, whitener
 from align.geometric.refine import Pairs, centroid_refine, damped_refine, self_learn
 from align.geometric.screening import Screen, Start, best_start, known_pairs_starts
-from align.vectors import check_vectors, orthogonal_map, unit_rows
+from align.vectors import check_vectors, closest_isometry, orthogonal_map, unit_rows
 
 # Weight of the direction against the shared mean in `search` output, relative to the faithful output's.
 SEARCH_WEIGHT = 2.0
@@ -77,12 +77,17 @@ class GeometricTranslator(Translator):
         self.anchor_starts = anchor_starts
 
     # -- fitting ------------------------------------------------------------------------------------
-    def fit(self, src, tgt, pairs=None, pivots=None,
+    def fit(self, src, tgt, pairs=None, pivots=None, fallback_pivots=None, start=None,
             log: Callable[[str], None] | None = None) -> GeometricTranslator:
         """Fit on unpaired `src` and `tgt`. `pairs`: optional known pairs (few-shot): an int (k, 2) array of
         (source_row, target_row) or a tuple of two row-aligned arrays. `pivots`: optional {name: vectors} from
-        third encoders on their own texts (pair-free stepping stones, see `_pivot_chain`). `log`: called with
-        a line as each pivot leg starts (progress bars follow `verbose`)."""
+        third encoders on their own texts (pair-free stepping stones, see `_pivot_chain`), tried before the anchor
+        search. `fallback_pivots`: {name: vectors, or a function that returns them or None (unavailable)}, tried
+        in order only after every direct start (the anchor search included) has failed; a function is called
+        only then, so pivots that are never needed cost nothing. `start`: an optional rotation (source dim x target
+        dim) screened first, like the identity: a translator fitted on other data of the same two spaces, to be
+        adapted to these rows (a general map refined on one domain's vectors). `log`: called with a line as each
+        pivot leg starts (progress bars follow `verbose`)."""
         if not self.whiten >= 0:
             raise AlignError(f"whiten must be >= 0 (0 = off), got {self.whiten}")
         if self.pair_completions < 1:
@@ -92,6 +97,11 @@ class GeometricTranslator(Translator):
         src = check_vectors(src, "source vectors", min_rows=self.min_rows)
         tgt = check_vectors(tgt, "target vectors", min_rows=self.min_rows)
         known = _known_pairs(src, tgt, pairs)
+        if start is not None:
+            start = np.asarray(start, dtype=np.float32)
+            if start.shape != (src.shape[1], tgt.shape[1]) or not np.isfinite(start).all():
+                raise AlignError(f"start must be a finite {src.shape[1]} x {tgt.shape[1]} rotation, got shape "
+                                 f"{start.shape}")
         pivots = {name: check_vectors(p, f"pivot vectors {name!r}", min_rows=self.min_rows)
                   for name, p in (pivots or {}).items()}
         t_start = time.perf_counter()
@@ -115,7 +125,8 @@ class GeometricTranslator(Translator):
 
         t0 = time.perf_counter()
         legs: dict = {}
-        starts = self._start_tiers(xs, yt, fit_pairs, src, tgt, pivots, rng, legs, log)
+        starts = self._start_tiers(xs, yt, fit_pairs, src, tgt, pivots, dict(fallback_pivots or {}), start, rng,
+                                   legs, log)
         best, init_report = best_start(starts, self._screen(xs, yt, fit_pairs, held_out), self.accept_score)
         if legs:
             init_report["pivots"] = legs
@@ -157,10 +168,11 @@ class GeometricTranslator(Translator):
                       known=known, held_out=held_out, rounds=self.screen_iters, csls_k=self.csls_k,
                       seed=self.seed, verbose=self.verbose)
 
-    def _start_tiers(self, xs, yt, known: Pairs | None, src, tgt, pivots: dict, rng, legs: dict,
-                     log) -> Iterator[list[Start]]:
+    def _start_tiers(self, xs, yt, known: Pairs | None, src, tgt, pivots: dict, fallback: dict, given, rng,
+                     legs: dict, log) -> Iterator[list[Start]]:
         """Candidate starts, cheapest first, one tier at a time (each built only if no earlier one passed):
-        known pairs and the identity; each pivot's chain (its legs' reports go into `legs`); matched anchors.
+        known pairs, a given start and the identity; each given pivot's chain (its legs' reports go into `legs`);
+        matched anchors; each fallback pivot's chain (its vectors fetched only then; one unavailable is skipped).
 
         A few known pairs give a rough start that needs more self-learning rounds than the other starts to show
         its score. It is the cheapest start and, once it
@@ -173,6 +185,8 @@ class GeometricTranslator(Translator):
         if known is not None:
             first += known_pairs_starts(known, completions=self.pair_completions,
                                         rounds=max(self.screen_iters, self.final_iters), seed=self.seed)
+        if given is not None:
+            first.append(Start("given", closest_isometry(given), self.screen_iters))
         if xs.shape[1] == yt.shape[1]:
             first.append(Start("identity", np.eye(xs.shape[1], dtype=np.float32), self.screen_iters))
         yield first
@@ -181,6 +195,14 @@ class GeometricTranslator(Translator):
             yield [] if w is None else [Start(f"pivot:{name}", w)]
         for i in range(self.anchor_starts):
             yield [self._anchor_start(xs, yt, known, rng, f"pooled_anchors:{i + 1}")]
+        for name, piv in fallback.items():
+            piv = piv() if callable(piv) else piv
+            if piv is None:
+                legs[name] = {"skipped": "unavailable"}
+                continue
+            piv = check_vectors(piv, f"pivot vectors {name!r}", min_rows=self.min_rows)
+            w, legs[name] = self._pivot_chain(name, src, piv, tgt, log)
+            yield [] if w is None else [Start(f"pivot:{name}", w)]
 
     def _pivot_chain(self, name: str, src, pivot, tgt, log) -> tuple[np.ndarray | None, dict]:
         """The start through one pivot space and the legs' report; None when a leg is not confident.

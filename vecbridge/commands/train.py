@@ -59,10 +59,15 @@ def register(sub) -> None:
     p.add_argument("--pairs", metavar="PAIRS.npy",
                    help="known pairs: an integer .npy array (k, 2) of (source_row, target_row). Paired methods fit "
                         "on them; geometric uses them as a few-shot start (16 or more: a quarter validate the map)")
-    p.add_argument("--pivot", action="append", metavar="ENCODER", default=None,
-                   help="geometric: a built-in encoder to step through when the two spaces are too far apart to "
-                        "match directly (e.g. minilm-l6); repeat to try several. Its vectors of built-in texts are "
-                        "embedded once and cached")
+    pivot = p.add_mutually_exclusive_group()
+    pivot.add_argument("--pivot", action="append", metavar="ENCODER", default=None,
+                       help="geometric: a built-in encoder to step through when the two spaces are too far apart "
+                            "to match directly (e.g. minilm-l6), tried before the anchor search; repeat to try "
+                            "several. Its vectors of built-in texts are embedded once and cached. Default auto: "
+                            "when no direct start passes (and both sides have "
+                            f"{pivots.AUTO_MIN_ROWS}+ rows), every other installed built-in encoder is tried")
+    pivot.add_argument("--no-pivot", action="store_true",
+                       help="geometric: never step through a pivot encoder (not even --pivot auto's)")
     p.add_argument("--pivot-texts", default=pivots.DEFAULT_TEXTS, metavar="SPEC",
                    help=f"texts the pivot encoder embeds: the last --pivot-rows of them (default "
                         f"{pivots.DEFAULT_TEXTS})")
@@ -116,6 +121,9 @@ def _pivot_lines(report: dict, names: list[str]) -> list[str]:
         if name not in legs:
             lines.append(f"pivot {name}: not used (the {init.get('chosen')} start passed first)")
             continue
+        if "skipped" in legs[name]:
+            lines.append(f"pivot {name}: skipped ({legs[name]['skipped']})")
+            continue
         parts = [f"{leg.replace('_', ' ')} {legs[name][leg]['confidence']:.2f} ({legs[name][leg]['chosen']})"
                  for leg in ("source_to_pivot", "pivot_to_target") if leg in legs[name]]
         stopped = "" if "pivot_to_target" in legs[name] else "; chain stopped: its first leg is not confident"
@@ -127,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     args.method = args.method or ("procrustes" if args.source_encoder else "geometric")
     result = jobs.train_translator(
         args.source, args.target, args.output, method=args.method, params=_params(args), pairs=args.pairs,
-        pivots=args.pivot or [], pivot_texts=args.pivot_texts, pivot_rows=args.pivot_rows,
+        pivots=[] if args.no_pivot else args.pivot or pivots.AUTO, pivot_texts=args.pivot_texts,
+        pivot_rows=args.pivot_rows,
         target_encoder=args.target_encoder, source_encoder=args.source_encoder, reference_texts=args.target_texts,
         reference_limit=args.target_limit, pairs_from_documents=args.pairs_from_documents, overwrite=args.overwrite,
         log=lambda msg: print(msg, file=sys.stderr))

@@ -9,9 +9,11 @@ keyed by encoder and by a fingerprint of the texts.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 
+from encoders.errors import EncoderError
 from vecbridge import paths, safe_write, storage
 from vecbridge.errors import UserError
 from vecbridge.jobs.embedding import embed, input_fingerprint
@@ -20,6 +22,13 @@ from vecbridge.texts import read_texts
 # The general pool (mixed English, in hash order: any stretch of it is a random sample).
 DEFAULT_TEXTS = "builtin:pool:train_a"
 DEFAULT_ROWS = 10000
+
+# `--pivot auto` (the default): every installed built-in encoder but the two sides' own is a fallback pivot.
+AUTO = "auto"
+# Fewest rows per side for which auto pivots are tried. Each pivot leg is a whole unsupervised fit between one
+# side and the pivot's 10,000 pool vectors, costing minutes; on a few hundred rows the direct fit's failure says
+# more about the sample than about the spaces (and a leg on them is no more likely to pass).
+AUTO_MIN_ROWS = 2000
 
 
 def pivot_vectors(encoder: str, texts: str = DEFAULT_TEXTS, rows: int = DEFAULT_ROWS,
@@ -32,6 +41,30 @@ def pivot_vectors(encoder: str, texts: str = DEFAULT_TEXTS, rows: int = DEFAULT_
     if rows < 1:
         raise UserError(f"--pivot-rows must be a positive number of texts, got {rows}")
     return cached_vectors("pivots", encoder, read_texts(texts)[-rows:], device)
+
+
+def auto_pivots(exclude: set[str | None], texts: str = DEFAULT_TEXTS, rows: int = DEFAULT_ROWS,
+                log: Callable[[str], None] | None = None) -> dict[str, Callable[[], np.ndarray | None]]:
+    """The fallback pivots of `--pivot auto`: every installed built-in encoder not in `exclude`, in the
+    registry's order, each as a function that embeds its pivot texts (cached) only when the fit reaches it, and
+    returns None when they cannot be had (a corpus not fetched, a model that fails to load)."""
+    from encoders.registry import list_encoders
+
+    def lazy(name: str) -> Callable[[], np.ndarray | None]:
+        def vectors() -> np.ndarray | None:
+            if log is not None:
+                log(f"pivot {name}: no direct start passed; trying {name} as a pivot (its {rows} pivot vectors "
+                    "are embedded once and cached)")
+            try:
+                return pivot_vectors(name, texts, rows)
+            except (UserError, EncoderError) as exc:
+                if log is not None:
+                    log(f"pivot {name}: skipped ({exc})")
+                return None
+        return vectors
+
+    names = [e["name"] for e in list_encoders() if e.get("installed") and ":" not in e["name"]]
+    return {name: lazy(name) for name in names if name not in exclude}
 
 
 def cached_vectors(kind: str, encoder: str, sample: list[str], device: str = "auto") -> np.ndarray:

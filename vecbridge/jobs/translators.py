@@ -145,7 +145,8 @@ def _document_pairs(documents: list | None, k: int, encoder: str, source, seed: 
 @user_errors
 def train_translator(source: str | os.PathLike, target: str | os.PathLike | None, output: str | os.PathLike, *,
                      method: str | None = None, params: dict | None = None, pairs: str | os.PathLike | None = None,
-                     pivots: list[str] | tuple[str, ...] = (), pivot_texts: str = pivot_data.DEFAULT_TEXTS,
+                     pivots: list[str] | tuple[str, ...] | str = pivot_data.AUTO,
+                     pivot_texts: str = pivot_data.DEFAULT_TEXTS,
                      pivot_rows: int = pivot_data.DEFAULT_ROWS, target_encoder: str | None = None,
                      source_encoder: str | None = None, reference_texts: str = REFERENCE_TEXTS,
                      reference_limit: int = REFERENCE_LIMIT, pairs_from_documents: int | None = None,
@@ -159,8 +160,11 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
     encoders are public pairs: the map is fitted on them (`method` defaults to procrustes then, else to geometric).
     `pairs_from_documents` K: K documents sampled from the source store, embedded by `target_encoder`, are known
     pairs (geometric: a quarter held out to validate), never the rows `exclude_document_rows` (a migration's
-    held-out documents). Returns the result: output, method, dims, seconds, the
-    label-free confidence (and its verdict), the fit report and, for a low verdict, `warning`.
+    held-out documents). `pivots`: built-in encoder names tried as pivots before the anchor search, or "auto"
+    (the default): when no direct start passes, every other installed built-in encoder is tried as a pivot, in
+    turn (geometric, both sides with `pivot_data.AUTO_MIN_ROWS` rows or more). Returns the result: output,
+    method, dims, seconds, the label-free confidence (and its verdict), the fit report, the pivots given or
+    tried and, for a low verdict, `warning`.
     """
     method = method or ("procrustes" if source_encoder else "geometric")
     cls = translator_class(method)
@@ -191,7 +195,10 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
             raise UserError(f"--source {source} was embedded by {src_encoder!r}, not --source-encoder "
                             f"{source_encoder!r}; give the encoder that made the source vectors")
         pair_index = read_pairs(pairs)
-        pivot_names = list(dict.fromkeys(pivots))  # in the order given, each once
+        auto = pivots == pivot_data.AUTO or list(pivots) == [pivot_data.AUTO]
+        pivot_names = [] if auto else list(dict.fromkeys(pivots))  # in the order given, each once
+        if pivot_data.AUTO in pivot_names:
+            raise UserError("--pivot auto tries every built-in encoder by itself; give it alone, or name pivots")
         _check_pivots(pivot_names, cls)
         if pivot_rows < 1:
             raise UserError(f"--pivot-rows must be a positive number of texts, got {pivot_rows}")
@@ -228,6 +235,15 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
     fit_args: dict = {"pairs": pair_index}
     if pivot_names:
         fit_args["pivots"] = {name: pivot_data.pivot_vectors(name, pivot_texts, pivot_rows) for name in pivot_names}
+    pivot_record = None if not pivot_names else {"encoders": pivot_names, "texts": pivot_texts, "rows": pivot_rows}
+    if auto and "fallback_pivots" in inspect.signature(translator.fit).parameters:
+        pivot_record = {"mode": pivot_data.AUTO, "texts": pivot_texts, "rows": pivot_rows}
+        if min(len(src), len(tgt)) < pivot_data.AUTO_MIN_ROWS:
+            pivot_record["skipped"] = f"fewer than {pivot_data.AUTO_MIN_ROWS} rows on a side"
+        else:
+            fit_args["fallback_pivots"] = pivot_data.auto_pivots({src_encoder, tgt_encoder}, pivot_texts,
+                                                                 pivot_rows, log)
+            pivot_record["candidates"] = list(fit_args["fallback_pivots"])
 
     start = time.perf_counter()
     if log is not None and "log" in inspect.signature(translator.fit).parameters:
@@ -241,8 +257,7 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
         "trained_on": {"source": str(source), "target": None if target is None else str(target),
                        "source_rows": len(src), "target_rows": len(tgt),
                        "pairs": None if pair_index is None else int(len(pair_index)),
-                       "pivots": None if not pivot_names else {"encoders": pivot_names, "texts": pivot_texts,
-                                                               "rows": pivot_rows},
+                       "pivots": pivot_record,
                        "reference": reference,
                        "pairs_from_documents": pairs_from_documents},
         "train_seconds": seconds,
@@ -252,10 +267,15 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
     confidence = getattr(translator, "confidence_", None)
     result = {"output": str(output), "method": method, "dim_source": int(translator.dim_source_),
               "dim_target": int(translator.dim_target_), "train_seconds": seconds, "confidence": confidence,
-              "fit_report": fit_report, "pivots": pivot_names}
+              "fit_report": fit_report, "pivots": pivot_names or _pivots_tried(fit_report)}
     if confidence and confidence.get("verdict") == "low":
         result["warning"] = low_confidence_warning(confidence)
     return result
+
+
+def _pivots_tried(fit_report: dict | None) -> list[str]:
+    """The pivots a fit reached (auto pivots are only tried when no direct start passed)."""
+    return list((fit_report or {}).get("stages", {}).get("init", {}).get("pivots") or {})
 
 
 def low_confidence_warning(confidence: dict) -> str:
@@ -264,7 +284,8 @@ def low_confidence_warning(confidence: dict) -> str:
                 f"only {check['top1']:.0%} of {check['pairs']} held-out known pairs find their own target first "
                 f"among {check['pool']} rows")
     return (f"{evidence}: this translator probably does not map the spaces onto each other. Try a pivot "
-            "encoder close to one side (--pivot minilm-l6), known pairs (--pairs: a few dozen are often enough; "
+            "encoder close to one side (--pivot minilm-l6; the default, auto, tries each built-in on 2,000+ rows), "
+            "known pairs (--pairs: a few dozen are often enough; "
             "with 16 or more, a quarter validate the map), more vectors per side or another --seed; check with "
             "`vecbridge eval` if you have paired vectors.")
 
