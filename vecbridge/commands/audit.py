@@ -22,7 +22,11 @@ def register(sub) -> None:
     p.add_argument("--known-encoder", required=True, metavar="NAME", help="the attacker's public encoder")
     p.add_argument("--translator", metavar="DIR",
                    help="a translator from the store's space to --known-encoder trained elsewhere; without it the "
-                        "audit trains one without pairs from the leaked vectors and --reference")
+                        "audit trains one without pairs from the leaked vectors and --reference. A given one is "
+                        "adapted to the leak (a geometric fit against --reference started from its map; kept "
+                        "unless its verdict is low where the given one's is not), as an attacker would")
+    p.add_argument("--no-adapt", action="store_true",
+                   help="use --translator as it is (a non-adaptive attacker; it then cannot follow a defence)")
     p.add_argument("--reference", default=AUTO, metavar="SPEC",
                    help="public texts the attacker embeds with --known-encoder: the translator's target side, the "
                         "retrieval corpus and the keyword decoder's training texts (default auto: the built-in "
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     r = audit(args.vectors, args.known_encoder, args.report, translator=args.translator, reference=args.reference,
               reference_limit=args.reference_limit, attributes=args.attributes, truth=args.truth,
               victim_encoder=args.victim_encoder, defenses=args.defenses, top_k=args.top_k, seed=args.seed,
-              overwrite=args.overwrite)
+              adapt=not args.no_adapt, overwrite=args.overwrite)
     summary = {"report": str(args.report), "translation_failed": r["translation_failed"],
                "translator_verdict": r["translator"]["verdict"],
                "attributes": {k: {m: v[m] for m in ("accuracy", "top_k_accuracy", "ideal_accuracy",

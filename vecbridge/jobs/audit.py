@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from align import Translator, translator_class
-from align.vectors import check_vectors
+from align.vectors import check_vectors, orthogonal_map
 from attacks.attributes import ProbeAttribute, ZeroShotAttribute, attribute_scores, rank_labels
 from attacks.defences import Defence, neighbour_overlap, parse_defences
 from attacks.errors import AttackError
@@ -389,9 +389,11 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
           reference: str = references.AUTO, reference_limit: int = REFERENCE_LIMIT,
           attributes: str | os.PathLike | None = None, truth: str | os.PathLike | None = None,
           victim_encoder: str | None = None, defenses: str | None = None, top_k: int = 3, seed: int = 0,
-          overwrite: bool = False, progress: bool | None = None) -> dict:
+          adapt: bool = True, overwrite: bool = False, progress: bool | None = None) -> dict:
     """Run the leakage audit on the store `vectors` and publish `report` (report.json, report.html, and the
-    translator it trained). Returns report.json's content."""
+    translator it trained). With `translator` and `adapt`, the given map is adapted to the leak's domain: a
+    geometric fit of the leaked vectors against the reference, started from the given map (see `_adapted`).
+    Returns report.json's content."""
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     _check_encoder(known_encoder, "--known-encoder")
     if victim_encoder is not None:
@@ -436,36 +438,43 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
         return cached_vectors(kind, known_encoder, list(texts))
 
     choice = None
-    if reference == references.AUTO and given is None:
+    adapting = given is not None and adapt and len(leak.vectors) >= translator_class("geometric").min_rows
+    if reference == references.AUTO and (given is None or adapting):
         reference, choice = references.choose_reference(leak.vectors, known_encoder)
-    elif reference == references.AUTO:  # a given translator: only retrieval and the decoder use the reference
+    elif reference == references.AUTO:  # a given translator as it is: only retrieval and the decoder use it
         reference = REFERENCE_TEXTS
     ref_texts = read_texts(reference, limit=reference_limit)
     ref_vectors = embed_cached("references", ref_texts)
     method = "geometric"
 
-    def fit(x: np.ndarray, what: str) -> Translator:
+    def fit(x: np.ndarray, what: str, start: Translator | None = None) -> Translator:
         if len(x) < translator_class(method).min_rows:
             raise UserError(f"--vectors hold {len(x)} rows; training a translator needs at least "
                             f"{translator_class(method).min_rows} (or give --translator)")
-        return translator_class(method)(seed=seed).fit(x, ref_vectors)
+        return translator_class(method)(seed=seed).fit(x, ref_vectors, start=_start_map(start, x))
 
     with safe_write.disk_errors(report), safe_write.staged() as stage:
         tmp = stage.directory(report)
         bar = tqdm(total=3 + len(chosen), desc="audit", unit="step", disable=progress is False)
+        model, adaptation = given, None
         if given is None:
             bar.set_postfix_str("training the translator")
             model = fit(leak.vectors, "--vectors")
+        elif adapting:
+            bar.set_postfix_str("adapting the translator")
+            model, adaptation = _adapted(given, fit(leak.vectors, "--vectors", start=given))
+        if model is not given:
+            trained_on = {"source": str(vectors), "target": reference,
+                          "started_from": None if translator is None else str(translator)}
             save_translator(model, tmp / "translator", meta={"source_encoder": leak.info.get("encoder"),
                                                               "target_encoder": known_encoder,
-                                                              "trained_on": {"source": str(vectors),
-                                                                             "target": reference}})
-            confidence = model.confidence_
-        else:
-            model, confidence = given, given.confidence_
+                                                              "trained_on": trained_on})
+        confidence = model.confidence_
         trained = {"method": (getattr(model, "config_", None) or {}).get("method", method),
-                   "source": "given" if given is not None else "trained from the leaked vectors",
-                   "path": str(translator) if given is not None else "translator",
+                   "source": "trained from the leaked vectors" if given is None else
+                   "given, adapted to the leaked vectors" if model is not given else "given",
+                   "adaptation": adaptation,
+                   "path": "translator" if model is not given else str(translator),
                    "confidence": confidence, "verdict": (confidence or {}).get("verdict"),
                    "warning": low_confidence_warning(confidence)
                    if (confidence or {}).get("verdict") == "low" else None}
@@ -485,8 +494,7 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
         defence_rows = []
         for defence in chosen:
             bar.set_postfix_str(f"defence {defence.label}")
-            defence_rows.append(_defence_row(defence, leak, queries, model if given is not None else None, fit,
-                                             suite, ideal))
+            defence_rows.append(_defence_row(defence, leak, queries, given, fit, suite, ideal, adapting))
             bar.update()
         bar.close()
         result = {
@@ -532,12 +540,38 @@ def _similarity(translated_x, ideal_x, leak: Leak, suite: AttackSuite, naive: bo
     return out
 
 
+def _start_map(translator: Translator | None, x: np.ndarray) -> np.ndarray | None:
+    """The rotation between centred unit rows closest to what `translator` does to `x` (any method): a start for
+    adapting it to these rows. None without a translator, or for rows it cannot take (another dim)."""
+    if translator is None or x.shape[1] != translator.dim_source_:
+        return None
+    y = translate_vectors(translator, x, name="the given translator's start")
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    return orthogonal_map(xc / np.linalg.norm(xc, axis=1, keepdims=True),
+                          yc / np.linalg.norm(yc, axis=1, keepdims=True))
+
+
+def _adapted(given: Translator, adapted: Translator) -> tuple[Translator, dict]:
+    """The translator the attack uses: the adapted one unless its verdict is low where the given one's is not."""
+    given_conf, new_conf = given.confidence_ or {}, adapted.confidence_ or {}
+    keep = new_conf.get("verdict") != "low" or given_conf.get("verdict") == "low"
+    report = {"used": keep, "start": adapted.fit_report_["stages"]["init"]["chosen"],
+              "confidence": new_conf.get("score"), "verdict": new_conf.get("verdict"),
+              "given_confidence": given_conf.get("score"), "given_verdict": given_conf.get("verdict")}
+    return (adapted if keep else given), report
+
+
 def _defence_row(defence: Defence, leak: Leak, queries, given: Translator | None, fit, suite: AttackSuite,
-                 ideal: dict | None) -> dict:
+                 ideal: dict | None, adapt: bool = False) -> dict:
     defended = check_vectors(defence.transform(leak.vectors), f"defended vectors ({defence.label})")
     row = {"name": defence.name, "label": defence.label, "params": defence.params,
            "utility": defence_utility(defence, leak.vectors, defended, queries)}
-    if given is not None:
+    if given is not None and adapt:
+        # the adaptive attacker: the given map adapted to the defended vectors (its own search where it cannot
+        # start from the given map: another dim, or a start the screen rejects)
+        row["attacker"] = "given translator adapted to the defended vectors"
+        model = fit(defended, f"defended vectors ({defence.label})", start=given)
+    elif given is not None:
         # the audit holds no vectors the given translator was trained on, so it cannot re-train it
         row["attacker"] = "given translator re-used (not re-trained)"
         if defended.shape[1] != given.dim_source_:
