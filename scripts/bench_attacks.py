@@ -132,30 +132,34 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
     """The audit's own path on one leak: a reference chosen like the audit's (auto) or given, without the leaked
     texts; translator, decoder and index on it; scored against the ideal measured with the same decoder.
     `adapted` (with the pool translator): the same fit started from the pool translator's map, a general map
-    adapted to the leak's domain."""
-    t, c = time.perf_counter(), time.process_time()
-    spec, choice = choose_reference(x_leak, args.known) if args.own_reference == AUTO else (args.own_reference, None)
-    leaked = set(texts)
-    ref_texts = [x for x in read_texts(spec, limit=args.reference_rows + len(texts)) if x not in leaked]
-    ref_texts = ref_texts[:args.reference_rows]
-    ref_vectors = cached_vectors("references", args.known, ref_texts)
-    suite = AttackSuite(specs, probe_embedder(specs, args.known), None, ref_vectors, ref_texts, seed=args.seed,
-                        progress=False, decoder=args.decoder)
-    ideal = suite.run(cached_vectors("audit-truth", args.known, texts), leak)
-    naive = suite.run(x_leak, leak) if x_leak.shape[1] == ref_vectors.shape[1] else None
-    common = {"reference": spec, "reference_rows": len(ref_texts),
-              "reference_distance": None if choice is None else choice["candidates"][0]["distance"],
-              "setup_s": round(time.perf_counter() - t, 1), "setup_cpu_s": round(time.process_time() - c, 1)}
+    adapted to the leak's domain; its auto reference is ranked on the leak translated by the pool translator (as
+    the audit does with `--translator`)."""
     out = {}
     for name in ("own", "adapted"):
         if name not in wanted or (name == "adapted" and pool_translator is None):
             continue
         t, c = time.perf_counter(), time.process_time()
         start = None if name == "own" else pool_translator.weight_
+        profiled = x_leak if name == "own" else pool_translator.transform(x_leak)
+        spec, choice = choose_reference(profiled, args.known) if args.own_reference == AUTO else \
+            (args.own_reference, None)
+        leaked = set(texts)
+        ref_texts = [x for x in read_texts(spec, limit=args.reference_rows + len(texts)) if x not in leaked]
+        ref_texts = ref_texts[:args.reference_rows]
+        ref_vectors = cached_vectors("references", args.known, ref_texts)
+        suite = AttackSuite(specs, probe_embedder(specs, args.known), None, ref_vectors, ref_texts, seed=args.seed,
+                            progress=False, decoder=args.decoder)
+        ideal = suite.run(cached_vectors("audit-truth", args.known, texts), leak)
+        naive = suite.run(x_leak, leak) if x_leak.shape[1] == ref_vectors.shape[1] else None
+        setup_s, setup_cpu_s = round(time.perf_counter() - t, 1), round(time.process_time() - c, 1)
+        t, c = time.perf_counter(), time.process_time()
         model = fit(x_leak, ref_vectors, args.seed, start=start)
-        out[name] = {**score(suite, model, x_leak, leak, ideal, naive), **common,
-                     "chosen_start": model.fit_report_["stages"]["init"]["chosen"],
-                     "train_s": round(time.perf_counter() - t, 1), "train_cpu_s": round(time.process_time() - c, 1)}
+        out[name] = {**score(suite, model, x_leak, leak, ideal, naive), "reference": spec,
+                     "reference_rows": len(ref_texts),
+                     "reference_distance": None if choice is None else choice["candidates"][0]["distance"],
+                     "chosen_start": model.fit_report_["stages"]["init"]["chosen"], "setup_s": setup_s,
+                     "setup_cpu_s": setup_cpu_s, "train_s": round(time.perf_counter() - t, 1),
+                     "train_cpu_s": round(time.process_time() - c, 1)}
     return out
 
 

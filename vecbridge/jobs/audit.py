@@ -30,7 +30,6 @@ from vecbridge.jobs import references
 from vecbridge.jobs.pivots import cached_vectors
 from vecbridge.jobs.translators import (
     REFERENCE_LIMIT,
-    REFERENCE_TEXTS,
     _check_encoder,
     low_confidence_warning,
     save_translator,
@@ -439,10 +438,12 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
 
     choice = None
     adapting = given is not None and adapt and len(leak.vectors) >= translator_class("geometric").min_rows
-    if reference == references.AUTO and (given is None or adapting):
-        reference, choice = references.choose_reference(leak.vectors, known_encoder)
-    elif reference == references.AUTO:  # a given translator as it is: only retrieval and the decoder use it
-        reference = REFERENCE_TEXTS
+    if reference == references.AUTO:
+        # A given translator puts the leak in the known space, where its profile compares with the candidates' on
+        # one encoder's terms (the raw leak's profile carries its own encoder's: BENCHMARKS.md, "Leakage audit")
+        ranked = leak.vectors if given is None else translate_vectors(given, leak.vectors, name="--vectors")
+        reference, choice = references.choose_reference(ranked, known_encoder)
+        choice["profiled"] = "the leaked vectors" if given is None else "the leaked vectors through --translator"
     ref_texts = read_texts(reference, limit=reference_limit)
     ref_vectors = embed_cached("references", ref_texts)
     method = "geometric"
