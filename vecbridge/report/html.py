@@ -61,19 +61,20 @@ def _plots(r: dict) -> list[tuple[str, str]]:
         ax.set_xticks(x, list(attrs), rotation=15)
         ax.set_ylim(0, 1)
         ax.set_ylabel("top-1 accuracy")
-        ax.legend(fontsize=8, ncols=2)
+        ax.legend(fontsize=8, ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: bars stay clear
         plots.append(("Attribute accuracy: translated vs ideal, naive and chance", _png(fig)))
     measured = [d for d in r["defenses"] if d.get("inversion") is not None]
     if measured:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for d in measured:
+        for i, d in enumerate(measured):
             accs = [a["accuracy"] for a in d["attributes"].values() if a["accuracy"] is not None]
             leak = np.mean(accs) if accs else d["inversion"]["keywords_f1"]
             if leak is None:
                 continue
             ax.scatter(d["utility"]["neighbour_overlap_at_10"], leak, color="#d04040")
+            # defences often land on one point (rotation, int8): stagger the labels so that each stays legible
             ax.annotate(d["label"], (d["utility"]["neighbour_overlap_at_10"], leak), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
+                        xytext=(-40, 6 - 10 * (i % 4)), textcoords="offset points")
         ax.set_xlabel("owner's utility: neighbour overlap@10 with the undefended store")
         ax.set_ylabel("attack: mean attribute accuracy" if attrs else "attack: keyword F1")
         ax.set_xlim(-0.05, 1.05)
