@@ -438,21 +438,24 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
 
     choice = None
     adapting = given is not None and adapt and len(leak.vectors) >= translator_class("geometric").min_rows
+    # the leak through the given translator, translated once: the reference's ranking, the adaptation's start and
+    # (when it is used as it is) the attack all read it
+    given_x = None if given is None else translate_vectors(given, leak.vectors, name=f"--vectors {vectors}")
     if reference == references.AUTO:
         # A given translator puts the leak in the known space, where its profile compares with the candidates' on
         # one encoder's terms (the raw leak's profile carries its own encoder's: BENCHMARKS.md, "Leakage audit")
-        ranked = leak.vectors if given is None else translate_vectors(given, leak.vectors, name="--vectors")
+        ranked = leak.vectors if given is None else given_x
         reference, choice = references.choose_reference(ranked, known_encoder)
         choice["profiled"] = "the leaked vectors" if given is None else "the leaked vectors through --translator"
     ref_texts = read_texts(reference, limit=reference_limit)
     ref_vectors = embed_cached("references", ref_texts)
     method = "geometric"
 
-    def fit(x: np.ndarray, what: str, start: Translator | None = None) -> Translator:
+    def fit(x: np.ndarray, what: str, start: np.ndarray | None = None) -> Translator:
         if len(x) < translator_class(method).min_rows:
             raise UserError(f"--vectors hold {len(x)} rows; training a translator needs at least "
                             f"{translator_class(method).min_rows} (or give --translator)")
-        return translator_class(method)(seed=seed).fit(x, ref_vectors, start=_start_map(start, x))
+        return translator_class(method)(seed=seed).fit(x, ref_vectors, start=start)
 
     with safe_write.disk_errors(report), safe_write.staged() as stage:
         tmp = stage.directory(report)
@@ -463,7 +466,8 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
             model = fit(leak.vectors, "--vectors")
         elif adapting:
             bar.set_postfix_str("adapting the translator")
-            model, adaptation = _adapted(given, fit(leak.vectors, "--vectors", start=given))
+            model, adaptation = _adapted(given, fit(leak.vectors, "--vectors",
+                                                    start=_start_map(leak.vectors, given_x)))
         if model is not given:
             trained_on = {"source": str(vectors), "target": reference,
                           "started_from": None if translator is None else str(translator)}
@@ -484,7 +488,8 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
         suite = AttackSuite(specs, embed_cached, encoder.encode, ref_vectors, ref_texts, top_k, seed, progress)
         bar.update()
         bar.set_postfix_str("attacks")
-        translated_x = translate_vectors(model, leak.vectors, name=f"--vectors {vectors}")
+        translated_x = given_x if model is given else translate_vectors(model, leak.vectors,
+                                                                         name=f"--vectors {vectors}")
         translated = suite.run(translated_x, leak, items=True)
         ideal_x, ideal_leak = _ideal(leak, embed_cached)
         ideal = suite.run(ideal_x, ideal_leak) if ideal_x is not None else None
@@ -541,12 +546,9 @@ def _similarity(translated_x, ideal_x, leak: Leak, suite: AttackSuite, naive: bo
     return out
 
 
-def _start_map(translator: Translator | None, x: np.ndarray) -> np.ndarray | None:
-    """The rotation between centred unit rows closest to what `translator` does to `x` (any method): a start for
-    adapting it to these rows. None without a translator, or for rows it cannot take (another dim)."""
-    if translator is None or x.shape[1] != translator.dim_source_:
-        return None
-    y = translate_vectors(translator, x, name="the given translator's start")
+def _start_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The rotation between centred unit rows closest to what a translator does to `x` (`y`: its output; any
+    method): a start for adapting that translator to these rows."""
     xc, yc = x - x.mean(0), y - y.mean(0)
     return orthogonal_map(xc / np.linalg.norm(xc, axis=1, keepdims=True),
                           yc / np.linalg.norm(yc, axis=1, keepdims=True))
@@ -571,7 +573,9 @@ def _defence_row(defence: Defence, leak: Leak, queries, given: Translator | None
         # the adaptive attacker: the given map adapted to the defended vectors (its own search where it cannot
         # start from the given map: another dim, or a start the screen rejects)
         row["attacker"] = "given translator adapted to the defended vectors"
-        model = fit(defended, f"defended vectors ({defence.label})", start=given)
+        start = None if defended.shape[1] != given.dim_source_ else _start_map(  # dims:K: its own search
+            defended, translate_vectors(given, defended, name=f"defended vectors ({defence.label})"))
+        model = fit(defended, f"defended vectors ({defence.label})", start=start)
     elif given is not None:
         # the audit holds no vectors the given translator was trained on, so it cannot re-train it
         row["attacker"] = "given translator re-used (not re-trained)"
