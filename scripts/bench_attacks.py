@@ -134,7 +134,7 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
     `adapted` (with the pool translator): the same fit started from the pool translator's map, a general map
     adapted to the leak's domain; its auto reference is ranked on the leak translated by the pool translator (as
     the audit does with `--translator`)."""
-    out = {}
+    out, prepared = {}, {}  # prepared: spec -> (reference vectors and texts, suite, ideal, naive), built once
     for name in ("own", "adapted"):
         if name not in wanted or (name == "adapted" and pool_translator is None):
             continue
@@ -143,14 +143,17 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
         profiled = x_leak if name == "own" else pool_translator.transform(x_leak)
         spec, choice = choose_reference(profiled, args.known) if args.own_reference == AUTO else \
             (args.own_reference, None)
-        leaked = set(texts)
-        ref_texts = [x for x in read_texts(spec, limit=args.reference_rows + len(texts)) if x not in leaked]
-        ref_texts = ref_texts[:args.reference_rows]
-        ref_vectors = cached_vectors("references", args.known, ref_texts)
-        suite = AttackSuite(specs, probe_embedder(specs, args.known), None, ref_vectors, ref_texts, seed=args.seed,
-                            progress=False, decoder=args.decoder)
-        ideal = suite.run(cached_vectors("audit-truth", args.known, texts), leak)
-        naive = suite.run(x_leak, leak) if x_leak.shape[1] == ref_vectors.shape[1] else None
+        if spec not in prepared:
+            leaked = set(texts)
+            ref_texts = [x for x in read_texts(spec, limit=args.reference_rows + len(texts)) if x not in leaked]
+            ref_texts = ref_texts[:args.reference_rows]
+            ref_vectors = cached_vectors("references", args.known, ref_texts)
+            suite = AttackSuite(specs, probe_embedder(specs, args.known), None, ref_vectors, ref_texts,
+                                seed=args.seed, progress=False, decoder=args.decoder)
+            ideal = suite.run(cached_vectors("audit-truth", args.known, texts), leak)
+            naive = suite.run(x_leak, leak) if x_leak.shape[1] == ref_vectors.shape[1] else None
+            prepared[spec] = ref_vectors, ref_texts, suite, ideal, naive
+        ref_vectors, ref_texts, suite, ideal, naive = prepared[spec]
         setup_s, setup_cpu_s = round(time.perf_counter() - t, 1), round(time.process_time() - c, 1)
         t, c = time.perf_counter(), time.process_time()
         model = fit(x_leak, ref_vectors, args.seed, start=start)
