@@ -4,11 +4,16 @@ space, against the ideal (truth texts in the known space), naive (leaked vectors
 Leaks (labelled, off the pool's domain or its held-out split): SpamAssassin (label, list_id; train_b + eval),
 ICD-10 (chapter; eval), Brown (genre; eval), WordNet (lexname; eval). Each attribute's probe is trained on the
 same corpus's train_a split embedded by the known encoder; the keyword decoder and the retrieval index on
-builtin:pool:train_b (the reference). Two translators are measured where asked:
+builtin:pool:train_b (the reference). Three translators are measured where asked:
 
 - `pool`: trained without pairs pool-to-pool (the victim's vectors of pool train_b vs the known encoder's
-  vectors of pool train_a: different texts), then applied to each leak: an attacker with a large store;
+  vectors of pool train_a: different texts), then applied to each leak: an attacker with a large store.
+  With `--known-pairs K` the pool attacker is few-shot: it also holds the victim's vectors of K public texts
+  it knows (the first K pool texts, embedded by both encoders), given to the fit as known pairs (the issue's
+  e5-small victim, where the unsupervised start fails);
 - `adapted`: `own`'s fit started from the `pool` translator's map (a general map adapted to the leak's domain);
+- `paired` (a bound, not an attack): orthogonal Procrustes fitted on the leak's own true pairs (victim vector,
+  known-encoder vector of the same text), 2-fold, scored with the `adapted` (else `own`) attacker's reference;
 - `own`: the audit's own path, trained from the leak's vectors alone against a reference of the attacker's:
   `--own-reference auto` (the audit's default) picks the built-in corpus whose profile is closest to the leak's
   and takes its first `--reference-rows` `train_b` texts that are not leaked texts (the attacker does not hold
@@ -22,6 +27,7 @@ The keyword decoder and retrieval index are fitted once and shared by every task
     python scripts/bench_attacks.py --victim mpnet-base --known minilm-l6 --leak-size 2000 --json
     python scripts/bench_attacks.py --victim minilm-l3 --known minilm-l6 --leak-size 200 --tasks brown \
         --pool-rows 3000 --defenses rotation,int8
+    python scripts/bench_attacks.py --victim e5-small --known minilm-l6 --known-pairs 64 --translators pool,adapted
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from align import translator_class  # noqa: E402
+from align import Translator, translator_class  # noqa: E402
 from attacks.defences import parse_defences  # noqa: E402
 from attacks.inversion import DECODERS  # noqa: E402
 from vecbridge.corpora import load_corpus  # noqa: E402
@@ -110,8 +116,8 @@ def probe_embedder(specs: list[AttributeSpec], known: str):
 PARAMS: dict = {}  # --param NAME=VALUE: geometric's hyper-parameters (e.g. fewer restarts for a quick check)
 
 
-def fit(src: np.ndarray, tgt: np.ndarray, seed: int, start: np.ndarray | None = None):
-    return translator_class("geometric")(**{"seed": seed, **PARAMS}).fit(src, tgt, start=start)
+def fit(src: np.ndarray, tgt: np.ndarray, seed: int, start: np.ndarray | None = None, pairs=None):
+    return translator_class("geometric")(**{"seed": seed, **PARAMS}).fit(src, tgt, start=start, pairs=pairs)
 
 
 def score(suite: AttackSuite, translator, x_leak: np.ndarray, leak: Leak, ideal: dict, naive: dict | None) -> dict:
@@ -163,7 +169,31 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
                      "chosen_start": model.fit_report_["stages"]["init"]["chosen"], "setup_s": setup_s,
                      "setup_cpu_s": setup_cpu_s, "train_s": round(time.perf_counter() - t, 1),
                      "train_cpu_s": round(time.process_time() - c, 1)}
+    if "paired" in wanted and prepared:  # the bound: a map fitted on the leak's own true pairs, scored like them
+        spec = out.get("adapted", out.get("own"))["reference"]
+        _, _, suite, ideal, naive = prepared[spec]
+        out["paired"] = {**score(suite, paired_bound(x_leak, cached_vectors("audit-truth", args.known, texts)),
+                                 x_leak, leak, ideal, naive), "reference": spec}
     return out
+
+
+class _Translated:
+    """A translation computed elsewhere, in the shape `score` reads (transform of the leak, no confidence)."""
+
+    def __init__(self, y: np.ndarray):
+        self.y, self.confidence_ = y, None
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return self.y
+
+
+def paired_bound(x_leak: np.ndarray, y_truth: np.ndarray) -> _Translated:
+    """The leak translated by orthogonal Procrustes fitted on its own true pairs, 2-fold (each half mapped by the
+    map fitted on the other half): what a linear map of the same size could do with every pair known."""
+    y, half = np.zeros_like(y_truth), len(x_leak) // 2
+    for a, b in ((slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))):
+        y[b] = translator_class("procrustes")().fit(x_leak[a], y_truth[a]).transform(x_leak[b])
+    return _Translated(y)
 
 
 def main() -> None:
@@ -183,10 +213,17 @@ def main() -> None:
                     help="the attacker's texts for the pool translator's target side (first --pool-rows)")
     ap.add_argument("--probe-rows", type=int, default=None,
                     help="labelled rows per probe, a seeded sample (default: the audit's 20,000)")
-    ap.add_argument("--translators", default="pool,own", help="any of pool, own, adapted (comma-separated)")
+    ap.add_argument("--translators", default="pool,own",
+                    help="any of pool, own, adapted, paired (comma-separated)")
     ap.add_argument("--own-reference", default=AUTO, metavar="SPEC",
                     help="the own translator's reference (its target side, keyword decoder and index): auto (the "
                          "audit's default: the built-in corpus closest to the leak) or a text spec")
+    ap.add_argument("--pool-cache", default=None, metavar="DIR",
+                    help="load the pool translator from DIR if it holds one, else fit it and save it there (a re-run "
+                         "with other leaks re-uses it; the defences still re-fit)")
+    ap.add_argument("--known-pairs", type=int, default=0, metavar="K",
+                    help="few-shot pool attacker: it also holds the victim's vectors of K public texts it knows (the "
+                         "first K pool texts, embedded by both encoders), given to the fit as known pairs")
     ap.add_argument("--defenses", default="", help="e.g. noise:0.01,int8,binary,pq:48,dims:128,rotation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
@@ -201,14 +238,19 @@ def main() -> None:
         PARAMS[name] = json.loads(value) if value[:1] in "-0123456789tfn[{\"" else value
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     wanted = args.translators.split(",")
+    if "paired" in wanted and not {"own", "adapted"} & set(wanted):
+        raise SystemExit("--translators paired is scored on the own / adapted attacker's reference: name one of them")
     reference = read_texts(args.reference, limit=args.reference_rows)
     ref_known = cached_vectors("references", args.known, reference)
-    pool_known = pool_victim = None
+    pool_known = pool_victim = pairs = None
     if "pool" in wanted:
         pool_known = cached_vectors("pivots", args.known, read_texts(args.pool_known_texts, limit=args.pool_rows))
         pool_texts = read_texts(args.pool_texts, limit=args.pool_rows) if args.pool_texts else \
             reference[:args.pool_rows]
         pool_victim = cached_vectors("references", args.victim, pool_texts)
+        if args.known_pairs:  # the attacker knows these texts: its own encoder's vectors of them are the pairs
+            k = args.known_pairs
+            pairs = (pool_victim[:k], cached_vectors("pivots", args.known, pool_texts[:k]))
     timings: dict = {}
 
     def timed(name: str, make):
@@ -219,8 +261,14 @@ def main() -> None:
         print(f"{name}: {timings[f'{name}_s']} s", file=sys.stderr, flush=True)
         return out
 
-    pool_translator = timed("pool_translator", lambda: fit(pool_victim, pool_known, args.seed)) \
-        if pool_victim is not None else None
+    pool_translator = None
+    if pool_victim is not None and args.pool_cache and Path(args.pool_cache).is_dir():
+        pool_translator = Translator.load(args.pool_cache)
+        timings["pool_translator_loaded_from"] = args.pool_cache
+    elif pool_victim is not None:
+        pool_translator = timed("pool_translator", lambda: fit(pool_victim, pool_known, args.seed, pairs=pairs))
+        if args.pool_cache:
+            pool_translator.save(args.pool_cache)
     # the keyword decoder and the retrieval index, fitted once on the reference and shared by every task
     base = timed("decoder_and_index", lambda: AttackSuite([], None, None, ref_known, reference, seed=args.seed,
                                                           progress=False, decoder=args.decoder))
@@ -228,7 +276,8 @@ def main() -> None:
 
     def publish(final: bool = False) -> dict:
         result = {"victim": args.victim, "known": args.known, "leak_size": args.leak_size,
-                  "pool_rows": args.pool_rows, "reference_rows": args.reference_rows, "probe_rows": args.probe_rows,
+                  "pool_rows": args.pool_rows, "known_pairs": args.known_pairs,
+                  "reference_rows": args.reference_rows, "probe_rows": args.probe_rows,
                   "decoder": args.decoder, "params": PARAMS, "complete": final, "rows": rows, **timings,
                   "wall_s": round(time.perf_counter() - start_wall, 1),
                   "cpu_s": round(time.process_time() - start_cpu, 1)}
@@ -249,7 +298,7 @@ def main() -> None:
         row = {"corpus": corpus, "n": len(texts)}
         if pool_translator is not None:
             row["pool"] = score(suite, pool_translator, x_leak, leak, ideal, naive)
-        if {"own", "adapted"} & set(wanted):
+        if {"own", "adapted", "paired"} & set(wanted):
             row.update(own_rows(args, specs, texts, x_leak, leak, pool_translator, wanted))
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
@@ -259,7 +308,8 @@ def main() -> None:
     for defence in parse_defences(args.defenses, args.seed) if args.defenses and pool_victim is not None else []:
         defence.fit(pool_victim)
         adapted = timed(f"defence {defence.label} translator",
-                        lambda d=defence: fit(d.transform(pool_victim), pool_known, args.seed))
+                        lambda d=defence: fit(d.transform(pool_victim), pool_known, args.seed,
+                                            pairs=None if pairs is None else (d.transform(pairs[0]), pairs[1])))
         for row in rows:
             suite, x_leak, leak, ideal = tasks[row["corpus"]]
             defended = defence.transform(x_leak)
