@@ -150,9 +150,7 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
         spec, choice = choose_reference(profiled, args.known) if args.own_reference == AUTO else \
             (args.own_reference, None)
         if spec not in prepared:
-            leaked = set(texts)
-            ref_texts = [x for x in read_texts(spec, limit=args.reference_rows + len(texts)) if x not in leaked]
-            ref_texts = ref_texts[:args.reference_rows]
+            ref_texts = reference_texts(spec, set(texts), args.reference_rows)
             ref_vectors = cached_vectors("references", args.known, ref_texts)
             suite = AttackSuite(specs, probe_embedder(specs, args.known), None, ref_vectors, ref_texts,
                                 seed=args.seed, progress=False, decoder=args.decoder)
@@ -174,6 +172,17 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
         _, _, suite, ideal, naive = prepared[spec]
         out["paired"] = {**score(suite, paired_bound(x_leak, cached_vectors("audit-truth", args.known, texts)),
                                  x_leak, leak, ideal, naive), "reference": spec}
+    return out
+
+
+def reference_texts(spec: str, leaked: set[str], rows: int) -> list[str]:
+    """The first `rows` texts of `spec` that are not leaked texts (the attacker does not hold those). Where the leak
+    took most of a built-in `train_b` split (SpamAssassin's leak is all of train_b + eval), the same corpus's
+    `train_a` texts make up the rest: public texts of the leak's domain, as an attacker would gather."""
+    out = [x for x in read_texts(spec, limit=rows + len(leaked)) if x not in leaked][:rows]
+    if len(out) < rows and spec.startswith("builtin:") and spec.endswith(":train_b"):
+        more = read_texts(spec[:-len("train_b")] + "train_a", limit=rows + len(leaked))
+        out += [x for x in more if x not in leaked][:rows - len(out)]
     return out
 
 
