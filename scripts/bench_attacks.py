@@ -271,13 +271,21 @@ def main() -> None:
         return out
 
     pool_translator = None
+    # what the cached pool translator was fitted on: a cache of another set-up is refused, never re-used silently
+    made_of = {"victim": args.victim, "known": args.known, "pool_rows": args.pool_rows, "seed": args.seed,
+               "known_pairs": args.known_pairs, "pool_texts": args.pool_texts, "params": PARAMS,
+               "pool_known_texts": args.pool_known_texts}
     if pool_victim is not None and args.pool_cache and Path(args.pool_cache).is_dir():
+        cached = Translator.read_config(args.pool_cache).get("bench_pool")
+        if cached != made_of:
+            raise SystemExit(f"--pool-cache {args.pool_cache} holds a pool translator of another set-up ({cached}); "
+                             "give a new directory")
         pool_translator = Translator.load(args.pool_cache)
         timings["pool_translator_loaded_from"] = args.pool_cache
     elif pool_victim is not None:
         pool_translator = timed("pool_translator", lambda: fit(pool_victim, pool_known, args.seed, pairs=pairs))
         if args.pool_cache:
-            pool_translator.save(args.pool_cache)
+            pool_translator.save(args.pool_cache, meta={"bench_pool": made_of})
     # the keyword decoder and the retrieval index, fitted once on the reference and shared by every task
     base = timed("decoder_and_index", lambda: AttackSuite([], None, None, ref_known, reference, seed=args.seed,
                                                           progress=False, decoder=args.decoder))
