@@ -121,9 +121,14 @@ def fit(src: np.ndarray, tgt: np.ndarray, seed: int, start: np.ndarray | None = 
 
 
 def score(suite: AttackSuite, translator, x_leak: np.ndarray, leak: Leak, ideal: dict, naive: dict | None) -> dict:
-    attacked = suite.run(translator.transform(x_leak), leak)
-    attributes, inversion = attack_table(attacked, ideal, naive)
-    conf = translator.confidence_ or {}
+    return score_translation(suite, translator.transform(x_leak), translator.confidence_, leak, ideal, naive)
+
+
+def score_translation(suite: AttackSuite, y: np.ndarray, confidence: dict | None, leak: Leak, ideal: dict,
+                      naive: dict | None) -> dict:
+    """The attacks on the translated leak `y`, beside the ideal (and naive), with the translator's confidence."""
+    attributes, inversion = attack_table(suite.run(y, leak), ideal, naive)
+    conf = confidence or {}
     return {"verdict": conf.get("verdict"), "confidence": conf.get("score"),
             "attributes": {k: {m: v[m] for m in ("accuracy", "top_k_accuracy", "ideal_accuracy", "naive_accuracy",
                                                  "chance", "n")} for k, v in attributes.items()},
@@ -133,8 +138,8 @@ def score(suite: AttackSuite, translator, x_leak: np.ndarray, leak: Leak, ideal:
             "sensitive_ideal": inversion["sensitive"]["ideal_fraction"]}
 
 
-def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndarray, leak: Leak,
-             pool_translator, wanted: list[str]) -> dict:
+def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndarray, x_truth: np.ndarray,
+             leak: Leak, pool_translator, wanted: list[str]) -> dict:
     """The audit's own path on one leak: a reference chosen like the audit's (auto) or given, without the leaked
     texts; translator, decoder and index on it; scored against the ideal measured with the same decoder.
     `adapted` (with the pool translator): the same fit started from the pool translator's map, a general map
@@ -154,7 +159,7 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
             ref_vectors = cached_vectors("references", args.known, ref_texts)
             suite = AttackSuite(specs, probe_embedder(specs, args.known), None, ref_vectors, ref_texts,
                                 seed=args.seed, progress=False, decoder=args.decoder)
-            ideal = suite.run(cached_vectors("audit-truth", args.known, texts), leak)
+            ideal = suite.run(x_truth, leak)
             naive = suite.run(x_leak, leak) if x_leak.shape[1] == ref_vectors.shape[1] else None
             prepared[spec] = ref_vectors, ref_texts, suite, ideal, naive
         ref_vectors, ref_texts, suite, ideal, naive = prepared[spec]
@@ -170,8 +175,8 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
     if "paired" in wanted and prepared:  # the bound: a map fitted on the leak's own true pairs, scored like them
         spec = out.get("adapted", out.get("own"))["reference"]
         _, _, suite, ideal, naive = prepared[spec]
-        out["paired"] = {**score(suite, paired_bound(x_leak, cached_vectors("audit-truth", args.known, texts)),
-                                 x_leak, leak, ideal, naive), "reference": spec}
+        out["paired"] = {**score_translation(suite, paired_bound(x_leak, x_truth), None, leak, ideal, naive),
+                         "reference": spec}
     return out
 
 
@@ -186,23 +191,13 @@ def reference_texts(spec: str, leaked: set[str], rows: int) -> list[str]:
     return out
 
 
-class _Translated:
-    """A translation computed elsewhere, in the shape `score` reads (transform of the leak, no confidence)."""
-
-    def __init__(self, y: np.ndarray):
-        self.y, self.confidence_ = y, None
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        return self.y
-
-
-def paired_bound(x_leak: np.ndarray, y_truth: np.ndarray) -> _Translated:
+def paired_bound(x_leak: np.ndarray, y_truth: np.ndarray) -> np.ndarray:
     """The leak translated by orthogonal Procrustes fitted on its own true pairs, 2-fold (each half mapped by the
     map fitted on the other half): what a linear map of the same size could do with every pair known."""
     y, half = np.zeros_like(y_truth), len(x_leak) // 2
     for a, b in ((slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))):
         y[b] = translator_class("procrustes")().fit(x_leak[a], y_truth[a]).transform(x_leak[b])
-    return _Translated(y)
+    return y
 
 
 def main() -> None:
@@ -309,14 +304,15 @@ def main() -> None:
                             progress=False, fitted=base)
         x_leak = cached_vectors("bench-attacks", args.victim, texts)
         leak = Leak(x_leak, list(range(len(texts))), texts, truth, corpus, {})
-        ideal = suite.run(cached_vectors("audit-truth", args.known, texts), leak)
+        x_truth = cached_vectors("audit-truth", args.known, texts)
+        ideal = suite.run(x_truth, leak)
         naive = suite.run(x_leak, leak) if x_leak.shape[1] == ref_known.shape[1] else None
         tasks[corpus] = suite, x_leak, leak, ideal
         row = {"corpus": corpus, "n": len(texts)}
         if pool_translator is not None:
             row["pool"] = score(suite, pool_translator, x_leak, leak, ideal, naive)
         if {"own", "adapted", "paired"} & set(wanted):
-            row.update(own_rows(args, specs, texts, x_leak, leak, pool_translator, wanted))
+            row.update(own_rows(args, specs, texts, x_leak, x_truth, leak, pool_translator, wanted))
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
         publish()
