@@ -152,6 +152,12 @@ def run_method(spec: Method, seed: int, data: dict, vec2vec_minutes: float) -> d
            "verdict": conf.get("verdict")}
     if isinstance(conf.get("validation"), dict):
         row["validation_top1"] = conf["validation"]["top1"]
+    if conf.get("margin") is not None:
+        row["margin"] = round(conf["margin"], 4)
+    init = (getattr(model, "fit_report_", None) or {}).get("stages", {}).get("init")
+    if init:  # which start the fit kept, whether it passed its screen, and the anchor starts' agreement
+        row["start"] = {k: init[k] for k in ("chosen", "score", "passed", "agreement", "agreements", "seconds")
+                        if k in init}
     search = getattr(model, "supports_search", False)
     for split, pool in (("eval", 8192), ("ood", 4096)):
         m = evaluate(forward(data[f"src_{split}"]), data[f"tgt_{split}"], pool=pool)
