@@ -30,8 +30,9 @@ def csls_matches(a: torch.Tensor, b: torch.Tensor, k: int, chunk: int = 4096,
     long as the block's product), which also give both sides' r. The CSLS winner is taken among the
     candidates; a row whose winner could lie outside them (its best candidate does not beat 2 x its last
     candidate's similarity - the other side's smallest r) is recomputed against every row. With 64
-    candidates that is under 0.1% of rows on real text (BENCHMARKS.md). Returns, for each row of `a`, its
-    match in `b` and, for each row of `b`, its match in `a`.
+    candidates that was 0.04% of rows (8,000 minilm-l3 rows against 8,000 minilm-l6 rows; 3.7% with 32, 27%
+    with 16). Only exact ties between candidates may be broken differently from one argmax over all rows.
+    Returns, for each row of `a`, its match in `b` and, for each row of `b`, its match in `a`.
     """
     ka, kb = min(k, len(b)), min(k, len(a))
     ca, cb = min(max(candidates, ka), len(b)), min(max(candidates, kb), len(a))
