@@ -80,6 +80,19 @@ def test_anchor_starts_are_confirmed_by_an_independent_one_and_averaged(fitted):
     assert conf["margin"] > 0 and conf["verdict"] == "ok"
 
 
+def test_anchor_starts_side_by_side_give_the_one_after_another_result(data, fitted):
+    # each anchor start draws from its own random stream, so running the first two in worker processes
+    # (`jobs=2`) changes nothing but the wall time (up to the last bits of threaded BLAS sums)
+    src, tgt, _, _ = data
+    side = GeometricTranslator(seed=0, jobs=2, **FAST).fit(src, tgt)
+    again = GeometricTranslator(seed=0, jobs=1, **FAST).fit(src, tgt)
+    assert side.fit_report_["stages"]["init"]["candidates"] == again.fit_report_["stages"]["init"]["candidates"]
+    np.testing.assert_allclose(side.weight_, again.weight_, atol=1e-4)
+    np.testing.assert_allclose(again.weight_, fitted.weight_, atol=1e-4)  # `jobs=0` (auto) on these few rows
+    with pytest.raises(AlignError, match="jobs"):
+        GeometricTranslator(jobs=-1, **FAST).fit(src, tgt)
+
+
 def test_a_start_below_the_bar_is_never_kept_silently(data):
     # unrelated spaces: every anchor start fails the screen and no two agree, so all `anchor_starts` are drawn
     # (not one kept below the bar at once); the best is refined anyway, but the report and the verdict say so

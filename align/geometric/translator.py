@@ -17,10 +17,18 @@ from align.geometric.anchors import pooled_anchor_map
 from align.geometric.kernels import mapped_matches, whitener
 from align.geometric.refine import Pairs, centroid_refine, damped_refine, self_learn
 from align.geometric.screening import Screen, Start, best_start, known_pairs_starts
+from align.geometric.workers import available_cores, run_side_by_side
 from align.vectors import check_vectors, closest_isometry, orthogonal_map, unit_rows
 
 # Weight of the direction against the shared mean in `search` output, relative to the faithful output's.
 SEARCH_WEIGHT = 2.0
+
+# Anchor starts on at least this many rows per side run side by side when `jobs` is 0 (auto): with the default
+# parameters one then takes a minute or more on a core, against a few seconds to start a worker process.
+PARALLEL_ROWS = 2000
+
+# Anchor starts draw from the random stream (seed, ANCHOR_STREAM, start index), apart from the fit's own.
+ANCHOR_STREAM = 1
 
 # Fewest known pairs from which a quarter is held out to validate the few-shot map (4 held out).
 MIN_VALIDATION_PAIRS = 16
@@ -43,8 +51,11 @@ class GeometricTranslator(Translator):
        `refine_iters` damped subsample rounds and `centroid_rounds` centroid rounds widen the basin. An anchor
        start is a random search's outcome: it counts only once an independent anchor start (fresh subsamples,
        k-means and assignments) reaches the same map (`AGREEMENT_OK`), and the agreeing ones are averaged;
-       up to `anchor_starts` are drawn. If no start is accepted the best is refined anyway, and the verdict
-       is `low` (`confidence_["start_passed"]` false), whatever the final score;
+       up to `anchor_starts` are drawn, the first two side by side on the machine's cores (`jobs`: 0 = as
+       the cores allow when a start is big enough to pay for a worker process, 1 = one after another; each
+       start has its own random stream, so the result is the same either way). If no start is accepted the
+       best is refined anyway, and the verdict is `low` (`confidence_["start_passed"]` false), whatever the
+       final score;
     3. final refine: full-batch self-learning on up to `final_sample` rows per side (CSLS nearest
        neighbours in both directions, Procrustes) until the matches stop changing (`final_iters` at most,
        twice that with known pairs). Few-shot: with 16 or more known pairs a quarter is held out of every stage
@@ -66,7 +77,8 @@ class GeometricTranslator(Translator):
                  refine_sample: int = 1000, score_sample: int = 2000, csls_k: int = 10,
                  centroid_rounds: int = 20, n_centroids: int = 512, screen_iters: int = 2, screen_sample: int = 6000,
                  final_iters: int = 6, final_sample: int = 30000, accept_score: float = 0.5,
-                 pair_completions: int = 4, whiten: float = 0.0, anchor_starts: int = 3, verbose: bool = True):
+                 pair_completions: int = 4, whiten: float = 0.0, anchor_starts: int = 3, jobs: int = 0,
+                 verbose: bool = True):
         self.seed, self.n_clusters, self.restarts, self.qap_restarts = seed, n_clusters, restarts, qap_restarts
         self.init_sample, self.rel_neighbours = init_sample, rel_neighbours
         self.refine_iters, self.refine_sample, self.csls_k = refine_iters, refine_sample, csls_k
@@ -74,7 +86,7 @@ class GeometricTranslator(Translator):
         self.screen_iters, self.screen_sample = screen_iters, screen_sample
         self.final_iters, self.final_sample, self.accept_score = final_iters, final_sample, accept_score
         self.pair_completions, self.whiten, self.verbose = pair_completions, whiten, verbose
-        self.anchor_starts = anchor_starts
+        self.anchor_starts, self.jobs = anchor_starts, jobs
 
     # -- fitting ------------------------------------------------------------------------------------
     def fit(self, src, tgt, pairs=None, pivots=None, fallback_pivots=None, start=None,
@@ -94,6 +106,8 @@ class GeometricTranslator(Translator):
             raise AlignError(f"pair_completions must be >= 1, got {self.pair_completions}")
         if self.anchor_starts < 1:
             raise AlignError(f"anchor_starts must be >= 1, got {self.anchor_starts}")
+        if self.jobs < 0:
+            raise AlignError(f"jobs must be >= 0 (0 = as the cores allow), got {self.jobs}")
         src = check_vectors(src, "source vectors", min_rows=self.min_rows)
         tgt = check_vectors(tgt, "target vectors", min_rows=self.min_rows)
         known = _known_pairs(src, tgt, pairs)
@@ -125,8 +139,8 @@ class GeometricTranslator(Translator):
 
         t0 = time.perf_counter()
         legs: dict = {}
-        starts = self._start_tiers(xs, yt, fit_pairs, src, tgt, pivots, dict(fallback_pivots or {}), start, rng,
-                                   legs, log)
+        starts = self._start_tiers(xs, yt, fit_pairs, src, tgt, pivots, dict(fallback_pivots or {}), start, legs,
+                                   log)
         best, init_report = best_start(starts, self._screen(xs, yt, fit_pairs, held_out), self.accept_score)
         if legs:
             init_report["pivots"] = legs
@@ -168,8 +182,8 @@ class GeometricTranslator(Translator):
                       known=known, held_out=held_out, rounds=self.screen_iters, csls_k=self.csls_k,
                       seed=self.seed, verbose=self.verbose)
 
-    def _start_tiers(self, xs, yt, known: Pairs | None, src, tgt, pivots: dict, fallback: dict, given, rng,
-                     legs: dict, log) -> Iterator[list[Start]]:
+    def _start_tiers(self, xs, yt, known: Pairs | None, src, tgt, pivots: dict, fallback: dict, given, legs: dict,
+                     log) -> Iterator[list[Start]]:
         """Candidate starts, cheapest first, one tier at a time (each built only if no earlier one passed):
         known pairs, a given start and the identity; each given pivot's chain (its legs' reports go into `legs`);
         matched anchors; each fallback pivot's chain (its vectors fetched only then; one unavailable is skipped).
@@ -193,8 +207,10 @@ class GeometricTranslator(Translator):
         for name, piv in pivots.items():
             w, legs[name] = self._pivot_chain(name, src, piv, tgt, log)
             yield [] if w is None else [Start(f"pivot:{name}", w)]
-        for i in range(self.anchor_starts):
-            yield [self._anchor_start(xs, yt, known, rng, f"pooled_anchors:{i + 1}")]
+        # an anchor start counts only once a second one confirms it: the first two are built together
+        batches = [range(min(2, self.anchor_starts))] + [[i] for i in range(2, self.anchor_starts)]
+        for batch in batches:
+            yield self._anchor_starts(xs, yt, known, list(batch))
         for name, piv in fallback.items():
             piv = piv() if callable(piv) else piv
             if piv is None:
@@ -229,10 +245,20 @@ class GeometricTranslator(Translator):
         report["seconds"] = round(time.perf_counter() - t0, 2)
         return w, report
 
-    def _anchor_start(self, xs, yt, known: Pairs | None, rng, name: str) -> Start:
+    def _anchor_starts(self, xs, yt, known: Pairs | None, indices: list[int]) -> list[Start]:
+        """Anchor starts number `indices`, side by side when `jobs` and the cores allow (`workers`)."""
+        jobs = self.jobs or (available_cores() if min(self.init_sample, len(xs), len(yt)) >= PARALLEL_ROWS else 1)
+        # numpy across processes (torch would pass its tensors through shared-memory file descriptors)
+        rows = (self.get_params(), xs.numpy(), yt.numpy(), None if known is None else tuple(t.numpy() for t in known))
+        return run_side_by_side(_anchor_start_job, [(*rows, i, self.verbose and k == 0)
+                                                    for k, i in enumerate(indices)], jobs)
+
+    def _anchor_start(self, xs, yt, known: Pairs | None, index: int) -> Start:
         """Matched anchors on `init_sample` rows per side: a weak start, so damped subsample rounds and centroid
-        rounds bring it closer before it is screened. Each call draws its own subsamples from `rng`, so successive
-        starts are independent searches."""
+        rounds bring it closer before it is screened. Each start draws its subsamples, k-means seeds and
+        assignments from its own random stream (the seed and `index`), so starts are independent searches and
+        the same whichever order or process they run in."""
+        rng = np.random.default_rng([self.seed, ANCHOR_STREAM, index])
         xi = xs[rng.choice(len(xs), min(self.init_sample, len(xs)), replace=False)]
         yi = yt[rng.choice(len(yt), min(self.init_sample, len(yt)), replace=False)]
         w = pooled_anchor_map(xi, yi, restarts=self.restarts, n_clusters=self.n_clusters,
@@ -244,7 +270,7 @@ class GeometricTranslator(Translator):
                           progress=(xs[:n], yt[:n]) if self.verbose else None, desc="refine anchors")
         w = centroid_refine(w, xs, yt, rng=rng, rounds=self.centroid_rounds, sample=8 * self.refine_sample,
                             n_centroids=self.n_centroids, verbose=self.verbose)
-        return Start(name, w, confirm=True, family="pooled_anchors")
+        return Start(f"pooled_anchors:{index + 1}", w, confirm=True, family="pooled_anchors")
 
     def _final_refine(self, w, xs, yt, known: Pairs | None, all_pairs: Pairs | None, check,
                       rng) -> tuple[np.ndarray, dict]:
@@ -352,6 +378,14 @@ class GeometricTranslator(Translator):
         self.source_mean_, self.target_mean_ = tensors["source_mean"], tensors["target_mean"]
         self.source_scale_, self.target_scale_ = float(state["source_scale"]), float(state["target_scale"])
         self.fit_report_ = state.get("fit_report")
+
+
+def _anchor_start_job(params: dict, xs: np.ndarray, yt: np.ndarray, known: tuple | None, index: int,
+                      verbose: bool) -> Start:
+    """One anchor start by a translator with `params` (a worker process's entry point: `_anchor_starts`)."""
+    known = None if known is None else Pairs(*(torch.from_numpy(k) for k in known))
+    return GeometricTranslator(**{**params, "verbose": verbose})._anchor_start(
+        torch.from_numpy(xs), torch.from_numpy(yt), known, index)
 
 
 def _held_out_pairs(n: int, rng) -> torch.Tensor | None:
