@@ -389,9 +389,12 @@ class GeometricTranslator(Translator):
 def _anchor_start_job(params: dict, xs: np.ndarray, yt: np.ndarray, known: tuple | None, index: int,
                       verbose: bool) -> Start:
     """One anchor start by a translator with `params` (a worker process's entry point: `_anchor_starts`)."""
-    known = None if known is None else Pairs(*(torch.from_numpy(k) for k in known))
-    return GeometricTranslator(**{**params, "verbose": verbose})._anchor_start(
-        torch.from_numpy(xs), torch.from_numpy(yt), known, index)
+    # joblib hands large arrays to a worker as read-only memory maps; torch wants writable memory (it is only read)
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.require(a, requirements="W"))
+
+    xs, yt, known = tensor(xs), tensor(yt), None if known is None else Pairs(*map(tensor, known))
+    return GeometricTranslator(**{**params, "verbose": verbose})._anchor_start(xs, yt, known, index)
 
 
 def _held_out_pairs(n: int, rng) -> torch.Tensor | None:
