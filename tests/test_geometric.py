@@ -192,6 +192,24 @@ def test_fallback_pivots_are_fetched_only_when_no_direct_start_passes(data):
     assert not init["passed"] and tr.confidence_["verdict"] == "low"
 
 
+def test_fallback_pivots_come_before_a_third_anchor_start_when_the_first_two_miss(data, monkeypatch):
+    # neither of the first two anchor starts reaches the bar (unrelated spaces): the pivot is tried next, and
+    # only then the third anchor start
+    src = data[0]
+    other = clustered_pair(d=24, seed=7)[0]
+    events = []
+    original = GeometricTranslator._anchor_starts
+
+    def recorded(self, xs, yt, known, indices):
+        events.append(list(indices))
+        return original(self, xs, yt, known, indices)
+    monkeypatch.setattr(GeometricTranslator, "_anchor_starts", recorded)
+    fallback = {"gone": lambda: events.append("pivot")}
+    tr = GeometricTranslator(seed=0, anchor_starts=3, **FAST).fit(src, other, fallback_pivots=fallback)
+    assert events == [[0, 1], "pivot", [2]]
+    assert list(tr.fit_report_["stages"]["init"]["candidates"]) == [f"pooled_anchors:{i}" for i in (1, 2, 3)]
+
+
 def test_whitening_follows_a_stretched_target():
     # the target stretches some latent directions and squeezes others (x0.7 .. x1.4): no rotation maps the
     # spectra onto each other, the whitened re-fit does, in both directions (a milder stretch gains too little

@@ -92,7 +92,7 @@ class Screen:
 
 
 def best_start(tiers: Iterable[list[Start]], screen: Screen, accept_score: float,
-               agreement_ok: float = AGREEMENT_OK) -> tuple[Candidate, dict]:
+               agreement_ok: float = AGREEMENT_OK, screened: list[Candidate] | None = None) -> tuple[Candidate, dict]:
     """Screen the starts tier by tier (cheap ones first; a tier is built only when reached) until one is accepted:
     it passes `accept_score` or the validation of held-out known pairs, and, if it needs confirmation (anchors),
     an independent start of its family agrees with it at `agreement_ok` or more. Agreeing starts are averaged
@@ -101,8 +101,9 @@ def best_start(tiers: Iterable[list[Start]], screen: Screen, accept_score: float
 
     When no tier yields an accepted start the best candidate is still returned (the fit needs a map), but the
     report says `passed: false`, and the translator's verdict is then `low`: a start below the bar is never kept
-    silently. Returns the chosen candidate and the init report."""
-    candidates: list[Candidate] = []
+    silently. Returns the chosen candidate and the init report. `screened`: a list the screened candidates are
+    appended to as they come (the tiers' builder may read it to choose what to try next)."""
+    candidates: list[Candidate] = [] if screened is None else screened
     agreements: dict[str, float] = {}
     accepted: list[Candidate] = []
     for tier in tiers:

@@ -98,7 +98,8 @@ class GeometricTranslator(Translator):
         (source_row, target_row) or a tuple of two row-aligned arrays. `pivots`: optional {name: vectors} from
         third encoders on their own texts (pair-free stepping stones, see `_pivot_chain`), tried before the anchor
         search. `fallback_pivots`: {name: vectors, or a function that returns them or None (unavailable)}, tried
-        in order only after every direct start (the anchor search included) has failed; a function is called
+        in order only after the direct starts have failed (the anchor search included; after its first two starts
+        when neither reaches the bar, see `_start_tiers`); a function is called
         only then, so pivots that are never needed cost nothing. `start`: an optional rotation (source dim x target
         dim) screened first, like the identity: a translator fitted on other data of the same two spaces, to be
         adapted to these rows (a general map refined on one domain's vectors). `log`: called with a line as each
@@ -142,9 +143,11 @@ class GeometricTranslator(Translator):
 
         t0 = time.perf_counter()
         legs: dict = {}
+        screened: list = []
         starts = self._start_tiers(xs, yt, fit_pairs, src, tgt, pivots, dict(fallback_pivots or {}), start, legs,
-                                   log)
-        best, init_report = best_start(starts, self._screen(xs, yt, fit_pairs, held_out), self.accept_score)
+                                   screened, log)
+        best, init_report = best_start(starts, self._screen(xs, yt, fit_pairs, held_out), self.accept_score,
+                                       screened=screened)
         if legs:
             init_report["pivots"] = legs
         report["stages"]["init"] = {**init_report, "seconds": round(time.perf_counter() - t0, 2)}
@@ -186,10 +189,15 @@ class GeometricTranslator(Translator):
                       seed=self.seed, verbose=self.verbose)
 
     def _start_tiers(self, xs, yt, known: Pairs | None, src, tgt, pivots: dict, fallback: dict, given, legs: dict,
-                     log) -> Iterator[list[Start]]:
+                     screened: list, log) -> Iterator[list[Start]]:
         """Candidate starts, cheapest first, one tier at a time (each built only if no earlier one passed):
         known pairs, a given start and the identity; each given pivot's chain (its legs' reports go into `legs`);
         matched anchors; each fallback pivot's chain (its vectors fetched only then; one unavailable is skipped).
+        When neither of the first two anchor starts even reaches the bar (`screened`: the candidates screened so
+        far), the fallback pivots come before the remaining anchor starts: a third start rarely rescues two that
+        both missed (it then has to pass and agree with one of them), and a pivot chain that passes spares a
+        start's minute or more (minilm-l3 -> mpnet-base). One start that passes but waits for confirmation keeps
+        the order.
 
         A few known pairs give a rough start that needs more self-learning rounds than the other starts to show
         its score. It is the cheapest start and, once it
@@ -211,10 +219,18 @@ class GeometricTranslator(Translator):
             w, legs[name] = self._pivot_chain(name, src, piv, tgt, log)
             yield [] if w is None else [Start(f"pivot:{name}", w)]
         # an anchor start counts only once a second one confirms it: the first two are built together
-        batches = [range(min(2, self.anchor_starts))] + [[i] for i in range(2, self.anchor_starts)]
-        for batch in batches:
-            yield self._anchor_starts(xs, yt, known, list(batch))
-        for name, piv in fallback.items():
+        yield self._anchor_starts(xs, yt, known, list(range(min(2, self.anchor_starts))))
+        if not any(c.passes(self.accept_score) for c in screened if c.confirm):
+            yield from self._fallback_chains(src, tgt, fallback, legs, log)
+        for i in range(2, self.anchor_starts):
+            yield self._anchor_starts(xs, yt, known, [i])
+        yield from self._fallback_chains(src, tgt, fallback, legs, log)
+
+    def _fallback_chains(self, src, tgt, fallback: dict, legs: dict, log) -> Iterator[list[Start]]:
+        """Each fallback pivot's chain not tried yet, one tier each (`fallback` is emptied as they are tried)."""
+        while fallback:
+            name, piv = next(iter(fallback.items()))
+            del fallback[name]
             piv = piv() if callable(piv) else piv
             if piv is None:
                 legs[name] = {"skipped": "unavailable"}
