@@ -53,8 +53,8 @@ def auto_pivots(exclude: set[str | None], texts: str = DEFAULT_TEXTS, rows: int 
     def lazy(name: str) -> Callable[[], np.ndarray | None]:
         def vectors() -> np.ndarray | None:
             if log is not None:
-                log(f"pivot {name}: no direct start passed; trying {name} as a pivot (its {rows} pivot vectors "
-                    "are embedded once and cached)")
+                log(f"pivot {name}: no direct start has passed so far; trying {name} as a pivot (its {rows} pivot "
+                    "vectors are embedded once and cached)")
             try:
                 return pivot_vectors(name, texts, rows)
             except (UserError, EncoderError) as exc:
