@@ -195,8 +195,8 @@ class GeometricTranslator(Translator):
         matched anchors; each fallback pivot's chain (its vectors fetched only then; one unavailable is skipped).
         When neither of the first two anchor starts even reaches the bar (`screened`: the candidates screened so
         far), the fallback pivots come before the remaining anchor starts: a third start rarely rescues two that
-        both missed (it then has to pass and agree with one of them), and a pivot chain that passes spares a
-        start's minute or more (minilm-l3 -> mpnet-base). One start that passes but waits for confirmation keeps
+        both missed (it then has to pass and agree with one of them), and a pivot chain that passes spares its
+        time (minilm-l3 -> mpnet-base). One start that passes but waits for confirmation keeps
         the order.
 
         A few known pairs give a rough start that needs more self-learning rounds than the other starts to show
