@@ -122,6 +122,8 @@ class GeometricTranslator(Translator):
                                  f"{start.shape}")
         pivots = {name: check_vectors(p, f"pivot vectors {name!r}", min_rows=self.min_rows)
                   for name, p in (pivots or {}).items()}
+        fallback = {name: p if callable(p) else check_vectors(p, f"pivot vectors {name!r}", min_rows=self.min_rows)
+                    for name, p in (fallback_pivots or {}).items()}
         t_start = time.perf_counter()
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
@@ -144,8 +146,7 @@ class GeometricTranslator(Translator):
         t0 = time.perf_counter()
         legs: dict = {}
         screened: list = []
-        starts = self._start_tiers(xs, yt, fit_pairs, src, tgt, pivots, dict(fallback_pivots or {}), start, legs,
-                                   screened, log)
+        starts = self._start_tiers(xs, yt, fit_pairs, src, tgt, pivots, fallback, start, legs, screened, log)
         best, init_report = best_start(starts, self._screen(xs, yt, fit_pairs, held_out), self.accept_score,
                                        screened=screened)
         if legs:
@@ -215,27 +216,26 @@ class GeometricTranslator(Translator):
         if xs.shape[1] == yt.shape[1]:
             first.append(Start("identity", np.eye(xs.shape[1], dtype=np.float32), self.screen_iters))
         yield first
-        for name, piv in pivots.items():
-            w, legs[name] = self._pivot_chain(name, src, piv, tgt, log)
-            yield [] if w is None else [Start(f"pivot:{name}", w)]
+        yield from self._pivot_tiers(src, tgt, dict(pivots), legs, log)
         # an anchor start counts only once a second one confirms it: the first two are built together
         yield self._anchor_starts(xs, yt, known, list(range(min(2, self.anchor_starts))))
         if not any(c.passes(self.accept_score) for c in screened if c.confirm):
-            yield from self._fallback_chains(src, tgt, fallback, legs, log)
+            yield from self._pivot_tiers(src, tgt, fallback, legs, log)
         for i in range(2, self.anchor_starts):
             yield self._anchor_starts(xs, yt, known, [i])
-        yield from self._fallback_chains(src, tgt, fallback, legs, log)
+        yield from self._pivot_tiers(src, tgt, fallback, legs, log)
 
-    def _fallback_chains(self, src, tgt, fallback: dict, legs: dict, log) -> Iterator[list[Start]]:
-        """Each fallback pivot's chain not tried yet, one tier each (`fallback` is emptied as they are tried)."""
-        while fallback:
-            name, piv = next(iter(fallback.items()))
-            del fallback[name]
-            piv = piv() if callable(piv) else piv
-            if piv is None:
-                legs[name] = {"skipped": "unavailable"}
-                continue
-            piv = check_vectors(piv, f"pivot vectors {name!r}", min_rows=self.min_rows)
+    def _pivot_tiers(self, src, tgt, pivots: dict, legs: dict, log) -> Iterator[list[Start]]:
+        """Each pivot's chain, one tier each, in order; `pivots` is emptied as they are tried, so a later call
+        tries only the rest. A function is called for its vectors only then (None: unavailable, skipped)."""
+        for name in list(pivots):
+            piv = pivots.pop(name)
+            if callable(piv):
+                piv = piv()
+                if piv is None:
+                    legs[name] = {"skipped": "unavailable"}
+                    continue
+                piv = check_vectors(piv, f"pivot vectors {name!r}", min_rows=self.min_rows)
             w, legs[name] = self._pivot_chain(name, src, piv, tgt, log)
             yield [] if w is None else [Start(f"pivot:{name}", w)]
 
