@@ -3,6 +3,7 @@ its python code blocks resolves (the examples' data and models are not needed fo
 
 import ast
 import importlib
+import importlib.util
 import re
 from pathlib import Path
 
