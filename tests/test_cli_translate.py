@@ -152,7 +152,7 @@ def test_pivot_auto_is_the_default_and_tries_the_other_built_in_encoders(tmp_pat
     assert set(init["pivots"]) == set(record["candidates"]) == set(json.loads(out)["pivots"])
     tried = [line.split(":")[0].removeprefix("pivot ") for line in err.splitlines() if "no direct start" in line]
     assert tried == record["candidates"]  # in the registry's order
-    assert all(leg.get("skipped") or leg["source_to_pivot"]["confidence"] < 0.6 for leg in init["pivots"].values())
+    assert all(leg.get("skipped") or leg["source_to_pivot"]["passed"] is False for leg in init["pivots"].values())
     assert "pivot minilm-l6: no direct start has passed so far" in err
     assert json.loads(out)["confidence"]["verdict"] == "low"
     # --no-pivot forbids it; fewer rows than the bar skip it (recorded)
@@ -185,7 +185,7 @@ def test_train_through_a_pivot_encoder(files, tmp_path, capsys, monkeypatch):
     config = json.loads((tmp / "tr" / "config.json").read_text())
     assert config["trained_on"]["pivots"] == {"encoders": ["minilm-l6"], "texts": str(texts), "rows": 210}
     init = config["fit_report"]["stages"]["init"]
-    assert init["pivots"]["minilm-l6"]["source_to_pivot"]["confidence"] < 0.6
+    assert init["pivots"]["minilm-l6"]["source_to_pivot"]["passed"] is False
     assert init["chosen"] == "pooled_anchors"
     cached = list((tmp_path / "home" / "pivots" / "minilm-l6").glob("*.npy"))
     assert len(cached) == 1 and np.load(cached[0]).shape == (210, 384)

@@ -151,7 +151,7 @@ def test_unrelated_pivot_stops_at_its_first_leg(data):
     tr = GeometricTranslator(seed=0, **FAST).fit(src, tgt, pivots={"far": unrelated})
     init = tr.fit_report_["stages"]["init"]
     assert set(init["pivots"]["far"]) == {"source_to_pivot", "seconds"}  # the second leg never ran
-    assert init["pivots"]["far"]["source_to_pivot"]["confidence"] < 0.6
+    assert init["pivots"]["far"]["source_to_pivot"]["passed"] is False  # not refined further
     assert init["chosen"] == "pooled_anchors" and "pivot:far" not in init["candidates"]
     assert evaluate(tr.transform(ev_src), ev_tgt, pool=len(ev_src))["top1"] > 0.95
     with pytest.raises(AlignError, match="pivot vectors 'far'"):

@@ -93,7 +93,7 @@ class GeometricTranslator(Translator):
 
     # -- fitting ------------------------------------------------------------------------------------
     def fit(self, src, tgt, pairs=None, pivots=None, fallback_pivots=None, start=None,
-            log: Callable[[str], None] | None = None) -> GeometricTranslator:
+            log: Callable[[str], None] | None = None, _leg: bool = False) -> GeometricTranslator:
         """Fit on unpaired `src` and `tgt`. `pairs`: optional known pairs (few-shot): an int (k, 2) array of
         (source_row, target_row) or a tuple of two row-aligned arrays. `pivots`: optional {name: vectors} from
         third encoders on their own texts (pair-free stepping stones, see `_pivot_chain`), tried before the anchor
@@ -103,7 +103,8 @@ class GeometricTranslator(Translator):
         only then, so pivots that are never needed cost nothing. `start`: an optional rotation (source dim x target
         dim) screened first, like the identity: a translator fitted on other data of the same two spaces, to be
         adapted to these rows (a general map refined on one domain's vectors). `log`: called with a line as each
-        pivot leg starts (progress bars follow `verbose`)."""
+        pivot leg starts (progress bars follow `verbose`). `_leg` (a pivot leg, `_pivot_chain`): when no start
+        passes, raise `_LegFailed` at once instead of refining a map whose verdict can only be `low`."""
         if not self.whiten >= 0:
             raise AlignError(f"whiten must be >= 0 (0 = off), got {self.whiten}")
         if self.pair_completions < 1:
@@ -149,6 +150,8 @@ class GeometricTranslator(Translator):
         starts = self._start_tiers(xs, yt, fit_pairs, src, tgt, pivots, fallback, start, legs, screened, log)
         best, init_report = best_start(starts, self._screen(xs, yt, fit_pairs, held_out), self.accept_score,
                                        screened=screened)
+        if _leg and not init_report["passed"]:
+            raise _LegFailed(init_report)
         if legs:
             init_report["pivots"] = legs
         report["stages"]["init"] = {**init_report, "seconds": round(time.perf_counter() - t0, 2)}
@@ -257,7 +260,14 @@ class GeometricTranslator(Translator):
         for leg, (a, b) in (("source_to_pivot", (src, pivot)), ("pivot_to_target", (pivot, tgt))):
             if log is not None:
                 log(f"pivot {name}: fitting {leg.replace('_', ' ')}")
-            fitted = type(self)(**leg_params).fit(a, b, log=log)
+            try:
+                fitted = type(self)(**leg_params).fit(a, b, log=log, _leg=True)
+            except _LegFailed as failed:
+                # no start of the leg passed: its verdict could only be `low`, so it is not refined further
+                report[leg] = {"start_score": failed.init["score"], "chosen": failed.init["chosen"],
+                               "passed": False}
+                w = None
+                break
             report[leg] = {"confidence": round(fitted.confidence_["score"], 4),
                            "chosen": fitted.fit_report_["stages"]["init"]["chosen"]}
             if fitted.confidence_["verdict"] == "low":
@@ -400,6 +410,14 @@ class GeometricTranslator(Translator):
         self.source_mean_, self.target_mean_ = tensors["source_mean"], tensors["target_mean"]
         self.source_scale_, self.target_scale_ = float(state["source_scale"]), float(state["target_scale"])
         self.fit_report_ = state.get("fit_report")
+
+
+class _LegFailed(Exception):
+    """A pivot leg in which no start passed the screen (`init`: its init report)."""
+
+    def __init__(self, init: dict):
+        super().__init__("no start passed")
+        self.init = init
 
 
 def _anchor_start_job(params: dict, xs: np.ndarray, yt: np.ndarray, known: tuple | None, index: int,

@@ -124,11 +124,17 @@ def _pivot_lines(report: dict, names: list[str]) -> list[str]:
         if "skipped" in legs[name]:
             lines.append(f"pivot {name}: skipped ({legs[name]['skipped']})")
             continue
-        parts = [f"{leg.replace('_', ' ')} {legs[name][leg]['confidence']:.2f} ({legs[name][leg]['chosen']})"
+        parts = [_leg_text(leg.replace('_', ' '), legs[name][leg])
                  for leg in ("source_to_pivot", "pivot_to_target") if leg in legs[name]]
         stopped = "" if "pivot_to_target" in legs[name] else "; chain stopped: its first leg is not confident"
         lines.append(f"pivot {name}: {', '.join(parts)}{stopped}; chosen start: {init.get('chosen')}")
     return lines
+
+
+def _leg_text(leg: str, report: dict) -> str:
+    if report.get("passed") is False:  # no start of the leg passed its screen: stopped before refining
+        return f"{leg}: no start passed (best {report['start_score']:.2f}, {report['chosen']})"
+    return f"{leg} {report['confidence']:.2f} ({report['chosen']})"
 
 
 def run(args: argparse.Namespace) -> int:
