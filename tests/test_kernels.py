@@ -26,3 +26,13 @@ def test_csls_matches_equal_brute_force(rows_a, rows_b, chunk, candidates):
     want_fwd, want_back = brute_csls(a, b, 10)
     assert torch.equal(fwd, want_fwd)
     assert torch.equal(back, want_back)
+
+
+def test_topk_rows_equals_torch_topk():
+    from align.geometric.kernels import topk_rows
+    g = torch.Generator().manual_seed(5)
+    a, b = unit_rows(torch.randn(200, 24, generator=g)), unit_rows(torch.randn(300, 24, generator=g))
+    vals, idx = topk_rows(a, b.T.contiguous().T, 7)  # a strided view of b: copied for faiss, not misread
+    want = (a @ b.T).topk(7, dim=1)
+    assert torch.equal(idx, want.indices) and torch.allclose(vals, want.values, atol=1e-6)
+    assert topk_rows(a, b[:5], 7)[1].shape == (200, 5)  # k capped at the rows there are

@@ -1,22 +1,26 @@
-"""Matching kernels of the geometric translator: top-k and CSLS nearest neighbours between unit rows (in blocks),
+"""Matching kernels of the geometric translator: top-k (faiss) and CSLS nearest neighbours between unit rows,
 spherical k-means steps and soft whitening. Plain functions over torch tensors; no state, no randomness.
 """
 
 from __future__ import annotations
 
+import faiss
+import numpy as np
 import torch
 
 from align.vectors import unit_rows
 
 
-def topk_rows(a: torch.Tensor, b: torch.Tensor, k: int, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k cosine scores and indices of each row of `a` among the rows of `b` (both unit rows)."""
-    vals, idx = [], []
-    for s in range(0, len(a), chunk):
-        v, i = (a[s:s + chunk] @ b.T).topk(k, dim=1)
-        vals.append(v)
-        idx.append(i)
-    return torch.cat(vals), torch.cat(idx)
+def topk_rows(a: torch.Tensor, b: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k cosine scores and indices of each row of `a` among the rows of `b` (both unit rows), best first.
+
+    faiss's exact inner-product search: blocked BLAS products with heap selection, which keeps its k best as it
+    goes; torch's `topk` over each block of the similarity matrix cost as much as the product itself
+    (BENCHMARKS.md, "A faster matching kernel, round 2").
+    """
+    k = min(k, len(b))
+    vals, idx = faiss.knn(_float_rows(a), _float_rows(b), k, metric=faiss.METRIC_INNER_PRODUCT)
+    return torch.from_numpy(vals), torch.from_numpy(idx)
 
 
 def csls_matches(a: torch.Tensor, b: torch.Tensor, k: int, chunk: int = 4096,
@@ -24,34 +28,23 @@ def csls_matches(a: torch.Tensor, b: torch.Tensor, k: int, chunk: int = 4096,
     """Nearest neighbours under CSLS in both directions between the rows of `a` and `b` (dot products).
 
     CSLS (2 cos - r_a - r_b, r = a row's mean top-k similarity) discounts hubs (rows close to everything) that
-    plain nearest neighbours over-select. Exact, in one pass over the similarity matrix, built a block of rows
-    at a time so that memory stays O(chunk x rows): each row keeps its `candidates` most similar rows of the
-    other side (a block's column reductions run on its transposed copy: along the strided axis they took as
-    long as the block's product), which also give both sides' r. The CSLS winner is taken among the
-    candidates; a row whose winner could lie outside them (its best candidate does not beat 2 x its last
-    candidate's similarity - the other side's smallest r) is recomputed against every row. With 64
-    candidates that was 0.04% of rows (8,000 minilm-l3 rows against 8,000 minilm-l6 rows; 3.7% with 32, 27%
+    plain nearest neighbours over-select. Exact: each row keeps its `candidates` most similar rows of the other
+    side (`topk_rows` both ways), which also give both sides' r. The CSLS winner is taken among the candidates;
+    a row whose winner could lie outside them (its best candidate does not beat 2 x its last candidate's
+    similarity - the other side's smallest r) is recomputed against every row, `chunk` rows at a time. With
+    64 candidates that was 0.04% of rows (8,000 minilm-l3 rows against 8,000 minilm-l6 rows; 3.7% with 32, 27%
     with 16). Only exact ties between candidates may be broken differently from one argmax over all rows.
     Returns, for each row of `a`, its match in `b` and, for each row of `b`, its match in `a`.
     """
     ka, kb = min(k, len(b)), min(k, len(a))
-    ca, cb = min(max(candidates, ka), len(b)), min(max(candidates, kb), len(a))
-    row_v, row_i, col_v, col_i = [], [], None, None
-    for i in range(0, len(a), chunk):
-        s = a[i:i + chunk] @ b.T
-        v, idx = s.topk(ca, dim=1)
-        row_v.append(v)
-        row_i.append(idx)
-        v, idx = s.t().contiguous().topk(min(cb, len(s)), dim=1)
-        if col_v is None:
-            col_v, col_i = v, idx + i
-        else:
-            v, idx = torch.cat([col_v, v], dim=1), torch.cat([col_i, idx + i], dim=1)
-            col_v, keep = v.topk(min(cb, v.shape[1]), dim=1)
-            col_i = idx.gather(1, keep)
-    row_v, row_i = torch.cat(row_v), torch.cat(row_i)
+    row_v, row_i = topk_rows(a, b, max(candidates, ka))
+    col_v, col_i = topk_rows(b, a, max(candidates, kb))
     ra, rb = row_v[:, :ka].mean(dim=1), col_v[:, :kb].mean(dim=1)
     return _csls_winners(row_v, row_i, rb, a, b, chunk), _csls_winners(col_v, col_i, ra, b, a, chunk)
+
+
+def _float_rows(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().numpy(), dtype=np.float32)
 
 
 def _csls_winners(cand_v: torch.Tensor, cand_i: torch.Tensor, r_other: torch.Tensor, rows: torch.Tensor,
