@@ -143,6 +143,13 @@ def test_pivot_chain_starts_the_direct_map(data, capsys):
     legs = init["pivots"]["near"]
     assert legs["source_to_pivot"]["chosen"] == "identity" and legs["pivot_to_target"]["confidence"] > 0.6
     assert evaluate(tr.transform(ev_src), ev_tgt, pool=len(ev_src))["top1"] > 0.95
+    # the legs on a subsample of each side (`leg_rows`): the same path, recorded
+    small = GeometricTranslator(seed=0, leg_rows=1200, **FAST).fit(src, tgt, pivots={"near": pivot})
+    init = small.fit_report_["stages"]["init"]
+    assert init["chosen"] == "pivot:near" and init["pivots"]["near"]["rows"] == {"source": 1200, "target": 1200}
+    assert evaluate(small.transform(ev_src), ev_tgt, pool=len(ev_src))["top1"] > 0.95
+    with pytest.raises(AlignError, match="leg_rows"):
+        GeometricTranslator(leg_rows=50, **FAST).fit(src, tgt)
 
 
 def test_unrelated_pivot_stops_at_its_first_leg(data):

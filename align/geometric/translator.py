@@ -30,6 +30,9 @@ LEG_FINAL_ITERS = 2
 # parameters one then takes a minute or more on a core, against a few seconds to start a worker process.
 PARALLEL_ROWS = 2000
 
+# A pivot chain subsamples the two sides from the random stream (seed, LEG_STREAM).
+LEG_STREAM = 2
+
 # Anchor starts draw from the random stream (seed, ANCHOR_STREAM, start index), apart from the fit's own.
 ANCHOR_STREAM = 1
 
@@ -47,7 +50,8 @@ class GeometricTranslator(Translator):
        confidence on held-out rows. Cheap candidates first: known pairs (few-shot; fewer pairs than dims give
        `pair_completions` starts) and, for equal dims, the identity. Then, while none reaches `accept_score`
        (a bar for scores on a subsample, below the reported verdict's `LOW_CONFIDENCE`), each pivot given to
-       `fit`: source -> pivot -> target legs fitted like any pair, their rotations composed. Only if still none
+       `fit`: source -> pivot -> target legs fitted like any pair (on at most `leg_rows` rows per side; a leg
+       in which no start passes stops the chain at once), their rotations composed. Only if still none
        passes: `restarts` k-means runs of `n_clusters` centroids per side matched by quadratic assignment; the
        pooled anchors give each row a relative representation (its similarities to the anchors), each source
        row's pseudo-target is the mean of its `rel_neighbours` nearest targets in that space; Procrustes; then
@@ -81,7 +85,7 @@ class GeometricTranslator(Translator):
                  centroid_rounds: int = 20, n_centroids: int = 512, screen_iters: int = 2, screen_sample: int = 6000,
                  final_iters: int = 6, final_sample: int = 30000, accept_score: float = 0.5,
                  pair_completions: int = 4, whiten: float = 0.0, anchor_starts: int = 3, jobs: int = 0,
-                 verbose: bool = True):
+                 leg_rows: int = 10000, verbose: bool = True):
         self.seed, self.n_clusters, self.restarts, self.qap_restarts = seed, n_clusters, restarts, qap_restarts
         self.init_sample, self.rel_neighbours = init_sample, rel_neighbours
         self.refine_iters, self.refine_sample, self.csls_k = refine_iters, refine_sample, csls_k
@@ -89,7 +93,7 @@ class GeometricTranslator(Translator):
         self.screen_iters, self.screen_sample = screen_iters, screen_sample
         self.final_iters, self.final_sample, self.accept_score = final_iters, final_sample, accept_score
         self.pair_completions, self.whiten, self.verbose = pair_completions, whiten, verbose
-        self.anchor_starts, self.jobs = anchor_starts, jobs
+        self.anchor_starts, self.jobs, self.leg_rows = anchor_starts, jobs, leg_rows
 
     # -- fitting ------------------------------------------------------------------------------------
     def fit(self, src, tgt, pairs=None, pivots=None, fallback_pivots=None, start=None,
@@ -113,6 +117,8 @@ class GeometricTranslator(Translator):
             raise AlignError(f"anchor_starts must be >= 1, got {self.anchor_starts}")
         if self.jobs < 0:
             raise AlignError(f"jobs must be >= 0 (0 = as the cores allow), got {self.jobs}")
+        if self.leg_rows and self.leg_rows < self.min_rows:
+            raise AlignError(f"leg_rows must be 0 (all rows) or at least {self.min_rows}, got {self.leg_rows}")
         src = check_vectors(src, "source vectors", min_rows=self.min_rows)
         tgt = check_vectors(tgt, "target vectors", min_rows=self.min_rows)
         known = _known_pairs(src, tgt, pairs)
@@ -257,6 +263,12 @@ class GeometricTranslator(Translator):
         leg_params = {**self.get_params(), "whiten": 0.0, "final_iters": min(self.final_iters, LEG_FINAL_ITERS)}
         t0 = time.perf_counter()
         report, w = {}, None
+        if self.leg_rows and max(len(src), len(tgt)) > self.leg_rows:
+            # and on at most `leg_rows` rows of each side (a random subsample, the same for every pivot)
+            rng = np.random.default_rng([self.seed, LEG_STREAM])
+            src = src[np.sort(rng.permutation(len(src))[:self.leg_rows])]
+            tgt = tgt[np.sort(rng.permutation(len(tgt))[:self.leg_rows])]
+            report["rows"] = {"source": len(src), "target": len(tgt)}
         for leg, (a, b) in (("source_to_pivot", (src, pivot)), ("pivot_to_target", (pivot, tgt))):
             if log is not None:
                 log(f"pivot {name}: fitting {leg.replace('_', ' ')}")
