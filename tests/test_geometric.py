@@ -165,6 +165,22 @@ def test_unrelated_pivot_stops_at_its_first_leg(data):
         GeometricTranslator(**FAST).fit(src, tgt, pivots={"far": unrelated[:10]})
 
 
+def test_a_pivot_leg_draws_two_anchor_starts_at_most(data, monkeypatch):
+    # a leg whose first two anchor starts do not agree is dropped, not given a third (the chain is a fallback)
+    src, _, _, _ = data
+    unrelated = clustered_pair(d=24, seed=7)[0]
+    drawn = []
+    real = GeometricTranslator._anchor_starts
+    monkeypatch.setattr(GeometricTranslator, "_anchor_starts",
+                        lambda self, xs, yt, known, indices: drawn.append((xs.shape[1], indices)) or
+                        real(self, xs, yt, known, indices))
+    tr = GeometricTranslator(seed=0, anchor_starts=3, **FAST).fit(src, unrelated, pivots={"far": unrelated})
+    leg = tr.fit_report_["stages"]["init"]["pivots"]["far"]["source_to_pivot"]
+    assert leg["passed"] is False and leg["chosen"] == "pooled_anchors"
+    assert drawn[0] == (16, [0, 1])  # the leg: two anchor starts, no third
+    assert drawn[1:] == [(16, [0, 1]), (16, [2])]  # the direct fit draws its three
+
+
 def test_a_given_start_is_screened_first_and_refined(data, fitted):
     # a map fitted on more rows of the same spaces starts a fit on a part of them; no anchor search follows
     src, tgt, ev_src, ev_tgt = data

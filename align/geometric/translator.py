@@ -23,8 +23,9 @@ from align.vectors import check_vectors, closest_isometry, orthogonal_map, unit_
 # Weight of the direction against the shared mean in `search` output, relative to the faithful output's.
 SEARCH_WEIGHT = 2.0
 
-# Final self-learning rounds of a pivot leg (see `_pivot_chain`).
+# Final self-learning rounds and anchor starts of a pivot leg (see `_pivot_chain`).
 LEG_FINAL_ITERS = 2
+LEG_ANCHOR_STARTS = 2
 
 # Anchor starts on at least this many rows per side run side by side when `jobs` is 0 (auto): with the default
 # parameters one then takes a minute or more on a core, against a few seconds to start a worker process.
@@ -260,7 +261,10 @@ class GeometricTranslator(Translator):
         # a leg only lends its rotation, which the direct fit screens and refines again: no whitening, and
         # `LEG_FINAL_ITERS` final rounds (the last four of a full refine gain the leg a few tenths of a point
         # of top-1, l3 -> l6 0.980 -> 0.982 for 70 s, which the direct fit's own refine does not need)
-        leg_params = {**self.get_params(), "whiten": 0.0, "final_iters": min(self.final_iters, LEG_FINAL_ITERS)}
+        # `LEG_ANCHOR_STARTS` anchor starts at most (a leg whose first two anchor starts do not agree is dropped
+        # rather than given a third: the chain is one fallback among others)
+        leg_params = {**self.get_params(), "whiten": 0.0, "final_iters": min(self.final_iters, LEG_FINAL_ITERS),
+                      "anchor_starts": min(self.anchor_starts, LEG_ANCHOR_STARTS)}
         t0 = time.perf_counter()
         report, w = {}, None
         if self.leg_rows and max(len(src), len(tgt)) > self.leg_rows:
