@@ -1,7 +1,9 @@
 """Time the geometric translator's CSLS matching (one self-learning round's cost) against the two-pass baseline.
 
-`csls_matches` (align/geometric/kernels.py) makes one pass over the similarity matrix, keeping candidates per row
-and falling back to a full search for rows the candidates cannot settle. The baseline is the kernel it replaced:
+`csls_matches` (align/geometric/kernels.py) takes each row's candidates on the other side with faiss's exact
+inner-product search, both ways, and falls back to a full search for rows the candidates cannot settle (reported
+as `one_pass_s`: until 2026-12-03 it made one pass over the similarity matrix with torch's top-k). The baseline is
+the kernel both replaced:
 two passes over the matrix (mean top-k similarities first, then the CSLS argmax), column reductions along the
 strided axis. Both run on the same rows in the same process; their matches must be identical.
 
