@@ -16,7 +16,7 @@ def topk_rows(a: torch.Tensor, b: torch.Tensor, k: int) -> tuple[torch.Tensor, t
 
     faiss's exact inner-product search: blocked BLAS products with heap selection, which keeps its k best as it
     goes; torch's `topk` over each block of the similarity matrix cost as much as the product itself
-    (BENCHMARKS.md, "A faster matching kernel, round 2").
+    (BENCHMARKS.md, "Far pairs faster: faiss top-k, ...").
     """
     k = min(k, len(b))
     vals, idx = faiss.knn(_float_rows(a), _float_rows(b), k, metric=faiss.METRIC_INNER_PRODUCT)
