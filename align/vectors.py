@@ -79,6 +79,17 @@ def orthogonal_map(x_centered: np.ndarray, y_centered: np.ndarray) -> np.ndarray
     return closest_isometry(np.asarray(x_centered).T.astype(np.float64) @ np.asarray(y_centered).astype(np.float64))
 
 
+def shrunk_linear_map(x: np.ndarray, y: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarray:
+    """The linear map A (dx x dy) minimising ||x A - y||^2 + strength x rows x ||A - prior||^2 over paired rows:
+    a least-squares map pulled toward `prior` (a rotation), i.e. the prior plus a ridge regression (sklearn's
+    `Ridge`, alpha = strength x rows) of the residual y - x prior."""
+    from sklearn.linear_model import Ridge  # imported when used: seconds of start-up otherwise
+
+    x, y, prior = (np.asarray(a, dtype=np.float64) for a in (x, y, prior))
+    fit = Ridge(alpha=strength * len(x), fit_intercept=False, solver="cholesky").fit(x, y - x @ prior)
+    return (prior + fit.coef_.T).astype(np.float32)
+
+
 def package_versions(*extra_names: str) -> dict:
     """Python's and the core packages' versions (plus `extra_names`), as recorded in artifacts and sidecars."""
     out = {"python": platform.python_version()}

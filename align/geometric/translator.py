@@ -1,5 +1,5 @@
 """`GeometricTranslator`, the estimator: inputs checked, few-shot pairs split, a start chosen, self-learning to the
-fixed point, the optional whitening stage, the label-free confidence; search output and persistence.
+fixed point, the optional whitening or affine stage, the label-free confidence; search output and persistence.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from align.geometric.kernels import mapped_matches, whitener
 from align.geometric.refine import Pairs, centroid_refine, damped_refine, self_learn
 from align.geometric.screening import Screen, Start, best_start, known_pairs_starts
 from align.geometric.workers import available_cores, run_side_by_side
-from align.vectors import check_vectors, closest_isometry, orthogonal_map, unit_rows
+from align.vectors import check_vectors, closest_isometry, orthogonal_map, shrunk_linear_map, unit_rows
 
 # Weight of the direction against the shared mean in `search` output, relative to the faithful output's.
 SEARCH_WEIGHT = 2.0
@@ -72,6 +72,11 @@ class GeometricTranslator(Translator):
     4. optional (`whiten` > 0, off by default): both sides softly whitened, the rotation re-fitted between the
        whitened rows on the final matches, the output coloured with the target's covariance. Mean cosine rises
        and top-1 falls a little (BENCHMARKS.md), so retrieval keeps the rotation;
+       or (`affine` > 0, off by default) an affine stage: a general linear map each way, fitted by least squares on
+       the final matches (plus any known pairs) and pulled toward the rotation with strength `affine` (a ridge
+       around it; try 0.03); each output row keeps the rotation's length. It follows a target whose spectrum
+       the rotation cannot reach (a strongly anisotropic source such as e5-small: top-1 +1.7 points) and changes
+       close pairs by a tenth of a point at most (BENCHMARKS.md);
     5. output = target mean + target scale x mapped centred unit input; label-free confidence.
     """
 
@@ -86,7 +91,7 @@ class GeometricTranslator(Translator):
                  centroid_rounds: int = 20, n_centroids: int = 512, screen_iters: int = 2, screen_sample: int = 6000,
                  final_iters: int = 6, final_sample: int = 30000, accept_score: float = 0.5,
                  pair_completions: int = 4, whiten: float = 0.0, anchor_starts: int = 3, jobs: int = 0,
-                 leg_rows: int = 10000, verbose: bool = True):
+                 leg_rows: int = 10000, affine: float = 0.0, verbose: bool = True):
         self.seed, self.n_clusters, self.restarts, self.qap_restarts = seed, n_clusters, restarts, qap_restarts
         self.init_sample, self.rel_neighbours = init_sample, rel_neighbours
         self.refine_iters, self.refine_sample, self.csls_k = refine_iters, refine_sample, csls_k
@@ -94,7 +99,7 @@ class GeometricTranslator(Translator):
         self.screen_iters, self.screen_sample = screen_iters, screen_sample
         self.final_iters, self.final_sample, self.accept_score = final_iters, final_sample, accept_score
         self.pair_completions, self.whiten, self.verbose = pair_completions, whiten, verbose
-        self.anchor_starts, self.jobs, self.leg_rows = anchor_starts, jobs, leg_rows
+        self.anchor_starts, self.jobs, self.leg_rows, self.affine = anchor_starts, jobs, leg_rows, affine
 
     # -- fitting ------------------------------------------------------------------------------------
     def fit(self, src, tgt, pairs=None, pivots=None, fallback_pivots=None, start=None,
@@ -112,6 +117,10 @@ class GeometricTranslator(Translator):
         passes, raise `_LegFailed` at once instead of refining a map whose verdict can only be `low`."""
         if not self.whiten >= 0:
             raise AlignError(f"whiten must be >= 0 (0 = off), got {self.whiten}")
+        if not self.affine >= 0:
+            raise AlignError(f"affine must be >= 0 (0 = off), got {self.affine}")
+        if self.affine > 0 and self.whiten > 0:
+            raise AlignError("whiten and affine are two output stages: set one of them, not both")
         if self.pair_completions < 1:
             raise AlignError(f"pair_completions must be >= 1, got {self.pair_completions}")
         if self.anchor_starts < 1:
@@ -175,6 +184,10 @@ class GeometricTranslator(Translator):
             t0 = time.perf_counter()
             self.forward_, self.backward_ = self._whitened_maps(w, xs, yt, all_pairs, rng)
             report["stages"]["whiten"] = {"seconds": round(time.perf_counter() - t0, 2)}
+        elif self.affine > 0:
+            t0 = time.perf_counter()
+            self.forward_, self.backward_ = self._affine_maps(w, xs, yt, all_pairs, rng)
+            report["stages"]["affine"] = {"seconds": round(time.perf_counter() - t0, 2)}
         self.dim_source_, self.dim_target_ = src.shape[1], tgt.shape[1]
 
         t0 = time.perf_counter()
@@ -258,12 +271,13 @@ class GeometricTranslator(Translator):
         direct map, which is then screened and refined on the source and target rows alone. Still pair-free:
         the pivot's texts are unrelated to both sides. A leg below the confidence verdict line stops the chain.
         """
-        # a leg only lends its rotation, which the direct fit screens and refines again: no whitening, and
+        # a leg only lends its rotation, which the direct fit screens and refines again: no output stage, and
         # `LEG_FINAL_ITERS` final rounds (the last four of a full refine gain the leg a few tenths of a point
         # of top-1, l3 -> l6 0.980 -> 0.982 for 70 s, which the direct fit's own refine does not need)
         # `LEG_ANCHOR_STARTS` anchor starts at most (a leg whose first two anchor starts do not agree is dropped
         # rather than given a third: the chain is one fallback among others)
-        leg_params = {**self.get_params(), "whiten": 0.0, "final_iters": min(self.final_iters, LEG_FINAL_ITERS),
+        leg_params = {**self.get_params(), "whiten": 0.0, "affine": 0.0,
+                      "final_iters": min(self.final_iters, LEG_FINAL_ITERS),
                       "anchor_starts": min(self.anchor_starts, LEG_ANCHOR_STARTS)}
         t0 = time.perf_counter()
         report, w = {}, None
@@ -375,6 +389,25 @@ class GeometricTranslator(Translator):
         backward = (wy.numpy() @ r.T @ cx_half.numpy()).astype(np.float32)
         return forward, backward
 
+    def _affine_maps(self, w, xs, yt, known: Pairs | None, rng) -> tuple[np.ndarray, np.ndarray]:
+        """Forward and backward matrices: least-squares maps on the final map's CSLS matches (both directions,
+        plus any known pairs), each pulled toward the rotation (`shrunk_linear_map`, strength `affine`).
+
+        A rotation keeps the source's spectrum. When the two spaces weigh their directions very differently
+        (e5-small's centred vectors are dominated by a few directions) a general linear map ranks better, as
+        paired ridge maps show; fitted freely on pseudo-pairs it also learns their noise (top-1 falls), so it is
+        kept near the rotation. `_map` gives each output row the rotation's length: the stage changes directions
+        only, and the faithful output stays on the rotation's scale.
+        """
+        x = xs[rng.choice(len(xs), min(self.final_sample, len(xs)), replace=False)]
+        y = yt[rng.choice(len(yt), min(self.final_sample, len(yt)), replace=False)]
+        fwd, back = mapped_matches(x, y, torch.from_numpy(w), self.csls_k)
+        px, py = torch.cat([x, x[back]]), torch.cat([y[fwd], y])
+        if known is not None:
+            px, py = torch.cat([px, known.source]), torch.cat([py, known.target])
+        px, py = px.numpy(), py.numpy()
+        return shrunk_linear_map(px, py, w, self.affine), shrunk_linear_map(py, px, w.T, self.affine)
+
     # -- applying -----------------------------------------------------------------------------------
     def _forward(self, x: np.ndarray) -> np.ndarray:
         return self._map(x, reverse=False, weight=1.0)
@@ -388,7 +421,13 @@ class GeometricTranslator(Translator):
             mean, scale, m, own_mean = self.source_mean_, self.source_scale_, self.backward_, self.target_mean_
         else:
             mean, scale, m, own_mean = self.target_mean_, self.target_scale_, self.forward_, self.source_mean_
-        return mean + weight * scale * (unit_rows(x - own_mean).numpy() @ m)
+        u = unit_rows(x - own_mean).numpy()
+        out = u @ m
+        if self.affine > 0:
+            # the affine stage's directions at the rotation's lengths (`_affine_maps`)
+            length = np.linalg.norm(u @ (self.weight_.T if reverse else self.weight_), axis=1, keepdims=True)
+            out *= length / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return mean + weight * scale * out
 
     def _search(self, x: np.ndarray, reverse: bool) -> np.ndarray:
         """Output for nearest-neighbour search among native vectors of the other space: the shared mean weighs
@@ -404,9 +443,9 @@ class GeometricTranslator(Translator):
 
     # -- persistence --------------------------------------------------------------------------------
     def _get_state(self):
-        """The rotation and both means; the whitened maps only when they differ from the rotation."""
+        """The rotation and both means; the whitened or affine maps only when they differ from the rotation."""
         tensors = {"weight": self.weight_, "source_mean": self.source_mean_, "target_mean": self.target_mean_}
-        if self.whiten > 0:
+        if self.whiten > 0 or self.affine > 0:
             tensors |= {"forward": self.forward_, "backward": self.backward_}
         state = {"source_scale": self.source_scale_, "target_scale": self.target_scale_,
                  "fit_report": getattr(self, "fit_report_", None)}
@@ -416,8 +455,8 @@ class GeometricTranslator(Translator):
         ds, dt = self.dim_source_, self.dim_target_
         shapes = {"weight": (ds, dt), "source_mean": (ds,), "target_mean": (dt,),
                   "forward": (ds, dt), "backward": (dt, ds)}
-        # without whitening the maps are the rotation (artifacts written before this rule store them anyway)
-        return shapes, set() if self.whiten > 0 else {"forward", "backward"}
+        # without an output stage the maps are the rotation (artifacts written before this rule store them anyway)
+        return shapes, set() if self.whiten > 0 or self.affine > 0 else {"forward", "backward"}
 
     def _set_state(self, tensors, state):
         self.weight_ = tensors["weight"]

@@ -23,6 +23,7 @@ TRAINING_FLAGS = {
     "checkpoint_dir": "checkpoint_dir",
     "resume": "resume",
     "whiten": "whiten",
+    "affine": "affine",
 }
 
 
@@ -76,6 +77,10 @@ def register(sub) -> None:
     p.add_argument("--whiten", type=float, default=None, metavar="EPS",
                    help="geometric: fit the output to the target's covariance (try 0.4): higher mean cosine, "
                         "slightly lower top-1; default off, which is best for retrieval")
+    p.add_argument("--affine", type=float, default=None, metavar="STRENGTH",
+                   help="geometric: a linear output map on the final matches, pulled toward the rotation with "
+                        "this strength (try 0.03); helps a strongly anisotropic source such as e5-small; default "
+                        "off")
     p.add_argument("--seed", type=non_negative_int, default=None, help="random seed (the method's default: 0)")
     p.add_argument("--time-budget", type=positive_float, metavar="MINUTES",
                    help="vec2vec: stop training after this many minutes")
