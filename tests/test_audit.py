@@ -210,3 +210,16 @@ def test_a_given_translator_is_adapted_to_the_leak(world, tmp_path):
     kw = {k: r["inversion"]["keywords"] for k, r in reports.items()}
     assert kw["adapted"]["f1"] == pytest.approx(kw["adapted"]["ideal_f1"], abs=0.03)
     assert kw["adapted"]["f1"] > kw["given"]["f1"] + 0.05, kw
+
+
+def test_maps_re_fitted_from_a_given_translator_keep_its_output_stage():
+    from align.geometric import GeometricTranslator
+    from align.paired import ProcrustesTranslator
+    from vecbridge.jobs.audit import output_stage
+
+    x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    assert output_stage(GeometricTranslator(affine=0.03)) == {"affine": 0.03}
+    assert output_stage(GeometricTranslator(whiten=0.4)) == {"whiten": 0.4}
+    assert output_stage(GeometricTranslator()) == {}
+    assert output_stage(ProcrustesTranslator().fit(x, x)) == {}
+    assert output_stage(None) == {}

@@ -40,6 +40,8 @@ from vecbridge.texts import read_texts
 REPORT_FORMAT = "vecbridge-audit"
 REPORT_FILES = {"report.json", "report.html", "translator"}
 FAILED = "translation failed: the leak was not demonstrated, which does not show that there is none"
+# geometric parameters of the output stage, carried from a given translator into the maps the audit re-fits
+OUTPUT_STAGES = ("affine", "whiten")
 PROBE_LIMIT = 20000  # labelled training rows per probe, a seeded sample of the rest
 UTILITY_QUERIES = ("builtin:pool:eval", 200)  # the owner's queries, embedded by --victim-encoder
 
@@ -450,12 +452,13 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
     ref_texts = read_texts(reference, limit=reference_limit)
     ref_vectors = embed_cached("references", ref_texts)
     method = "geometric"
+    kept = output_stage(given)
 
     def fit(x: np.ndarray, what: str, start: np.ndarray | None = None) -> Translator:
         if len(x) < translator_class(method).min_rows:
             raise UserError(f"--vectors hold {len(x)} rows; training a translator needs at least "
                             f"{translator_class(method).min_rows} (or give --translator)")
-        return translator_class(method)(seed=seed).fit(x, ref_vectors, start=start)
+        return translator_class(method)(seed=seed, **kept).fit(x, ref_vectors, start=start)
 
     with safe_write.disk_errors(report), safe_write.staged() as stage:
         tmp = stage.directory(report)
@@ -552,6 +555,14 @@ def _start_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     xc, yc = x - x.mean(0), y - y.mean(0)
     return orthogonal_map(xc / np.linalg.norm(xc, axis=1, keepdims=True),
                           yc / np.linalg.norm(yc, axis=1, keepdims=True))
+
+
+def output_stage(given: Translator | None) -> dict:
+    """The geometric output-stage parameters (`train --affine / --whiten`) of a given translator, which the maps
+    the audit re-fits from it (adapted to the leak, re-trained on defended vectors) keep; {} for any other."""
+    if given is None or getattr(given, "method", None) != "geometric":
+        return {}
+    return {name: value for name, value in given.get_params().items() if name in OUTPUT_STAGES and value}
 
 
 def _adapted(given: Translator, adapted: Translator) -> tuple[Translator, dict]:
