@@ -75,7 +75,7 @@ class GeometricTranslator(Translator):
        or (`affine` > 0, off by default) an affine stage: a general linear map each way, fitted by least squares on
        the final matches (plus any known pairs) and pulled toward the rotation with strength `affine` (a ridge
        around it; try 0.03); each output row keeps the rotation's length. It follows a target whose spectrum
-       the rotation cannot reach (a strongly anisotropic source such as e5-small: top-1 +1.7 points) and changes
+       the rotation cannot reach (a strongly anisotropic source such as e5-small: top-1 +1.8 to +4.2 points) and changes
        close pairs by a tenth of a point at most (BENCHMARKS.md);
     5. output = target mean + target scale x mapped centred unit input; label-free confidence.
     """
