@@ -27,6 +27,16 @@ def _with_known(px: torch.Tensor, py: torch.Tensor, known: Pairs | None) -> tupl
     return torch.cat([px, known.source]), torch.cat([py, known.target])
 
 
+def matched_pairs(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, known: Pairs | None,
+                  csls_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pseudo-pairs of one self-learning round under the map `w`: every source row with its CSLS nearest
+    target and every target row with its CSLS nearest source, plus any known pairs, as (source rows, target
+    rows, the forward matches)."""
+    fwd, back = mapped_matches(x, y, w, csls_k)
+    px, py = _with_known(torch.cat([x, x[back]]), torch.cat([y[fwd], y]), known)
+    return px, py, fwd
+
+
 def self_learn(w: np.ndarray, x: torch.Tensor, y: torch.Tensor, *, known: Pairs | None, csls_k: int,
                max_rounds: int, desc: str, verbose: bool, tol: float = 0.005) -> tuple[np.ndarray, dict]:
     """Self-learning (VecMap-style): each round pairs every source row with its CSLS nearest target and
@@ -38,8 +48,7 @@ def self_learn(w: np.ndarray, x: torch.Tensor, y: torch.Tensor, *, known: Pairs 
     prev, changed = None, []
     bar = tqdm(range(max_rounds), desc=desc, disable=not verbose, leave=False)
     for _ in bar:
-        fwd, back = mapped_matches(x, y, wt, csls_k)
-        px, py = _with_known(torch.cat([x, x[back]]), torch.cat([y[fwd], y]), known)
+        px, py, fwd = matched_pairs(wt, x, y, known=known, csls_k=csls_k)
         wt = torch.from_numpy(orthogonal_map(px.numpy(), py.numpy()))
         if prev is not None:
             changed.append(round(float((fwd != prev).float().mean()), 4))

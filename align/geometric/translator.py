@@ -14,8 +14,8 @@ from align.base import Translator, select_pairs
 from align.confidence import pair_validation, translation_confidence, with_pair_validation, with_start_check
 from align.errors import AlignError
 from align.geometric.anchors import pooled_anchor_map
-from align.geometric.kernels import mapped_matches, whitener
-from align.geometric.refine import Pairs, centroid_refine, damped_refine, self_learn
+from align.geometric.kernels import whitener
+from align.geometric.refine import Pairs, centroid_refine, damped_refine, matched_pairs, self_learn
 from align.geometric.screening import Screen, Start, best_start, known_pairs_starts
 from align.geometric.workers import available_cores, run_side_by_side
 from align.vectors import check_vectors, closest_isometry, orthogonal_map, shrunk_linear_map, unit_rows
@@ -366,6 +366,14 @@ class GeometricTranslator(Translator):
             return pair_validation(self.target_mean_ + self.target_scale_ * (xc @ w), pair_tgt, pool)
         return check
 
+    def _final_pairs(self, w, xs, yt, known: Pairs | None, rng) -> tuple[torch.Tensor, torch.Tensor]:
+        """The converged map's pseudo-pairs (`matched_pairs`) on up to `final_sample` rows per side: what an
+        output stage is fitted on."""
+        x = xs[rng.choice(len(xs), min(self.final_sample, len(xs)), replace=False)]
+        y = yt[rng.choice(len(yt), min(self.final_sample, len(yt)), replace=False)]
+        px, py, _ = matched_pairs(torch.from_numpy(w), x, y, known=known, csls_k=self.csls_k)
+        return px, py
+
     def _whitened_maps(self, w, xs, yt, known: Pairs | None, rng) -> tuple[np.ndarray, np.ndarray]:
         """Forward and backward matrices: soft-whiten -> rotate -> colour, the rotation fitted on the final map's
         CSLS matches (both directions, plus any known pairs) between whitened rows.
@@ -376,14 +384,9 @@ class GeometricTranslator(Translator):
         mean eigenvalue keeps the noisy low-variance directions from being blown up. From pseudo-pairs the
         whitened low-variance directions carry their matching noise, hence its cost in top-1.
         """
-        x = xs[rng.choice(len(xs), min(self.final_sample, len(xs)), replace=False)]
-        y = yt[rng.choice(len(yt), min(self.final_sample, len(yt)), replace=False)]
-        fwd, back = mapped_matches(x, y, torch.from_numpy(w), self.csls_k)
+        px, py = self._final_pairs(w, xs, yt, known, rng)
         wx, cx_half = whitener(xs, self.whiten)
         wy, cy_half = whitener(yt, self.whiten)
-        px, py = torch.cat([x, x[back]]), torch.cat([y[fwd], y])
-        if known is not None:
-            px, py = torch.cat([px, known.source]), torch.cat([py, known.target])
         r = orthogonal_map((px @ wx).numpy(), (py @ wy).numpy())
         forward = (wx.numpy() @ r @ cy_half.numpy()).astype(np.float32)
         backward = (wy.numpy() @ r.T @ cx_half.numpy()).astype(np.float32)
@@ -399,13 +402,7 @@ class GeometricTranslator(Translator):
         kept near the rotation. `_map` gives each output row the rotation's length: the stage changes directions
         only, and the faithful output stays on the rotation's scale.
         """
-        x = xs[rng.choice(len(xs), min(self.final_sample, len(xs)), replace=False)]
-        y = yt[rng.choice(len(yt), min(self.final_sample, len(yt)), replace=False)]
-        fwd, back = mapped_matches(x, y, torch.from_numpy(w), self.csls_k)
-        px, py = torch.cat([x, x[back]]), torch.cat([y[fwd], y])
-        if known is not None:
-            px, py = torch.cat([px, known.source]), torch.cat([py, known.target])
-        px, py = px.numpy(), py.numpy()
+        px, py = (t.numpy() for t in self._final_pairs(w, xs, yt, known, rng))
         return shrunk_linear_map(px, py, w, self.affine), shrunk_linear_map(py, px, w.T, self.affine)
 
     # -- applying -----------------------------------------------------------------------------------
