@@ -223,3 +223,73 @@ def test_maps_re_fitted_from_a_given_translator_keep_its_output_stage():
     assert output_stage(GeometricTranslator()) == {}
     assert output_stage(ProcrustesTranslator().fit(x, x)) == {}
     assert output_stage(None) == {}
+
+
+def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(12, dim))
+    return (centres[rng.integers(0, 12, n)] + 0.35 * rng.normal(size=(n, dim))).astype(np.float32)
+
+
+def test_an_adapted_map_starts_from_a_geometric_translators_own_rotation():
+    from align.confidence import map_agreement
+    from align.geometric import GeometricTranslator
+    from align.paired import ProcrustesTranslator
+    from vecbridge.jobs.audit import _adaptation_start
+
+    x = _clustered(800, 16, 0)
+    rotation = np.linalg.qr(np.random.default_rng(1).normal(size=(16, 16)))[0].astype(np.float32)
+    geo = GeometricTranslator(seed=0, verbose=False).fit(x[:400], x[400:] @ rotation, start=rotation)
+    leak = x[:300] + 3.0  # off-domain: far from the mean the translator was trained around
+    assert np.array_equal(_adaptation_start(geo, leak, geo.transform(leak)), geo.weight_)
+    # any other method: the rotation closest to what it does to the rows (its outputs are unit rows, so only
+    # near its own rotation: mean cosine 0.96 of the images measured)
+    lin = ProcrustesTranslator().fit(x, x @ rotation)
+    start = _adaptation_start(lin, leak, lin.transform(leak))
+    assert np.allclose(start @ start.T, np.eye(16), atol=1e-4)
+    assert map_agreement(leak - leak.mean(0), start, rotation) > 0.85
+
+
+def test_an_adaptation_read_low_is_used_only_when_it_grew_from_the_given_map_and_beats_it_on_the_leak():
+    # an off-domain leak has no counterpart in the reference: a map that works there can read `low`. The audit then
+    # trusts it only if it grew from the given (trusted) map and scores above that map on the same rows.
+    from align.geometric import GeometricTranslator
+    from align.paired import ProcrustesTranslator
+    from encoders.registry import get_encoder
+    from vecbridge.jobs.audit import _adapted
+
+    enc = get_encoder("minilm-l6")
+    rotation = np.linalg.qr(np.random.default_rng(5).normal(size=(384, 384)))[0].astype(np.float32)
+    skew = np.random.default_rng(9).normal(size=(384, 384))
+    q, r = np.linalg.qr(np.eye(384) + 0.035 * (skew - skew.T))
+    off = (q * np.sign(np.diag(r))).astype(np.float32)  # a small rotation: the given map's error
+    reference = enc.encode(sentences(300, 2)[0])
+    leak = enc.encode(sentences(300, 4)[0]) @ rotation
+    given = ProcrustesTranslator().fit(reference @ rotation, reference @ off)  # a general map, somewhat wrong
+    given.confidence_ = {**given.confidence_, "verdict": "ok", "verdict_from": "held-out known pairs"}
+    adapted = GeometricTranslator(seed=0, verbose=False).fit(leak, reference, start=rotation.T @ off)
+    assert adapted.fit_report_["stages"]["init"]["chosen"] == "given"
+    score = adapted.confidence_["score"]
+
+    def case(verdict: str, chosen: str, given_verdict: str = "ok"):
+        a = GeometricTranslator(verbose=False)
+        a.__dict__.update(adapted.__dict__)
+        a.confidence_ = {**adapted.confidence_, "verdict": verdict}
+        a.fit_report_ = {"stages": {"init": {"chosen": chosen}}}
+        g = ProcrustesTranslator()
+        g.__dict__.update(given.__dict__)
+        g.confidence_ = {**given.confidence_, "verdict": given_verdict}
+        return _adapted(g, a, leak, reference, seed=0)
+
+    model, report = case("ok", "given")
+    assert report["used"] and model.confidence_["verdict"] == "ok"
+    on_leak = report["given_confidence_on_leak"]
+    assert on_leak < score - 0.05, (on_leak, score)  # the adaptation really does better on these rows
+    model, report = case("low", "given")  # read low off-domain, but grown from the given map and better
+    assert report["used"] and report["why"].startswith("grown from the given map")
+    assert model.confidence_["verdict"] == "ok" and "adapted from a translator" in model.confidence_["verdict_from"]
+    assert model.confidence_["score"] == score
+    model, report = case("low", "pooled_anchors")  # left the given map's basin: its own score must pass
+    assert not report["used"] and isinstance(model, ProcrustesTranslator)
+    model, report = case("low", "pooled_anchors", given_verdict="low")  # nothing better to fall back on
+    assert report["used"] and model.confidence_["verdict"] == "low"
