@@ -14,6 +14,13 @@ problem the one the translator solves. The profile of a set of vectors:
 
 All three are invariant to rotations and comparable across dims (the spectrum's top `k` only). Each is also a
 property of the encoder, so a profile distance ranks candidates for one source; it is not an absolute scale.
+
+When the source is already in the candidates' space (a leak put there by a translator), `rank_in_space` compares
+the sets directly: the distance between their mean unit rows (a linear-kernel MMD), which a translator that is only
+roughly right still carries to the right place. The profiles then mislead, as they also carry the translator's
+distortion: through an e5-small -> minilm-l6 translator they picked GCIDE for SpamAssassin mails and SpamAssassin for
+WordNet glosses, the means picked the right corpus for all four leaks measured (and for minilm-l3, where the
+profiles missed Brown and SpamAssassin; BENCHMARKS.md, "Adapting a given translator").
 """
 
 from __future__ import annotations
@@ -84,3 +91,33 @@ def rank_references(source: np.ndarray, candidates: dict[str, np.ndarray], rows:
         ranked.append({"name": name, "distance": round(profile_distance(own, p), 4), "profile": p.as_dict()})
     ranked.sort(key=lambda r: r["distance"])
     return {"source": own.as_dict(), "candidates": ranked}
+
+
+def rank_in_space(source: np.ndarray, candidates: dict[str, np.ndarray], rows: int = PROFILE_ROWS,
+                  seed: int = 0) -> dict:
+    """Like `rank_references`, for a source in the candidates' own space: {"source": {"rows"}, "candidates":
+    [{name, distance}]} from the closest to the farthest, `distance` = the squared distance between the mean unit
+    rows of (up to `rows` rows of) the source and of each candidate."""
+    if not candidates:
+        raise AlignError("no candidate references to rank")
+    src = _sample(source, rows, seed)
+    dims = {v.shape[1] for v in candidates.values()}
+    if dims != {src.shape[1]}:
+        raise AlignError(f"ranking in one space needs candidates of the source's {src.shape[1]} dims; got "
+                         f"{sorted(dims)}")
+    mean = _unit(src).mean(0)
+    ranked = [{"name": name, "distance": round(float(np.sum((mean - _unit(_sample(v, rows, seed)).mean(0)) ** 2)), 6)}
+              for name, v in candidates.items()]
+    ranked.sort(key=lambda r: r["distance"])
+    return {"source": {"rows": len(src)}, "candidates": ranked, "by": "mean in the known space"}
+
+
+def _sample(v: np.ndarray, rows: int, seed: int) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    if v.ndim != 2 or len(v) < 2:
+        raise AlignError(f"a reference ranking needs at least 2 rows; got {v.shape}")
+    return v[np.sort(np.random.default_rng(seed).choice(len(v), rows, replace=False))] if len(v) > rows else v
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)

@@ -11,7 +11,8 @@ builtin:pool:train_b (the reference). Three translators are measured where asked
   With `--known-pairs K` the pool attacker is few-shot: it also holds the victim's vectors of K public texts
   it knows (the first K pool texts, embedded by both encoders), given to the fit as known pairs (the issue's
   e5-small victim, where the unsupervised start fails);
-- `adapted`: `own`'s fit started from the `pool` translator's map (a general map adapted to the leak's domain);
+- `adapted`: `own`'s fit started from the `pool` translator's map (a general map adapted to the leak's domain),
+  kept or dropped by the audit's rule (`vecbridge.jobs.audit._adapted`; `adaptation` in the row says which);
 - `paired` (a bound, not an attack): orthogonal Procrustes fitted on the leak's own true pairs (victim vector,
   known-encoder vector of the same text), 2-fold, scored with the `adapted` (else `own`) attacker's reference;
 - `own`: the audit's own path, trained from the leak's vectors alone against a reference of the attacker's:
@@ -50,6 +51,8 @@ from vecbridge.jobs.audit import (  # noqa: E402
     AttackSuite,
     AttributeSpec,
     Leak,
+    _adaptation_start,
+    _adapted,
     _probe_rows,
     attack_table,
     defence_utility,
@@ -150,9 +153,10 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
         if name not in wanted or (name == "adapted" and pool_translator is None):
             continue
         t, c = time.perf_counter(), time.process_time()
-        start = None if name == "own" else pool_translator.weight_
+        start = None if name == "own" else _adaptation_start(pool_translator, x_leak, pool_translator.transform(x_leak))
         profiled = x_leak if name == "own" else pool_translator.transform(x_leak)
-        spec, choice = choose_reference(profiled, args.known) if args.own_reference == AUTO else \
+        spec, choice = choose_reference(profiled, args.known, same_space=name == "adapted") \
+            if args.own_reference == AUTO else \
             (args.own_reference, None)
         if spec not in prepared:
             ref_texts = reference_texts(spec, set(texts), args.reference_rows)
@@ -166,10 +170,14 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
         setup_s, setup_cpu_s = round(time.perf_counter() - t, 1), round(time.process_time() - c, 1)
         t, c = time.perf_counter(), time.process_time()
         model = fit(x_leak, ref_vectors, args.seed, start=start)
-        out[name] = {**score(suite, model, x_leak, leak, ideal, naive), "reference": spec,
+        adaptation = None
+        if name == "adapted":  # the map the audit would use: the adaptation, or the pool translator as given
+            model, adaptation = _adapted(pool_translator, model, x_leak, ref_vectors, args.seed)
+        out[name] = {**score(suite, model, x_leak, leak, ideal, naive), "reference": spec, "adaptation": adaptation,
                      "reference_rows": len(ref_texts),
                      "reference_distance": None if choice is None else choice["candidates"][0]["distance"],
-                     "chosen_start": model.fit_report_["stages"]["init"]["chosen"], "setup_s": setup_s,
+                     "chosen_start": (adaptation or {}).get("start") or model.fit_report_["stages"]["init"]["chosen"],
+                     "setup_s": setup_s,
                      "setup_cpu_s": setup_cpu_s, "train_s": round(time.perf_counter() - t, 1),
                      "train_cpu_s": round(time.process_time() - c, 1)}
     if "paired" in wanted and prepared:  # the bound: a map fitted on the leak's own true pairs, scored like them

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from align.errors import AlignError
-from align.references import profile, profile_distance, rank_references
+from align.references import profile, profile_distance, rank_in_space, rank_references
 
 
 def domain(rng, n, centre, spread, d=64):
@@ -40,6 +40,28 @@ def test_the_source_domain_ranks_first_in_another_space():
     assert names[0] == "same"
     assert ranking["candidates"][0]["distance"] * 3 < ranking["candidates"][1]["distance"]
     assert ranking["source"]["rows"] == 1000
+
+
+def test_a_source_in_the_candidates_space_is_ranked_by_its_mean():
+    # a leak already put in the known space by a roughly right translator: a small rotation of its field's
+    # texts, which also stretches them (a translator's distortion, which the profiles would carry)
+    rng = np.random.default_rng(3)
+    centres = {name: c / np.linalg.norm(c) for name, c in zip(("field", "near", "far"), rng.normal(size=(3, 64)),
+                                                                strict=True)}
+    centres["near"] = centres["field"] + 0.6 * centres["near"]
+    candidates = {name: domain(rng, 2000, c, 0.3) for name, c in centres.items()}
+    skew = rng.normal(size=(64, 64))
+    q, r = np.linalg.qr(np.eye(64) + 0.05 * (skew - skew.T))
+    off = q * np.sign(np.diag(r))  # a small rotation: the translator's error
+    leak = domain(rng, 1500, centres["field"], 0.3) @ off @ np.diag(np.linspace(1.5, 0.5, 64))
+    ranking = rank_in_space(leak, candidates)
+    assert [c["name"] for c in ranking["candidates"]] == ["field", "near", "far"]
+    assert ranking["candidates"][0]["distance"] * 2 < ranking["candidates"][1]["distance"]
+    assert ranking["source"]["rows"] == 1000
+    with pytest.raises(AlignError, match="source's 64 dims"):
+        rank_in_space(leak, {"other": leak[:, :32]})
+    with pytest.raises(AlignError, match="no candidate"):
+        rank_in_space(leak, {})
 
 
 def test_bad_inputs():

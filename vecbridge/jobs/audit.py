@@ -445,10 +445,11 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
     # (when it is used as it is) the attack all read it
     given_x = None if given is None else translate_vectors(given, leak.vectors, name=f"--vectors {vectors}")
     if reference == references.AUTO:
-        # A given translator puts the leak in the known space, where its profile compares with the candidates' on
-        # one encoder's terms (the raw leak's profile carries its own encoder's: BENCHMARKS.md, "Leakage audit")
+        # A given translator puts the leak in the known space, where it compares with the candidates directly
+        # (their mean rows, `align.references.rank_in_space`); the raw leak only by its rotation-invariant profile,
+        # which carries its own encoder's traits (BENCHMARKS.md, "Leakage audit")
         ranked = leak.vectors if given is None else given_x
-        reference, choice = references.choose_reference(ranked, known_encoder)
+        reference, choice = references.choose_reference(ranked, known_encoder, same_space=given is not None)
         choice["profiled"] = "the leaked vectors" if given is None else "the leaked vectors through --translator"
     ref_texts = read_texts(reference, limit=reference_limit)
     ref_vectors = embed_cached("references", ref_texts)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from align.references import PROFILE_ROWS, SPECTRUM_K, rank_references
+from align.references import PROFILE_ROWS, SPECTRUM_K, rank_in_space, rank_references
 from vecbridge.errors import UserError
 from vecbridge.jobs import pivots as pivot_data
 from vecbridge.texts import read_texts
@@ -33,8 +33,10 @@ def candidate_specs() -> list[str]:
 
 
 def choose_reference(source: np.ndarray, encoder: str, rows: int = PROFILE_ROWS,
-                     log: Callable[[str], None] | None = None) -> tuple[str, dict]:
-    """The reference spec for `source` vectors in the space of `encoder`, and the ranking that chose it."""
+                     log: Callable[[str], None] | None = None, same_space: bool = False) -> tuple[str, dict]:
+    """The reference spec for `source` vectors in the space of `encoder`, and the ranking that chose it.
+    `same_space`: the source rows are already in `encoder`'s space (a leak through a translator): the sets are
+    compared directly (`rank_in_space`), not by their rotation-invariant profiles."""
     specs = candidate_specs()
     if not specs:
         raise UserError("--target-texts auto needs built-in corpora; run `vecbridge data fetch` first, or give "
@@ -49,7 +51,7 @@ def choose_reference(source: np.ndarray, encoder: str, rows: int = PROFILE_ROWS,
     if not candidates:
         raise UserError(f"--target-texts auto: no built-in corpus has enough texts to profile ({', '.join(specs)}); "
                         "give a reference spec")
-    ranking = rank_references(source, candidates, rows)
+    ranking = (rank_in_space if same_space else rank_references)(source, candidates, rows)
     chosen = ranking["candidates"][0]["name"]
     if log is not None:
         log(f"reference auto: {chosen} (profile distance {ranking['candidates'][0]['distance']})")
