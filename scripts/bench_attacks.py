@@ -119,8 +119,12 @@ def probe_embedder(specs: list[AttributeSpec], known: str):
 PARAMS: dict = {}  # --param NAME=VALUE: geometric's hyper-parameters (e.g. fewer restarts for a quick check)
 
 
-def fit(src: np.ndarray, tgt: np.ndarray, seed: int, start: np.ndarray | None = None, pairs=None):
-    return translator_class("geometric")(**{"seed": seed, **PARAMS}).fit(src, tgt, start=start, pairs=pairs)
+def fit(src: np.ndarray, tgt: np.ndarray, seed: int, start: np.ndarray | None = None, pairs=None,
+        refine_only: bool = False):
+    """geometric with --param's; `refine_only`: `start` is refined whatever its screen score (the audit's
+    adaptation, `vecbridge.jobs.audit.audit`)."""
+    params = {"seed": seed, **PARAMS, **({"accept_score": 0.0} if refine_only else {})}
+    return translator_class("geometric")(**params).fit(src, tgt, start=start, pairs=pairs)
 
 
 def score(suite: AttackSuite, translator, x_leak: np.ndarray, leak: Leak, ideal: dict, naive: dict | None) -> dict:
@@ -169,7 +173,7 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
         ref_vectors, ref_texts, suite, ideal, naive = prepared[spec]
         setup_s, setup_cpu_s = round(time.perf_counter() - t, 1), round(time.process_time() - c, 1)
         t, c = time.perf_counter(), time.process_time()
-        model = fit(x_leak, ref_vectors, args.seed, start=start)
+        model = fit(x_leak, ref_vectors, args.seed, start=start, refine_only=name == "adapted")
         adaptation = None
         if name == "adapted":  # the map the audit would use: the adaptation, or the pool translator as given
             model, adaptation = _adapted(pool_translator, model, x_leak, ref_vectors, args.seed)

@@ -456,11 +456,15 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
     method = "geometric"
     kept = output_stage(given)
 
-    def fit(x: np.ndarray, what: str, start: np.ndarray | None = None) -> Translator:
+    def fit(x: np.ndarray, what: str, start: np.ndarray | None = None, refine_only: bool = False) -> Translator:
+        """A geometric fit of `x` against the reference. `refine_only`: the given `start` is refined, whatever its
+        screen score (no search of its own: adapting a translator refines it; BENCHMARKS.md, "Adapting a given
+        translator"); otherwise a start the screen rejects gives way to the fit's own search."""
         if len(x) < translator_class(method).min_rows:
             raise UserError(f"--vectors hold {len(x)} rows; training a translator needs at least "
                             f"{translator_class(method).min_rows} (or give --translator)")
-        return translator_class(method)(seed=seed, **kept).fit(x, ref_vectors, start=start)
+        params = {**kept, "accept_score": 0.0} if refine_only else kept
+        return translator_class(method)(seed=seed, **params).fit(x, ref_vectors, start=start)
 
     with safe_write.disk_errors(report), safe_write.staged() as stage:
         tmp = stage.directory(report)
@@ -471,7 +475,7 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
             model = fit(leak.vectors, "--vectors")
         elif adapting:
             bar.set_postfix_str("adapting the translator")
-            model, adaptation = _adapted(given, fit(leak.vectors, "--vectors",
+            model, adaptation = _adapted(given, fit(leak.vectors, "--vectors", refine_only=True,
                                                     start=_adaptation_start(given, leak.vectors, given_x)),
                                          leak.vectors, ref_vectors, seed)
         if model is not given:
