@@ -190,7 +190,7 @@ def test_a_given_translator_is_adapted_to_the_leak(world, tmp_path):
     (tmp_path / "attrs.json").write_text(json.dumps({"topic": list(TOPICS)}))
     env = {**os.environ, "VECBRIDGE_HOME": str(tmp_path / "home")}
     reports = {}
-    for name, extra in (("adapted", []), ("given", ["--no-adapt"])):
+    for name, extra in (("adapted", ["--defenses", "noise:0.02"]), ("given", ["--no-adapt"])):
         argv = ["audit", "--vectors", tmp_path / "leak.npy", "--known-encoder", "minilm-l6", "--translator",
                 tmp_path / "tr", "--reference", world / "ref.txt", "--attributes", tmp_path / "attrs.json",
                 "--truth", tmp_path / "truth.jsonl", "--report", tmp_path / name, *extra]
@@ -210,6 +210,10 @@ def test_a_given_translator_is_adapted_to_the_leak(world, tmp_path):
     kw = {k: r["inversion"]["keywords"] for k, r in reports.items()}
     assert kw["adapted"]["f1"] == pytest.approx(kw["adapted"]["ideal_f1"], abs=0.03)
     assert kw["adapted"]["f1"] > kw["given"]["f1"] + 0.05, kw
+    # the defence row re-adapts the given map to the noisy vectors, refined from its start
+    (noisy,) = adapted["defenses"]
+    assert noisy["attacker"] == "given translator adapted to the defended vectors"
+    assert noisy["attributes"]["topic"]["accuracy"] == pytest.approx(a["ideal_accuracy"], abs=0.05), noisy
 
 
 def test_maps_re_fitted_from_a_given_translator_keep_its_output_stage():

@@ -614,6 +614,10 @@ def _adapted(given: Translator, adapted: Translator, x: np.ndarray, reference: n
     return (adapted if keep else given), report
 
 
+def _score(model: Translator) -> float:
+    return (model.confidence_ or {}).get("score") or 0.0
+
+
 def _defence_row(defence: Defence, leak: Leak, queries, given: Translator | None, fit, suite: AttackSuite,
                  ideal: dict | None, adapt: bool = False) -> dict:
     defended = check_vectors(defence.transform(leak.vectors), f"defended vectors ({defence.label})")
@@ -623,9 +627,20 @@ def _defence_row(defence: Defence, leak: Leak, queries, given: Translator | None
         # the adaptive attacker: the given map adapted to the defended vectors (its own search where it cannot
         # start from the given map: another dim, or a start the screen rejects)
         row["attacker"] = "given translator adapted to the defended vectors"
-        start = None if defended.shape[1] != given.dim_source_ else _adaptation_start(  # dims:K: its own search
-            given, defended, translate_vectors(given, defended, name=f"defended vectors ({defence.label})"))
-        model = fit(defended, f"defended vectors ({defence.label})", start=start)
+        what = f"defended vectors ({defence.label})"
+        if defended.shape[1] != given.dim_source_:  # dims:K: its own search
+            model = fit(defended, what)
+        else:
+            # refined from the given map first (cheap, and the right map when the defence only blurs the vectors:
+            # the screen can reject a blurred start, and a search from scratch then finds nothing off-domain);
+            # where that reads low, the fit's own search too (a secret rotation leaves the given start nothing to
+            # refine), and the better-scoring of the two
+            start = _adaptation_start(given, defended, translate_vectors(given, defended, name=what))
+            model = fit(defended, what, start=start, refine_only=True)
+            if (model.confidence_ or {}).get("verdict") == "low":
+                searched = fit(defended, what, start=start)
+                if _score(searched) > _score(model):
+                    model = searched
     elif given is not None:
         # the audit holds no vectors the given translator was trained on, so it cannot re-train it
         row["attacker"] = "given translator re-used (not re-trained)"

@@ -54,5 +54,5 @@ def choose_reference(source: np.ndarray, encoder: str, rows: int = PROFILE_ROWS,
     ranking = (rank_in_space if same_space else rank_references)(source, candidates, rows)
     chosen = ranking["candidates"][0]["name"]
     if log is not None:
-        log(f"reference auto: {chosen} (profile distance {ranking['candidates'][0]['distance']})")
+        log(f"reference auto: {chosen} (distance {ranking['candidates'][0]['distance']})")
     return chosen, {"chosen": chosen, **ranking}
