@@ -157,8 +157,8 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
         if name not in wanted or (name == "adapted" and pool_translator is None):
             continue
         t, c = time.perf_counter(), time.process_time()
-        start = None if name == "own" else _adaptation_start(pool_translator, x_leak, pool_translator.transform(x_leak))
         profiled = x_leak if name == "own" else pool_translator.transform(x_leak)
+        start = None if name == "own" else _adaptation_start(pool_translator, x_leak, profiled)
         spec, choice = choose_reference(profiled, args.known, same_space=name == "adapted") \
             if args.own_reference == AUTO else \
             (args.own_reference, None)
