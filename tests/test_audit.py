@@ -297,3 +297,5 @@ def test_an_adaptation_read_low_is_used_only_when_it_grew_from_the_given_map_and
     assert not report["used"] and isinstance(model, ProcrustesTranslator)
     model, report = case("low", "pooled_anchors", given_verdict="low")  # nothing better to fall back on
     assert report["used"] and model.confidence_["verdict"] == "low"
+    model, report = case("low", "given", given_verdict=None)  # a translator without a verdict lends none
+    assert not report["used"] and isinstance(model, ProcrustesTranslator)

@@ -596,7 +596,9 @@ def _adapted(given: Translator, adapted: Translator, x: np.ndarray, reference: n
     start = adapted.fit_report_["stages"]["init"]["chosen"]
     on_leak = translation_confidence(x, reference, given.transform, given.inverse_transform, seed=seed)["score"]
     low, given_low = new_conf.get("verdict") == "low", given_conf.get("verdict") == "low"
-    better = start == "given" and on_leak is not None and (new_conf.get("score") or 0.0) > on_leak
+    # only a map whose own verdict is ok lends it (a translator saved without a confidence lends nothing)
+    better = (start == "given" and given_conf.get("verdict") == "ok" and on_leak is not None
+              and (new_conf.get("score") or 0.0) > on_leak)
     keep = not low or given_low or better
     report = {"used": keep, "start": start, "confidence": new_conf.get("score"), "verdict": new_conf.get("verdict"),
               "given_confidence": given_conf.get("score"), "given_verdict": given_conf.get("verdict"),
@@ -606,7 +608,7 @@ def _adapted(given: Translator, adapted: Translator, x: np.ndarray, reference: n
                      "grown from the given map, it scores above the given map on the leak" if better else
                      "its verdict is low where the given translator's is not, and it does not improve on the given "
                      "map from the given map's start"}
-    if low and not given_low and better:
+    if low and better:
         # the verdict it earns: a trusted map's, improved on these rows (its own score stays in the report)
         adapted.confidence_ = {**new_conf, "verdict": given_conf.get("verdict"), "verdict_from":
                                f"adapted from a translator whose verdict is {given_conf.get('verdict')}, scoring "
