@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from align.confidence import translation_confidence
+from align.confidence import REPORT_DRAWS, translation_confidence
 from align.errors import AlignError
 from align.vectors import check_vectors, package_versions, unit_rows
 
@@ -99,7 +99,8 @@ class Translator:
     def _score_confidence(self, src: np.ndarray, tgt: np.ndarray) -> dict:
         """Set and return `confidence_`: the shared label-free score of this fitted translator."""
         try:
-            self.confidence_ = translation_confidence(src, tgt, self.transform, self.inverse_transform)
+            self.confidence_ = translation_confidence(src, tgt, self.transform, self.inverse_transform,
+                                                      draws=REPORT_DRAWS)
         except AlignError as e:  # too few vectors to measure: say so instead of failing the fit
             self.confidence_ = {"score": None, "reason": str(e)}
         return self.confidence_

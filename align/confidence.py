@@ -32,6 +32,11 @@ LOW_CONFIDENCE = 0.6
 VALIDATION_OK = 0.25
 
 
+# Draws of sampled rows that a fitted translator's reported confidence averages (`translation_confidence`):
+# one draw of 4,096 rows varies by about +-0.04 for one map, the mean of 8 by about a third of that, for ~8 s on
+# 25,000 rows per side. Screening keeps one draw per candidate (its rows are fixed and few).
+REPORT_DRAWS = 8
+
 # Two independent anchor starts that find the same map agree (mean cosine of their images of the same rows) at
 # ~0.9-1 after screening; starts that land in different wrong basins agree far less. Below this, no two anchor
 # starts confirm each other and the map is not trusted (BENCHMARKS.md, "Translator reach: a second split").
@@ -93,7 +98,7 @@ def _neighbourhood_agreement(na: torch.Tensor, nb: torch.Tensor, match: torch.Te
 
 
 def translation_confidence(src, tgt, forward_fn: Mapping, backward_fn: Mapping | None = None,
-                           max_samples: int = 4096, k: int = 10, seed: int = 0) -> dict:
+                           max_samples: int = 4096, k: int = 10, seed: int = 0, draws: int = 1) -> dict:
     """Score in [0, 1] that `forward_fn` (source -> target) is a meaningful translation; no pairs needed.
 
     Components, each in [0, 1], from cosines around each space's mean:
@@ -109,15 +114,34 @@ def translation_confidence(src, tgt, forward_fn: Mapping, backward_fn: Mapping |
     `score` = structure x geometric mean of the other three: structure is the evidence that the map is right,
     the others catch collapse, off-manifold outputs and maps that do not invert. `verdict` is "low" below
     `LOW_CONFIDENCE`.
+
+    `draws`: how many independent draws of the sampled rows (each with its own target split and null rotation)
+    the score averages; `spread` is the standard deviation of their scores. One draw of 4,096 rows varies by
+    about +-0.04 for one working map (0.72-0.86 over 8 draws, BENCHMARKS.md, "Off-domain leaks, round 3"), as
+    much as many margins it is judged by; the mean of 8 draws by about a third of that. The first draw is the
+    single-draw score (`draws=1`), so the two agree on it.
     """
     src, tgt = np.asarray(src, dtype=np.float32), np.asarray(tgt, dtype=np.float32)
     if src.ndim != 2 or tgt.ndim != 2:
         raise AlignError(f"confidence needs 2-D arrays; got source {src.shape} and target {tgt.shape}")
+    if draws < 1:
+        raise AlignError(f"draws must be >= 1, got {draws}")
     m = min(max_samples, len(src), len(tgt) // 2)
     if m < 2 * k + 2:
         raise AlignError(f"confidence needs at least {2 * k + 2} source and {2 * (2 * k + 2)} target "
                          f"vectors; got {len(src)} and {len(tgt)}")
-    rng = np.random.default_rng(seed)
+    runs = [_one_draw(src, tgt, forward_fn, backward_fn, m, k,
+                      np.random.default_rng(seed if d == 0 else [seed, d])) for d in range(draws)]
+    out = {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
+    out["verdict"] = "ok" if out["score"] >= LOW_CONFIDENCE else "low"
+    out["samples"], out["draws"] = m, draws
+    out["spread"] = float(np.std([r["score"] for r in runs]))
+    return {"score": out.pop("score"), "verdict": out.pop("verdict"), **out}
+
+
+def _one_draw(src: np.ndarray, tgt: np.ndarray, forward_fn: Mapping, backward_fn: Mapping | None, m: int, k: int,
+              rng: np.random.Generator) -> dict:
+    """One draw of `translation_confidence`: its parts and raw measures on `m` sampled rows (`rng`)."""
     s = src[rng.choice(len(src), m, replace=False)]
     t_idx = rng.permutation(len(tgt))
     t1, t2 = tgt[t_idx[:m]], tgt[t_idx[m:2 * m]]
@@ -158,12 +182,11 @@ def translation_confidence(src, tgt, forward_fn: Mapping, backward_fn: Mapping |
     }
     others = [parts["cycle"], parts["mnn"], parts["distribution"]]
     score = parts["structure"] * float(np.prod(others) ** (1 / len(others)))
-    return {"score": score, "verdict": "ok" if score >= LOW_CONFIDENCE else "low", **parts,
+    return {"score": score, **parts,
             "mnn_rate": mnn, "mnn_rate_reference": mnn_ref,
             "nn_cosine": nn_cos, "nn_cosine_reference": nn_cos_ref,
             "neighbourhood_agreement": structure, "neighbourhood_agreement_reference": structure_ref,
-            "neighbourhood_agreement_null": structure_null,
-            "samples": m}
+            "neighbourhood_agreement_null": structure_null}
 
 
 def pair_validation(pred: np.ndarray, true_target: np.ndarray, pool: np.ndarray) -> dict:

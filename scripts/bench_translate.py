@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from align import translator_class
-from align.confidence import translation_confidence
+from align.confidence import REPORT_DRAWS, translation_confidence
 from align.metrics import evaluate
 from vecbridge import paths, safe_write, storage
 from vecbridge.texts import read_texts
@@ -147,9 +147,9 @@ def run_method(spec: Method, seed: int, data: dict, vec2vec_minutes: float) -> d
         forward, backward = model.transform, model.inverse_transform
         conf = getattr(model, "confidence_", None)
     if conf is None:
-        conf = translation_confidence(data["src_a"], data["tgt_b"], forward, backward)
+        conf = translation_confidence(data["src_a"], data["tgt_b"], forward, backward, draws=REPORT_DRAWS)
     row = {"method": spec.label, "seed": seed, "train_s": round(seconds, 1), "confidence": conf.get("score"),
-           "verdict": conf.get("verdict")}
+           "verdict": conf.get("verdict"), "spread": conf.get("spread")}
     if isinstance(conf.get("validation"), dict):
         row["validation_top1"] = conf["validation"]["top1"]
     if conf.get("margin") is not None:
@@ -291,7 +291,8 @@ def bench_offdomain(src: str, tgt: str, corpora: list[str], sizes: list[int], se
                    "reference_rows": len(target), "top1": got["top1"], "bound_top1": bound["top1"],
                    "ratio": got["top1"] / max(bound["top1"], 1e-9), "cos": got["mean_cosine"],
                    "train_s": round(seconds, 1), "choose_s": round(chose_s, 1), "confidence": conf.get("score"),
-                   "verdict": conf.get("verdict"), "start": model.fit_report_["stages"]["init"]["chosen"],
+                   "spread": conf.get("spread"), "verdict": conf.get("verdict"),
+                   "start": model.fit_report_["stages"]["init"]["chosen"],
                    "auto": None if choice is None else [(c["name"], c["distance"]) for c in choice["candidates"]]}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)

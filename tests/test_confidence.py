@@ -139,3 +139,23 @@ def test_a_start_that_did_not_pass_makes_a_high_score_low(rotated):
     assert flagged["verdict"] == "low" and flagged["verdict_from"] == "no start passed the screen"
     assert flagged["margin"] == pytest.approx(0.3 - AGREEMENT_OK) and flagged["score"] == conf["score"]
     assert with_start_check(conf, passed=True, agreement=None)["margin"] == pytest.approx(conf["score"] - 0.6)
+
+
+def test_draws_average_the_score_and_report_its_spread(rotated):
+    src, tgt, rot = rotated
+    # a partly right map (the true rotation turned a little), scored on few rows: one draw is noisy
+    u, _, vt = np.linalg.svd(np.eye(DIM) + 0.6 * np.random.default_rng(4).normal(size=(DIM, DIM)) / np.sqrt(DIM))
+    part = (rot @ u @ vt).astype(np.float32)  # single draws score it 0.44-0.78 here, across the verdict line
+
+    def conf(seed, draws):
+        return translation_confidence(src, tgt, lambda a: a @ part, lambda b: b @ part.T, max_samples=150,
+                                      seed=seed, draws=draws)
+
+    one, many = [conf(s, 1) for s in range(8)], [conf(s, 8) for s in range(8)]
+    assert one[0]["draws"] == 1 and one[0]["spread"] == 0.0
+    assert many[0]["draws"] == 8 and many[0]["spread"] > 0.0
+    assert many[0] == conf(0, 8)  # still deterministic
+    # the mean of 8 draws moves less from seed to seed than a single draw does
+    assert np.std([c["score"] for c in many]) < 0.6 * np.std([c["score"] for c in one])
+    with pytest.raises(AlignError, match="draws must be >= 1"):
+        conf(0, 0)

@@ -11,7 +11,13 @@ import numpy as np
 import torch
 
 from align.base import Translator, select_pairs
-from align.confidence import pair_validation, translation_confidence, with_pair_validation, with_start_check
+from align.confidence import (
+    REPORT_DRAWS,
+    pair_validation,
+    translation_confidence,
+    with_pair_validation,
+    with_start_check,
+)
 from align.errors import AlignError
 from align.geometric.anchors import pooled_anchor_map
 from align.geometric.kernels import whitener
@@ -191,7 +197,8 @@ class GeometricTranslator(Translator):
         self.dim_source_, self.dim_target_ = src.shape[1], tgt.shape[1]
 
         t0 = time.perf_counter()
-        self.confidence_ = translation_confidence(src, tgt, self._forward, self._backward, seed=self.seed)
+        self.confidence_ = translation_confidence(src, tgt, self._forward, self._backward, seed=self.seed,
+                                                   draws=REPORT_DRAWS)
         self.confidence_ = with_start_check(self.confidence_, init_report["passed"], init_report.get("agreement"))
         if "validation" in final_report:
             self.confidence_ = with_pair_validation(self.confidence_, final_report["validation"])

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from align import Translator, translator_class
-from align.confidence import translation_confidence
+from align.confidence import REPORT_DRAWS, translation_confidence
 from align.vectors import check_vectors, orthogonal_map
 from attacks.attributes import ProbeAttribute, ZeroShotAttribute, attribute_scores, rank_labels
 from attacks.defences import Defence, neighbour_overlap, parse_defences
@@ -594,7 +594,8 @@ def _adapted(given: Translator, adapted: Translator, x: np.ndarray, reference: n
     map's basin (another start) has only its own score to show, and that must pass."""
     given_conf, new_conf = given.confidence_ or {}, adapted.confidence_ or {}
     start = adapted.fit_report_["stages"]["init"]["chosen"]
-    on_leak = translation_confidence(x, reference, given.transform, given.inverse_transform, seed=seed)["score"]
+    on_leak = translation_confidence(x, reference, given.transform, given.inverse_transform, seed=seed,
+                                     draws=REPORT_DRAWS)["score"]
     low, given_low = new_conf.get("verdict") == "low", given_conf.get("verdict") == "low"
     # only a map whose own verdict is ok lends it (a translator saved without a confidence lends nothing)
     better = (start == "given" and given_conf.get("verdict") == "ok" and on_leak is not None
