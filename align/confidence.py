@@ -34,7 +34,9 @@ VALIDATION_OK = 0.25
 
 # Draws of sampled rows that a fitted translator's reported confidence averages (`translation_confidence`):
 # one draw of 4,096 rows varies by about +-0.04 for one map, the mean of 8 by about a third of that, for ~8 s on
-# 25,000 rows per side. Screening keeps one draw per candidate (its rows are fixed and few).
+# 25,000 rows per side. A start's screen scores as many draws of its held-out rows (~1 s each at 2,000 rows):
+# on a 1,000-row store one draw of its 250 held-out rows put the right start (identity) at 0.43, under the
+# screen's bar, and the mean of 8 at 0.56 (BENCHMARKS.md, "Off-domain leaks, round 3").
 REPORT_DRAWS = 8
 
 # Two independent anchor starts that find the same map agree (mean cosine of their images of the same rows) at

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from align.confidence import AGREEMENT_OK, VALIDATION_OK, map_agreement, pair_validation, translation_confidence
+from align.confidence import (
+    AGREEMENT_OK,
+    REPORT_DRAWS,
+    VALIDATION_OK,
+    map_agreement,
+    pair_validation,
+    translation_confidence,
+)
 from align.geometric.refine import Pairs, self_learn
 from align.vectors import closest_isometry
 
@@ -84,7 +91,7 @@ class Screen:
     def score(self, w: np.ndarray) -> float:
         """The label-free score of a rotation on the held-out rows."""
         return translation_confidence(self.hold_x, self.hold_y, lambda x: x @ w, lambda y: y @ w.T,
-                                      seed=self.seed)["score"]
+                                      seed=self.seed, draws=REPORT_DRAWS)["score"]
 
     def agreement(self, a: Candidate, b: Candidate) -> float:
         """How far two screened maps agree on the held-out source rows (`map_agreement`)."""
