@@ -134,11 +134,10 @@ def translation_confidence(src, tgt, forward_fn: Mapping, backward_fn: Mapping |
                          f"vectors; got {len(src)} and {len(tgt)}")
     runs = [_one_draw(src, tgt, forward_fn, backward_fn, m, k,
                       np.random.default_rng(seed if d == 0 else [seed, d])) for d in range(draws)]
-    out = {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
-    out["verdict"] = "ok" if out["score"] >= LOW_CONFIDENCE else "low"
-    out["samples"], out["draws"] = m, draws
-    out["spread"] = float(np.std([r["score"] for r in runs]))
-    return {"score": out.pop("score"), "verdict": out.pop("verdict"), **out}
+    mean = {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
+    score = mean.pop("score")
+    return {"score": score, "verdict": "ok" if score >= LOW_CONFIDENCE else "low", **mean,
+            "samples": m, "draws": draws, "spread": float(np.std([r["score"] for r in runs]))}
 
 
 def _one_draw(src: np.ndarray, tgt: np.ndarray, forward_fn: Mapping, backward_fn: Mapping | None, m: int, k: int,
