@@ -64,19 +64,23 @@ def damped_refine(w: np.ndarray, fit_x: torch.Tensor, fit_y: torch.Tensor, *, kn
                   progress: tuple[torch.Tensor, torch.Tensor] | None = None, desc: str = "refine") -> np.ndarray:
     """Damped Procrustes against pseudo-targets on fresh subsamples of `sample` rows; known pairs always kept.
 
-    Each round pairs the subsample with the mean of its `neighbours` nearest target rows (a wide basin, robust to
-    a poor start) and averages the new rotation with the previous one, so no single noisy subsample decides.
-    (A last quarter of CSLS mutual-nearest-neighbour rounds on 1,000 x 2,000 rows, once thought more precise,
-    took a right anchor start from top-1 0.97 to 0.78 and its agreement with an independent one from 0.78 to
-    0.40: BENCHMARKS.md, "Anchor starts without their last stages".) `progress`: held-out rows whose CSLS
-    mutual-NN rate a progress bar shows (None: no bar).
+    The first three quarters of the rounds use the mean of `neighbours` target neighbours (a wide basin, robust
+    to a poor start), the rest CSLS mutual nearest neighbours (precise). Each new rotation is averaged with the
+    previous one, so no single noisy subsample decides. `progress`: held-out rows whose CSLS mutual-NN rate a
+    progress bar shows (None: no bar).
     """
     wt = torch.from_numpy(w)
     bar = tqdm(range(rounds), desc=desc, disable=progress is None, leave=False)
     for it in bar:
         xa = fit_x[rng.choice(len(fit_x), min(sample, len(fit_x)), replace=False)]
-        _, idx = topk_rows(unit_rows(xa @ wt), fit_y, neighbours)
-        px, py = _with_known(xa, fit_y[idx].mean(dim=1), known)
+        if it < rounds * 3 // 4:
+            _, idx = topk_rows(unit_rows(xa @ wt), fit_y, neighbours)
+            px, py = xa, fit_y[idx].mean(dim=1)
+        else:
+            yb = fit_y[rng.choice(len(fit_y), min(2 * sample, len(fit_y)), replace=False)]
+            si, ti, _ = csls_mutual_pairs(unit_rows(xa @ wt), yb, csls_k)
+            px, py = xa[si], yb[ti]
+        px, py = _with_known(px, py, known)
         wt = torch.from_numpy(closest_isometry(0.5 * wt.numpy() + 0.5 * orthogonal_map(px.numpy(), py.numpy())))
         if progress is not None and (it % 8 == 7 or it == rounds - 1):
             bar.set_postfix(mnn=round(csls_mutual_pairs(unit_rows(progress[0] @ wt), progress[1], csls_k)[2], 4))

@@ -62,8 +62,7 @@ class GeometricTranslator(Translator):
        passes: `restarts` k-means runs of `n_clusters` centroids per side matched by quadratic assignment; the
        pooled anchors give each row a relative representation (its similarities to the anchors), each source
        row's pseudo-target is the mean of its `rel_neighbours` nearest targets in that space; Procrustes; then
-       `refine_iters` damped subsample rounds widen the basin (`centroid_rounds` centroid rounds, off by default,
-       cost a right start top-1). An anchor
+       `refine_iters` damped subsample rounds and `centroid_rounds` centroid rounds widen the basin. An anchor
        start is a random search's outcome: it counts only once an independent anchor start (fresh subsamples,
        k-means and assignments) reaches the same map (`AGREEMENT_OK`), and the agreeing ones are averaged;
        up to `anchor_starts` are drawn, the first two side by side on the machine's cores (`jobs`: 0 = as
@@ -93,9 +92,9 @@ class GeometricTranslator(Translator):
     state_numbers = ("source_scale", "target_scale")
 
     def __init__(self, seed: int = 0, n_clusters: int = 20, restarts: int = 24, qap_restarts: int = 20,
-                 init_sample: int = 6000, rel_neighbours: int = 50, refine_iters: int = 48,
+                 init_sample: int = 6000, rel_neighbours: int = 50, refine_iters: int = 64,
                  refine_sample: int = 1000, score_sample: int = 2000, csls_k: int = 10,
-                 centroid_rounds: int = 0, n_centroids: int = 512, screen_iters: int = 2, screen_sample: int = 6000,
+                 centroid_rounds: int = 20, n_centroids: int = 512, screen_iters: int = 2, screen_sample: int = 6000,
                  final_iters: int = 6, final_sample: int = 30000, accept_score: float = 0.5,
                  pair_completions: int = 4, whiten: float = 0.0, anchor_starts: int = 3, jobs: int = 0,
                  leg_rows: int = 10000, affine: float = 0.0, verbose: bool = True):
