@@ -398,3 +398,33 @@ def test_bad_input_raises(data, bad, match):
 def test_transform_checks_dims(fitted):
     with pytest.raises(AlignError, match="dims"):
         fitted.transform(np.ones((3, 5), dtype=np.float32))
+
+
+def test_anchor_starts_on_many_rows_keep_their_neighbour_mean_rounds_only(monkeypatch):
+    """From SHORT_START_ROWS rows a side an anchor start skips its mutual-NN and centroid rounds (which undid
+    right starts on big pairs) and still recovers the hidden isometry; on fewer rows it keeps them."""
+    import align.geometric.translator as translator_module
+
+    calls = {"centroids": 0, "mutual": []}
+    real_damped, real_centroids = translator_module.damped_refine, translator_module.centroid_refine
+
+    def damped(*args, mutual=True, **kwargs):
+        calls["mutual"].append(mutual)
+        return real_damped(*args, mutual=mutual, **kwargs)
+
+    def centroids(*args, **kwargs):
+        calls["centroids"] += 1
+        return real_centroids(*args, **kwargs)
+
+    monkeypatch.setattr(translator_module, "damped_refine", damped)
+    monkeypatch.setattr(translator_module, "centroid_refine", centroids)
+    monkeypatch.setattr(translator_module, "SHORT_START_ROWS", 1500)
+    # identity start impossible across dims, so the anchor search runs; one after another in this process
+    src, tgt, ev_src, ev_tgt = clustered_pair(n=1600)
+    model = GeometricTranslator(seed=0, jobs=1, **FAST).fit(src, tgt, fallback_pivots={})
+    assert calls["mutual"] and not any(calls["mutual"]) and calls["centroids"] == 0
+    assert evaluate(model.transform(ev_src), ev_tgt, pool=len(ev_src))["top1"] > 0.95
+    calls["mutual"].clear()
+    monkeypatch.setattr(translator_module, "SHORT_START_ROWS", 1700)
+    GeometricTranslator(seed=0, jobs=1, **FAST).fit(src, tgt, fallback_pivots={})
+    assert calls["mutual"] and all(calls["mutual"]) and calls["centroids"] == len(calls["mutual"])

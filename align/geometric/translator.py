@@ -42,6 +42,13 @@ LEG_STREAM = 2
 
 # Anchor starts draw from the random stream (seed, ANCHOR_STREAM, start index), apart from the fit's own.
 ANCHOR_STREAM = 1
+# From this many rows on each side an anchor start ends after the neighbour-mean three quarters of its damped
+# rounds. On 25,000-row pairs its mutual-NN rounds (1,000 x 2,000 rows) took a right start from top-1 0.97 to
+# 0.78 and the centroid rounds back only to 0.95, for ~40% of its time; without them two right starts agree
+# at 0.88-0.90 instead of 0.84-0.87, and l3 -> mpnet with no flag takes 4.6 minutes instead of 5.3-7.0. On a
+# 3,000-row leak those stages are what makes two right starts agree (BENCHMARKS.md, "The 8-draw screen
+# re-measured; anchor starts without their last stages, ...").
+SHORT_START_ROWS = 10000
 
 # Fewest known pairs from which a quarter is held out to validate the few-shot map (4 held out).
 MIN_VALIDATION_PAIRS = 16
@@ -62,7 +69,8 @@ class GeometricTranslator(Translator):
        passes: `restarts` k-means runs of `n_clusters` centroids per side matched by quadratic assignment; the
        pooled anchors give each row a relative representation (its similarities to the anchors), each source
        row's pseudo-target is the mean of its `rel_neighbours` nearest targets in that space; Procrustes; then
-       `refine_iters` damped subsample rounds and `centroid_rounds` centroid rounds widen the basin. An anchor
+       `refine_iters` damped subsample rounds and `centroid_rounds` centroid rounds widen the basin (from
+       `SHORT_START_ROWS` rows a side: the neighbour-mean rounds only). An anchor
        start is a random search's outcome: it counts only once an independent anchor start (fresh subsamples,
        k-means and assignments) reaches the same map (`AGREEMENT_OK`), and the agreeing ones are averaged;
        up to `anchor_starts` are drawn, the first two side by side on the machine's cores (`jobs`: 0 = as
@@ -334,11 +342,15 @@ class GeometricTranslator(Translator):
                               qap_restarts=self.qap_restarts, neighbours=self.rel_neighbours, rng=rng,
                               verbose=self.verbose)
         n = self._holdout_size(xs, yt)
-        w = damped_refine(w, xs[n:], yt[n:], known=known, rng=rng, rounds=self.refine_iters,
+        short = min(len(xs), len(yt)) >= SHORT_START_ROWS
+        w = damped_refine(w, xs[n:], yt[n:], known=known, rng=rng,
+                          rounds=self.refine_iters * 3 // 4 if short else self.refine_iters,
                           sample=self.refine_sample, neighbours=self.rel_neighbours, csls_k=self.csls_k,
-                          progress=(xs[:n], yt[:n]) if self.verbose else None, desc="refine anchors")
-        w = centroid_refine(w, xs, yt, rng=rng, rounds=self.centroid_rounds, sample=8 * self.refine_sample,
-                            n_centroids=self.n_centroids, verbose=self.verbose)
+                          progress=(xs[:n], yt[:n]) if self.verbose else None, desc="refine anchors",
+                          mutual=not short)
+        if not short:
+            w = centroid_refine(w, xs, yt, rng=rng, rounds=self.centroid_rounds, sample=8 * self.refine_sample,
+                                n_centroids=self.n_centroids, verbose=self.verbose)
         return Start(f"pooled_anchors:{index + 1}", w, confirm=True, family="pooled_anchors")
 
     def _final_refine(self, w, xs, yt, known: Pairs | None, all_pairs: Pairs | None, check,
