@@ -67,9 +67,8 @@ def damped_refine(w: np.ndarray, fit_x: torch.Tensor, fit_y: torch.Tensor, *, kn
 
     The first three quarters of the rounds use the mean of `neighbours` target neighbours (a wide basin, robust
     to a poor start), the rest CSLS mutual nearest neighbours (precise); `mutual=False`: every round uses the
-    neighbour means. Each new rotation is averaged with the
-    previous one, so no single noisy subsample decides. `progress`: held-out rows whose CSLS mutual-NN rate a
-    progress bar shows (None: no bar).
+    neighbour means. Each new rotation is averaged with the previous one, so no single noisy subsample decides.
+    `progress`: held-out rows whose CSLS mutual-NN rate a progress bar shows (None: no bar).
     """
     wt = torch.from_numpy(w)
     bar = tqdm(range(rounds), desc=desc, disable=progress is None, leave=False)

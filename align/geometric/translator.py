@@ -45,7 +45,7 @@ ANCHOR_STREAM = 1
 # From this many rows on each side an anchor start ends after the neighbour-mean three quarters of its damped
 # rounds. On 25,000-row pairs its mutual-NN rounds (1,000 x 2,000 rows) took a right start from top-1 0.97 to
 # 0.78 and the centroid rounds back only to 0.95, for ~40% of its time; without them two right starts agree
-# at 0.88-0.90 instead of 0.84-0.87, and l3 -> mpnet with no flag takes 4.6 minutes instead of 5.3-7.0. On a
+# at 0.88-0.90 instead of 0.84-0.87, and l3 -> mpnet with no flag takes 4.8 minutes instead of 5.3-7.0. On a
 # 3,000-row leak those stages are what makes two right starts agree (BENCHMARKS.md, "The 8-draw screen
 # re-measured; anchor starts without their last stages, ...").
 SHORT_START_ROWS = 10000
