@@ -66,15 +66,18 @@ def damped_refine(w: np.ndarray, fit_x: torch.Tensor, fit_y: torch.Tensor, *, kn
     """Damped Procrustes against pseudo-targets on fresh subsamples of `sample` rows; known pairs always kept.
 
     The first three quarters of the rounds use the mean of `neighbours` target neighbours (a wide basin, robust
-    to a poor start), the rest CSLS mutual nearest neighbours (precise); `mutual=False`: every round uses the
-    neighbour means. Each new rotation is averaged with the previous one, so no single noisy subsample decides.
+    to a poor start), the rest CSLS mutual nearest neighbours (precise); `mutual=False`: only the neighbour-mean
+    rounds are run. Each new rotation is averaged with the previous one, so no single noisy subsample decides.
     `progress`: held-out rows whose CSLS mutual-NN rate a progress bar shows (None: no bar).
     """
     wt = torch.from_numpy(w)
+    mean_rounds = rounds * 3 // 4
+    if not mutual:
+        rounds = mean_rounds
     bar = tqdm(range(rounds), desc=desc, disable=progress is None, leave=False)
     for it in bar:
         xa = fit_x[rng.choice(len(fit_x), min(sample, len(fit_x)), replace=False)]
-        if not mutual or it < rounds * 3 // 4:
+        if it < mean_rounds:
             _, idx = topk_rows(unit_rows(xa @ wt), fit_y, neighbours)
             px, py = xa, fit_y[idx].mean(dim=1)
         else:

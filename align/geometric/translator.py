@@ -343,8 +343,7 @@ class GeometricTranslator(Translator):
                               verbose=self.verbose)
         n = self._holdout_size(xs, yt)
         short = min(len(xs), len(yt)) >= SHORT_START_ROWS
-        w = damped_refine(w, xs[n:], yt[n:], known=known, rng=rng,
-                          rounds=self.refine_iters * 3 // 4 if short else self.refine_iters,
+        w = damped_refine(w, xs[n:], yt[n:], known=known, rng=rng, rounds=self.refine_iters,
                           sample=self.refine_sample, neighbours=self.rel_neighbours, csls_k=self.csls_k,
                           progress=(xs[:n], yt[:n]) if self.verbose else None, desc="refine anchors",
                           mutual=not short)
