@@ -55,6 +55,10 @@ SHORT_START_ROWS = 10000
 # 0.67-0.79 (BENCHMARKS.md), and those are still refined.
 UNREFINED_AGREEMENT = 0.3
 
+# A bagged start averages only the anchor starts that agree with the accepted one at least this much: on a
+# 3,000-row leak the eight starts of a seed agree 0.77-0.88 with each other, wrong starts 0.00-0.15.
+BAG_AGREEMENT = 0.5
+
 # Fewest known pairs from which a quarter is held out to validate the few-shot map (4 held out).
 MIN_VALIDATION_PAIRS = 16
 
@@ -202,7 +206,7 @@ class GeometricTranslator(Translator):
         start_w = best.weight
         if self._bagging(init_report, known, xs, yt, _leg):
             t0 = time.perf_counter()
-            start_w, report["stages"]["bag"] = self._bagged_start(xs, yt, screened, screen, rng)
+            start_w, report["stages"]["bag"] = self._bagged_start(best, xs, yt, screened, screen, rng)
             report["stages"]["bag"]["seconds"] = round(time.perf_counter() - t0, 2)
 
         t0 = time.perf_counter()
@@ -383,7 +387,7 @@ class GeometricTranslator(Translator):
         return (self.bag_starts > 1 and not leg and known is None and init_report["passed"]
                 and init_report["chosen"] == "pooled_anchors" and min(len(xs), len(yt)) < SHORT_START_ROWS)
 
-    def _bagged_start(self, xs, yt, screened: list, screen, rng) -> tuple[np.ndarray, dict]:
+    def _bagged_start(self, best, xs, yt, screened: list, screen, rng) -> tuple[np.ndarray, dict]:
         """On a few thousand rows, where one anchor start's fixed point is a matter of luck: anchor starts up
         to `bag_starts` (the screened ones and new ones), each refined by full-batch self-learning alone, and
         their maps averaged (the closest isometry to their sum) into the final refine's start.
@@ -391,16 +395,20 @@ class GeometricTranslator(Translator):
         Each refined start lands on its own fixed point (on a 3,000-row off-domain leak top-1 0.69-0.85 from
         eight starts of one seed), and their errors differ: the average of eight refined maps, refined again,
         gave 0.87-0.89 on 3 of 3 seeds where the two averaged starts gave 0.78-0.87 (BENCHMARKS.md). Starts that
-        do not reach the screen's bar are left out. Every new start has its own random stream, as before."""
+        do not reach the screen's bar, or agree with the accepted start `best` under `BAG_AGREEMENT` (another
+        basin: a wrong start's screen can pass the bar), are left out. Every new start has its own random stream."""
         anchors = [c for c in screened if c.family == "pooled_anchors"]
         new = self._anchor_starts(xs, yt, None, list(range(len(anchors), self.bag_starts)))
-        members = [c for c in [*anchors, *(screen(s) for s in new)] if c.passes(self.accept_score)]
+        members = [c for c in [*anchors, *(screen(s) for s in new)]
+                   if c.passes(self.accept_score) and screen.agreement(best, c) >= BAG_AGREEMENT]
+        report = {"starts": len(anchors) + len(new), "averaged": len(members)}
+        if not members:
+            return best.weight, report
         x = xs[rng.choice(len(xs), min(self.final_sample, len(xs)), replace=False)]
         y = yt[rng.choice(len(yt), min(self.final_sample, len(yt)), replace=False)]
         refined = [self_learn(c.weight, x, y, known=None, csls_k=self.csls_k, max_rounds=self.final_iters,
                               desc=f"bag {c.name}", verbose=self.verbose)[0] for c in members]
-        w = closest_isometry(sum(r.astype(np.float64) for r in refined)).astype(np.float32)
-        return w, {"starts": len(anchors) + len(new), "averaged": len(members)}
+        return closest_isometry(sum(r.astype(np.float64) for r in refined)).astype(np.float32), report
 
     def _final_refine(self, w, xs, yt, known: Pairs | None, all_pairs: Pairs | None, check,
                       rng) -> tuple[np.ndarray, dict]:
