@@ -442,7 +442,7 @@ def test_anchor_starts_on_many_rows_keep_their_neighbour_mean_rounds_only(monkey
 def test_small_fits_average_the_refined_maps_of_several_anchor_starts(monkeypatch):
     """Under SHORT_START_ROWS rows a side an accepted anchor start is bagged: `bag_starts` anchor starts, each
     refined alone, averaged into the final refine's start; the hidden isometry is still recovered. Off with
-    `bag_starts=0`, and never with known pairs."""
+    `bag_starts=0`."""
     import align.geometric.translator as translator_module
 
     src, tgt, ev_src, ev_tgt = clustered_pair(n=1600)
@@ -451,7 +451,7 @@ def test_small_fits_average_the_refined_maps_of_several_anchor_starts(monkeypatc
     assert stages["init"]["chosen"] == "pooled_anchors" and stages["init"]["passed"]
     assert stages["bag"]["starts"] == 4 and 2 <= stages["bag"]["averaged"] <= 4
     assert evaluate(tr.transform(ev_src), ev_tgt, pool=len(ev_src))["top1"] > 0.95
-    # a start in another basin (here: every start but the accepted one looks foreign) is left out of the average
+    # a start in another basin is left out of the average (here every start looks foreign: the accepted one is kept)
     monkeypatch.setattr(translator_module, "BAG_AGREEMENT", 1.01)
     alone = GeometricTranslator(seed=0, jobs=1, bag_starts=4, **FAST).fit(src, tgt, fallback_pivots={})
     assert alone.fit_report_["stages"]["bag"]["averaged"] == 0

@@ -404,11 +404,16 @@ class GeometricTranslator(Translator):
         report = {"starts": len(anchors) + len(new), "averaged": len(members)}
         if not members:
             return best.weight, report
-        x = xs[rng.choice(len(xs), min(self.final_sample, len(xs)), replace=False)]
-        y = yt[rng.choice(len(yt), min(self.final_sample, len(yt)), replace=False)]
+        x, y = self._final_rows(xs, yt, rng)
         refined = [self_learn(c.weight, x, y, known=None, csls_k=self.csls_k, max_rounds=self.final_iters,
                               desc=f"bag {c.name}", verbose=self.verbose)[0] for c in members]
         return closest_isometry(sum(r.astype(np.float64) for r in refined)).astype(np.float32), report
+
+    def _final_rows(self, xs, yt, rng) -> tuple[torch.Tensor, torch.Tensor]:
+        """Up to `final_sample` random rows of each side: what full-batch self-learning is run on."""
+        x = xs[rng.choice(len(xs), min(self.final_sample, len(xs)), replace=False)]
+        y = yt[rng.choice(len(yt), min(self.final_sample, len(yt)), replace=False)]
+        return x, y
 
     def _final_refine(self, w, xs, yt, known: Pairs | None, all_pairs: Pairs | None, check,
                       rng) -> tuple[np.ndarray, dict]:
@@ -418,8 +423,7 @@ class GeometricTranslator(Translator):
         Few-shot with held-out pairs: `check` (the map -> their validation) scores the converged map, then one
         more round with `all_pairs` adds them (the usual refit on all data once validated).
         """
-        x = xs[rng.choice(len(xs), min(self.final_sample, len(xs)), replace=False)]
-        y = yt[rng.choice(len(yt), min(self.final_sample, len(yt)), replace=False)]
+        x, y = self._final_rows(xs, yt, rng)
         # A known-pairs start is rougher and still gains after `final_iters` rounds; unsupervised starts do not
         # (BENCHMARKS.md).
         rounds = self.final_iters if known is None else 2 * self.final_iters
@@ -445,8 +449,7 @@ class GeometricTranslator(Translator):
     def _final_pairs(self, w, xs, yt, known: Pairs | None, rng) -> tuple[torch.Tensor, torch.Tensor]:
         """The converged map's pseudo-pairs (`matched_pairs`) on up to `final_sample` rows per side: what an
         output stage is fitted on."""
-        x = xs[rng.choice(len(xs), min(self.final_sample, len(xs)), replace=False)]
-        y = yt[rng.choice(len(yt), min(self.final_sample, len(yt)), replace=False)]
+        x, y = self._final_rows(xs, yt, rng)
         px, py, _ = matched_pairs(torch.from_numpy(w), x, y, known=known, csls_k=self.csls_k)
         return px, py
 
