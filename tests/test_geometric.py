@@ -15,7 +15,9 @@ from align.paired import ProcrustesTranslator
 from align.vectors import unit_rows
 
 FAST = dict(n_clusters=48, restarts=2, qap_restarts=0, init_sample=1200, refine_iters=8, refine_sample=600,
-            score_sample=600, centroid_rounds=4, n_centroids=96, verbose=False)
+            score_sample=600, centroid_rounds=4, n_centroids=96, bag_starts=0, verbose=False)
+# bagging (several refined anchor starts averaged on small fits) is off here but in its own test: it multiplies a
+# small fit's time, and each test below is about another stage
 
 
 def clustered_pair(n=2000, n_eval=500, d=16, d_target=24, k=48, noise=0.05, seed=0, iso=None):
@@ -446,16 +448,16 @@ def test_small_fits_average_the_refined_maps_of_several_anchor_starts(monkeypatc
     import align.geometric.translator as translator_module
 
     src, tgt, ev_src, ev_tgt = clustered_pair(n=1600)
-    tr = GeometricTranslator(seed=0, jobs=1, bag_starts=4, **FAST).fit(src, tgt, fallback_pivots={})
+    tr = GeometricTranslator(seed=0, jobs=1, **dict(FAST, bag_starts=4)).fit(src, tgt, fallback_pivots={})
     stages = tr.fit_report_["stages"]
     assert stages["init"]["chosen"] == "pooled_anchors" and stages["init"]["passed"]
     assert stages["bag"]["starts"] == 4 and 2 <= stages["bag"]["averaged"] <= 4
     assert evaluate(tr.transform(ev_src), ev_tgt, pool=len(ev_src))["top1"] > 0.95
     # a start in another basin is left out of the average (here every start looks foreign: the accepted one is kept)
     monkeypatch.setattr(translator_module, "BAG_AGREEMENT", 1.01)
-    alone = GeometricTranslator(seed=0, jobs=1, bag_starts=4, **FAST).fit(src, tgt, fallback_pivots={})
+    alone = GeometricTranslator(seed=0, jobs=1, **dict(FAST, bag_starts=4)).fit(src, tgt, fallback_pivots={})
     assert alone.fit_report_["stages"]["bag"]["averaged"] == 0
-    off = GeometricTranslator(seed=0, jobs=1, bag_starts=0, **FAST).fit(src, tgt, fallback_pivots={})
+    off = GeometricTranslator(seed=0, jobs=1, **FAST).fit(src, tgt, fallback_pivots={})
     assert "bag" not in off.fit_report_["stages"]
     with pytest.raises(AlignError, match="bag_starts"):
-        GeometricTranslator(bag_starts=-1, **FAST).fit(src, tgt)
+        GeometricTranslator(**dict(FAST, bag_starts=-1)).fit(src, tgt)
