@@ -253,14 +253,15 @@ def embedded_file(encoder: str, texts: Path) -> np.ndarray:
 
 
 def bench_offdomain(src: str, tgt: str, corpora: list[str], sizes: list[int], seed: int, eval_n: int = 2000,
-                    reference: str = "pool", reference_rows: int = 25000) -> list:
+                    reference: str = "pool", reference_rows: int = 25000, params: dict | None = None) -> list:
     """A small leak of one domain: the first N texts of a corpus's `train_a` split in the source space, against a
     reference in the target space; scored on `eval_n` held-out texts of the same corpus (its `eval` split)
     embedded by both, beside the paired bound at the same size (procrustes on the same N texts embedded by both).
 
     `reference`: `pool` (the built-in pool's 25,000 `train_b` texts of the benchmark), `auto` (the product's
     `--target-texts auto`: the built-in corpus whose profile is closest to the leak's, its first `reference_rows`
-    `train_b` texts, chosen for each leak size) or a text spec."""
+    `train_b` texts, chosen for each leak size) or a text spec. `params`: geometric's parameters (default: its
+    defaults), e.g. from `--methods geometric/bag_starts=0`."""
     from vecbridge.jobs.references import AUTO, choose_reference
     from vecbridge.jobs.translators import reference_vectors
 
@@ -282,12 +283,13 @@ def bench_offdomain(src: str, tgt: str, corpora: list[str], sizes: list[int], se
                     spec, choice = choose_reference(xs[:n], tgt)
                 target = reference_vectors(tgt, spec, reference_rows)
             chose_s = time.perf_counter() - start
-            model = translator_class("geometric")(seed=seed).fit(xs[:n], target)
+            model = translator_class("geometric")(seed=seed, **(params or {})).fit(xs[:n], target)
             seconds = time.perf_counter() - start
             conf = model.confidence_ or {}
             got = evaluate(model.transform(xe), ye, pool=len(ye))
             bound = evaluate(translator_class("procrustes")().fit(xs[:n], ys[:n]).transform(xe), ye, pool=len(ye))
-            row = {"pair": f"{src}->{tgt}", "corpus": corpus, "rows": n, "seed": seed, "reference": spec,
+            row = {"pair": f"{src}->{tgt}", "corpus": corpus, "rows": n, "seed": seed, "params": params or {},
+                   "reference": spec,
                    "reference_rows": len(target), "top1": got["top1"], "bound_top1": bound["top1"],
                    "ratio": got["top1"] / max(bound["top1"], 1e-9), "cos": got["mean_cosine"],
                    "train_s": round(seconds, 1), "choose_s": round(chose_s, 1), "confidence": conf.get("score"),
@@ -304,7 +306,7 @@ def main() -> None:
     ap.add_argument("--pairs", default="minilm-l3:minilm-l6,minilm-l6:mpnet-base,minilm-l3:mpnet-base",
                     help="comma-separated SOURCE:TARGET encoder pairs")
     ap.add_argument("--methods", default="identity,procrustes,ridge,mlp,geometric")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, help="how many seeds (default 3; 1 with --offdomain)")
     ap.add_argument("--n-train", type=int, default=25000, help="vectors per side")
     ap.add_argument("--split", type=int, default=0, help="training split K (0 = the benchmark split; see above)")
     ap.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed + seeds - 1")
@@ -323,12 +325,18 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.offdomain:
+        # --methods names geometric variants here (`geometric`, `geometric/bag_starts=0`); --seeds counts from
+        # --first-seed
         rows = []
+        variants = [Method.parse(m) for m in args.methods.split(",") if m.startswith("geometric")]
         for pair in args.pairs.split(","):
             src, tgt = pair.split(":")
-            rows += bench_offdomain(src, tgt, args.offdomain.split(","),
-                                    [int(n) for n in args.offdomain_rows.split(",")], args.first_seed,
-                                    reference=args.reference, reference_rows=args.reference_rows)
+            for seed in range(args.first_seed, args.first_seed + (args.seeds or 1)):
+                for method in variants or [Method.parse("geometric")]:
+                    rows += bench_offdomain(src, tgt, args.offdomain.split(","),
+                                            [int(n) for n in args.offdomain_rows.split(",")], seed,
+                                            reference=args.reference, reference_rows=args.reference_rows,
+                                            params=dict(method.params))
         (bench_dir() / f"offdomain-{int(time.time())}.json").write_text(json.dumps(rows, indent=1))
         print(json.dumps(rows, indent=1))
         return
@@ -344,7 +352,7 @@ def main() -> None:
     rows = []
     for pair in args.pairs.split(","):
         src, tgt = pair.split(":")
-        rows += bench_pair(src, tgt, args.methods.split(","), args.seeds, args.n_train, args.vec2vec_minutes,
+        rows += bench_pair(src, tgt, args.methods.split(","), args.seeds or 3, args.n_train, args.vec2vec_minutes,
                            args.split, args.first_seed)
     result_path = bench_dir() / f"results-{int(time.time())}.json"
     result_path.write_text(json.dumps(rows, indent=1))
