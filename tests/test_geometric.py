@@ -8,6 +8,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from align.base import Translator
+from align.confidence import AGREEMENT_OK
 from align.errors import AlignError
 from align.geometric import SEARCH_WEIGHT, GeometricTranslator
 from align.metrics import evaluate
@@ -78,7 +79,7 @@ def test_anchor_starts_are_confirmed_by_an_independent_one_and_averaged(fitted):
     assert init["agreement"] > 0.95 and "pooled_anchors:3" not in init["candidates"]
     conf = fitted.confidence_
     assert conf["start_passed"] and conf["agreement"] == init["agreement"]
-    assert conf["margin"] == pytest.approx(min(conf["score"] - 0.6, conf["agreement"] - 0.8))
+    assert conf["margin"] == pytest.approx(min(conf["score"] - 0.6, conf["agreement"] - AGREEMENT_OK))
     assert conf["margin"] > 0 and conf["verdict"] == "ok"
 
 

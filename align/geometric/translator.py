@@ -51,8 +51,8 @@ ANCHOR_STREAM = 1
 SHORT_START_ROWS = 10000
 
 # A fit whose starts all failed the screen skips the final refine when the best start agrees with no other start
-# above this (mean cosine of their images): wrong starts agree at 0.00-0.15, right but unconfirmed ones at
-# 0.67-0.79 (BENCHMARKS.md), and those are still refined.
+# above this (mean cosine of their images): wrong starts agree at 0.00-0.16, right ones at 0.60 and more
+# (BENCHMARKS.md), and a start that agrees but is not confirmed (under `AGREEMENT_OK`) is still refined.
 UNREFINED_AGREEMENT = 0.3
 
 # A bagged start averages only the anchor starts that agree with the accepted one at least this much: on a
