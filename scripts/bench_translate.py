@@ -329,6 +329,8 @@ def main() -> None:
         # --first-seed
         rows = []
         variants = [Method.parse(m) for m in args.methods.split(",") if m.startswith("geometric")]
+        if any(m.shots or m.pivot for m in variants):
+            raise SystemExit("--offdomain runs unsupervised geometric fits: drop @shots and +pivot from --methods")
         for pair in args.pairs.split(","):
             src, tgt = pair.split(":")
             for seed in range(args.first_seed, args.first_seed + (args.seeds or 1)):
