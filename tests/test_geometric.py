@@ -458,7 +458,7 @@ def test_small_fits_average_the_refined_maps_of_several_anchor_starts(monkeypatc
     monkeypatch.setattr(translator_module, "BAG_AGREEMENT", 1.01)
     alone = GeometricTranslator(seed=0, jobs=1, **dict(FAST, bag_starts=4)).fit(src, tgt, fallback_pivots={})
     assert alone.fit_report_["stages"]["bag"]["averaged"] == 0
-    off = GeometricTranslator(seed=0, jobs=1, **FAST).fit(src, tgt, fallback_pivots={})
+    off = GeometricTranslator(seed=0, jobs=1, **dict(FAST, bag_starts=0)).fit(src, tgt, fallback_pivots={})
     assert "bag" not in off.fit_report_["stages"]
     with pytest.raises(AlignError, match="bag_starts"):
         GeometricTranslator(**dict(FAST, bag_starts=-1)).fit(src, tgt)
