@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from align.errors import AlignError
+from align.vectors import unit_rows_np
 
 PROFILE_ROWS = 1000
 SPECTRUM_K = 32
@@ -105,8 +106,9 @@ def rank_in_space(source: np.ndarray, candidates: dict[str, np.ndarray], rows: i
     if dims != {src.shape[1]}:
         raise AlignError(f"ranking in one space needs candidates of the source's {src.shape[1]} dims; got "
                          f"{sorted(dims)}")
-    mean = _unit(src).mean(0)
-    ranked = [{"name": name, "distance": round(float(np.sum((mean - _unit(_sample(v, rows, seed)).mean(0)) ** 2)), 6)}
+    mean = unit_rows_np(src).mean(0)
+    ranked = [{"name": name,
+               "distance": round(float(np.sum((mean - unit_rows_np(_sample(v, rows, seed)).mean(0)) ** 2)), 6)}
               for name, v in candidates.items()]
     ranked.sort(key=lambda r: r["distance"])
     return {"source": {"rows": len(src)}, "candidates": ranked, "by": "mean in the known space"}
@@ -119,5 +121,3 @@ def _sample(v: np.ndarray, rows: int, seed: int) -> np.ndarray:
     return v[np.sort(np.random.default_rng(seed).choice(len(v), rows, replace=False))] if len(v) > rows else v
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)

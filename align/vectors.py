@@ -41,6 +41,12 @@ def check_vectors(x, name: str = "input", dim: int | None = None, min_rows: int 
     return x
 
 
+def unit_rows_np(x) -> np.ndarray:
+    """Rows scaled to unit L2 norm, as a float32 numpy array (the numpy twin of `unit_rows`)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def unit_rows(x) -> torch.Tensor:
     """Rows scaled to unit L2 norm, as a float32 tensor (the one normalising helper used across `align`)."""
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))

@@ -8,16 +8,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from align.vectors import unit_rows_np
 from attacks.errors import AttackError
 from attacks.metrics import chance, top_k_accuracy
 
 Embed = Callable[[list[str]], np.ndarray]
 DEFAULT_TEMPLATES = ("This text is about {}.",)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 class ZeroShotAttribute:
@@ -34,9 +30,9 @@ class ZeroShotAttribute:
             if t.count("{}") != 1:
                 raise AttackError(f"template {t!r} must hold exactly one {{}} where the label goes")
         texts = [t.format(label) for label in self.labels for t in self.templates]
-        vectors = _unit(embed(texts)).reshape(len(self.labels), len(self.templates), -1).mean(axis=1)
+        vectors = unit_rows_np(embed(texts)).reshape(len(self.labels), len(self.templates), -1).mean(axis=1)
         self.classes_ = np.array(self.labels, dtype=object)
-        self.label_vectors_ = _unit(vectors)
+        self.label_vectors_ = unit_rows_np(vectors)
         return self
 
     def scores(self, x: np.ndarray) -> np.ndarray:
@@ -44,7 +40,7 @@ class ZeroShotAttribute:
         if x.shape[1] != self.label_vectors_.shape[1]:
             raise AttackError(f"vectors have {x.shape[1]} dims but the labels were embedded in "
                               f"{self.label_vectors_.shape[1]}")
-        return _unit(x) @ self.label_vectors_.T
+        return unit_rows_np(x) @ self.label_vectors_.T
 
 
 class ProbeAttribute:
@@ -58,12 +54,12 @@ class ProbeAttribute:
         y = np.asarray(y, dtype=object)
         if len(set(y)) < 2:
             raise AttackError(f"a probe needs training rows of at least 2 labels, got {sorted(set(y))}")
-        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(_unit(x), y.astype(str))
+        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(unit_rows_np(x), y.astype(str))
         self.classes_ = self.model_.classes_.astype(object)
         return self
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        return self.model_.predict_proba(_unit(x))
+        return self.model_.predict_proba(unit_rows_np(x))
 
 
 def rank_labels(model, x: np.ndarray, k: int) -> list[list[str]]:

@@ -10,12 +10,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from align.vectors import unit_rows_np
 from attacks.errors import AttackError
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 class Defence:
@@ -39,7 +35,7 @@ class Defence:
         raise NotImplementedError
 
     def transform_query(self, q: np.ndarray) -> np.ndarray:
-        return _unit(q)
+        return unit_rows_np(q)
 
 
 class GaussianNoise(Defence):
@@ -57,7 +53,7 @@ class GaussianNoise(Defence):
 
     def transform(self, x):
         rng = np.random.default_rng(self.seed)
-        return _unit(x + rng.normal(0.0, self.scale, size=x.shape))
+        return unit_rows_np(x + rng.normal(0.0, self.scale, size=x.shape))
 
 
 class Int8(Defence):
@@ -70,7 +66,7 @@ class Int8(Defence):
         return self
 
     def transform(self, x):
-        return _unit(np.clip(np.round(x / self.scale_), -127, 127) * self.scale_)
+        return unit_rows_np(np.clip(np.round(x / self.scale_), -127, 127) * self.scale_)
 
 
 class Binary(Defence):
@@ -79,7 +75,7 @@ class Binary(Defence):
     name = "binary"
 
     def transform(self, x):
-        return _unit(np.where(x >= 0, 1.0, -1.0))
+        return unit_rows_np(np.where(x >= 0, 1.0, -1.0))
 
 
 class ProductQuantisation(Defence):
@@ -109,7 +105,7 @@ class ProductQuantisation(Defence):
 
     def transform(self, x):
         x = np.ascontiguousarray(x, dtype=np.float32)
-        return _unit(self.pq_.decode(self.pq_.compute_codes(x)))
+        return unit_rows_np(self.pq_.decode(self.pq_.compute_codes(x)))
 
 
 class DimensionReduction(Defence):
@@ -134,7 +130,7 @@ class DimensionReduction(Defence):
         return self
 
     def transform(self, x):
-        return _unit((x - self.mean_) @ self.components_)
+        return unit_rows_np((x - self.mean_) @ self.components_)
 
     transform_query = transform
 
@@ -150,7 +146,7 @@ class SecretRotation(Defence):
         return self
 
     def transform(self, x):
-        return _unit(x @ self.rotation_)
+        return unit_rows_np(x @ self.rotation_)
 
     transform_query = transform
 

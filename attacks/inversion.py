@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
 
+from align.vectors import unit_rows_np
 from attacks.errors import AttackError
 from attacks.metrics import keyword_scores
 
@@ -25,11 +26,6 @@ def content_words(text: str) -> set[str]:
     return set(_analyzer(text))
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 class NearestTexts:
     """Exact inner-product search over a public reference corpus's vectors (unit rows: cosine)."""
 
@@ -38,13 +34,13 @@ class NearestTexts:
             raise AttackError(f"the reference corpus needs one text per vector, got {len(texts)} texts and "
                               f"{len(vectors)} vectors")
         self.index_ = faiss.IndexFlatIP(vectors.shape[1])
-        self.index_.add(_unit(vectors))
+        self.index_.add(unit_rows_np(vectors))
         self.texts_ = list(texts)
         return self
 
     def search(self, x: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(similarities, row indices) of the `k` nearest reference texts of each row."""
-        return self.index_.search(_unit(x), k)
+        return self.index_.search(unit_rows_np(x), k)
 
 
 class KeywordDecoder:
@@ -67,7 +63,7 @@ class KeywordDecoder:
         if len(x) != len(texts) or len(texts) < 20:
             raise AttackError(f"the keyword decoder needs one text per vector and at least 20 texts, got "
                               f"{len(texts)} texts and {len(x)} vectors")
-        x = _unit(x)
+        x = unit_rows_np(x)
         rng = np.random.default_rng(self.seed)
         held = np.zeros(len(texts), dtype=bool)
         held[rng.choice(len(texts), size=max(1, len(texts) // 10), replace=False)] = True
@@ -94,7 +90,7 @@ class KeywordDecoder:
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """(rows, vocabulary) estimated presence of each word."""
-        return (_unit(x) - self.x_mean_) @ self.coef_ + self.y_mean_
+        return (unit_rows_np(x) - self.x_mean_) @ self.coef_ + self.y_mean_
 
     def _words(self, scores: np.ndarray, threshold: float, top: np.ndarray | None = None) -> list[set[str]]:
         """The words of each row whose score clears `threshold`, among its `max_words` best (`top`, if given)."""

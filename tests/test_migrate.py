@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from align.vectors import unit_rows_np
 from tests.test_hostile import FAST, assert_clean_failure, cli, snapshot
 from tests.test_stores_train import texts  # noqa: F401  (module fixture: a LanceDB store of minilm-l6 documents)
 from vecbridge import stores
@@ -15,18 +16,14 @@ from vecbridge.jobs.translators import _document_pairs
 from vecbridge.jobs.verify import neighbourhood_check, pseudo_queries, pseudo_query_check, recommendation
 
 
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
 def test_neighbourhood_check_ranks_the_options():
     rng = np.random.default_rng(0)
-    new = _unit(rng.standard_normal((300, 24)))
+    new = unit_rows_np(rng.standard_normal((300, 24)))
     q = np.linalg.qr(rng.standard_normal((24, 24)))[0]
-    old = _unit(new @ q + 0.3 * rng.standard_normal((300, 24)))  # another model: noisier neighbourhoods
-    good = _unit(new + 0.02 * rng.standard_normal(new.shape))  # a near-perfect migration
-    bad = _unit(rng.standard_normal(new.shape))  # a failed one
-    check = neighbourhood_check(old, new, migrated=good, query_side=_unit(new @ q))
+    old = unit_rows_np(new @ q + 0.3 * rng.standard_normal((300, 24)))  # another model: noisier neighbourhoods
+    good = unit_rows_np(new + 0.02 * rng.standard_normal(new.shape))  # a near-perfect migration
+    bad = unit_rows_np(rng.standard_normal(new.shape))  # a failed one
+    check = neighbourhood_check(old, new, migrated=good, query_side=unit_rows_np(new @ q))
     assert check["reembed"] == 1.0 and check["migrate"] > 0.8 and check["migrate_self_top1"] > 0.95
     assert check["stay"] < 0.6 and check["query_side"] < check["migrate"]
     assert recommendation(check)["choice"] == "migrate"
@@ -46,12 +43,13 @@ def test_pseudo_queries_score_each_option():
     assert all(" ".join(doc.split()).find(span) >= 0 for doc, span in zip(docs, spans, strict=True))
     assert len(spans[0].split()) == 4  # 40% of 9 words
     rng = np.random.default_rng(0)
-    new = _unit(rng.standard_normal((200, 32)))
-    queries = _unit(new + 0.3 * rng.standard_normal(new.shape))
+    new = unit_rows_np(rng.standard_normal((200, 32)))
+    queries = unit_rows_np(new + 0.3 * rng.standard_normal(new.shape))
     q = np.linalg.qr(rng.standard_normal((32, 32)))[0]
-    old = _unit(new @ q)
-    check = pseudo_query_check(new, queries, migrated=_unit(new + 0.05 * rng.standard_normal(new.shape)), old=old,
-                               queries_back=_unit(rng.standard_normal(new.shape)), queries_old=_unit(queries @ q))
+    old = unit_rows_np(new @ q)
+    check = pseudo_query_check(new, queries, migrated=unit_rows_np(new + 0.05 * rng.standard_normal(new.shape)),
+                               old=old, queries_back=unit_rows_np(rng.standard_normal(new.shape)),
+                               queries_old=unit_rows_np(queries @ q))
     assert check["reembed"] == 1.0 and 0.5 < check["reembed_ndcg"] < 1.0
     assert check["migrate"] > 0.9 and abs(check["stay"] - 1.0) < 1e-3 and check["query_side"] < 0.2
     rec = recommendation(check)

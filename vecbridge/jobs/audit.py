@@ -28,10 +28,10 @@ from attacks.metrics import item_f1, keyword_scores
 from vecbridge import safe_write, storage, stores
 from vecbridge.errors import UserError, user_errors
 from vecbridge.jobs import references
+from vecbridge.jobs.checks import check_encoder
 from vecbridge.jobs.pivots import cached_vectors
 from vecbridge.jobs.translators import (
     REFERENCE_LIMIT,
-    _check_encoder,
     low_confidence_warning,
     save_translator,
     translate_vectors,
@@ -397,9 +397,9 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
     geometric fit of the leaked vectors against the reference, started from the given map (see `_adapted`).
     Returns report.json's content."""
     start_wall, start_cpu = time.perf_counter(), time.process_time()
-    _check_encoder(known_encoder, "--known-encoder")
+    check_encoder(known_encoder, "--known-encoder", builtin=True)
     if victim_encoder is not None:
-        _check_encoder(victim_encoder, "--victim-encoder")
+        check_encoder(victim_encoder, "--victim-encoder", builtin=True)
     if top_k < 1:
         raise UserError(f"--top-k must be a positive integer, got {top_k}")
     report = safe_write.check_dir_output(report, overwrite, is_report_dir, "audit report",

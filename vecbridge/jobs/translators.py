@@ -23,6 +23,7 @@ from vecbridge import safe_write, storage, stores
 from vecbridge.errors import UserError, user_errors
 from vecbridge.jobs import pivots as pivot_data
 from vecbridge.jobs import references
+from vecbridge.jobs.checks import check_encoder, check_space, direction
 from vecbridge.texts import read_texts
 
 TRANSLATOR_FILES = {"config.json", "model.safetensors"}
@@ -93,28 +94,13 @@ def _check_params(cls, params: dict) -> None:
                             f"it takes: {', '.join(sorted(accepted))}")
 
 
-def _encoder_names() -> dict[str, bool]:
-    from encoders.registry import list_encoders
-
-    return {e["name"]: bool(e.get("installed")) for e in list_encoders()}
-
-
-def _check_encoder(name: str, flag: str) -> None:
-    known = _encoder_names()
-    if name not in known:
-        raise UserError(f"unknown encoder {name!r} for {flag}; built-in encoders: {', '.join(known)}")
-    if not known[name]:
-        raise UserError(f"encoder {name!r} ({flag}) is not installed; install the models extra "
-                        "(pip install -e '.[models]')")
-
-
 def _check_pivots(names: list[str], cls) -> None:
     if not names:
         return
     if "pivots" not in inspect.signature(cls.fit).parameters:
         raise UserError(f"--pivot does not apply to method {cls.method!r} (only to geometric)")
     for name in names:
-        _check_encoder(name, "--pivot")
+        check_encoder(name, "--pivot", builtin=True)
 
 
 def reference_vectors(encoder: str, texts: str = REFERENCE_TEXTS, limit: int = REFERENCE_LIMIT) -> np.ndarray:
@@ -184,7 +170,7 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
         raise UserError("--target-limit and --pairs-from-documents must be positive numbers of texts")
     for name, flag in ((target_encoder, "--target-encoder"), (source_encoder, "--source-encoder")):
         if name:
-            _check_encoder(name, flag)
+            check_encoder(name, flag, builtin=True)
     safe_write.check_dir_output(output, overwrite, is_translator_dir, "translator",
                                 inputs=[*stores.spec_paths(source, target), *([pairs] if pairs else [])])
     with contextlib.ExitStack() as readers:
@@ -290,36 +276,10 @@ def low_confidence_warning(confidence: dict) -> str:
             "`vecbridge eval` if you have paired vectors.")
 
 
-def _direction(translator: Translator, reverse: bool) -> tuple[int, int, str | None, str | None]:
-    """(input dim, output dim, input encoder, output encoder) of one direction of `translator`."""
-    config = getattr(translator, "config_", {}) or {}
-    if reverse:
-        return (translator.dim_target_, translator.dim_source_, config.get("target_encoder"),
-                config.get("source_encoder"))
-    return translator.dim_source_, translator.dim_target_, config.get("source_encoder"), config.get("target_encoder")
-
-
-def _check_input_space(translator: Translator, path, dim: int, reverse: bool, allow_mismatch: bool,
-                       flag: str = "--input", encoder: str | None = None) -> None:
-    """Refuse input vectors of another dim, or embedded by another encoder (`encoder`, else the sidecar's),
-    than the translator's input side."""
-    dim_in, _, encoder_in, _ = _direction(translator, reverse)
-    if dim != dim_in:
-        side = "target" if reverse else "source"
-        hint = " (vectors of the translator's other space need --reverse)" if dim == _direction(
-            translator, not reverse)[0] else ""
-        raise UserError(f"{flag} {path} has {dim} dims but the translator's {side} space has {dim_in}{hint}")
-    encoder = encoder or storage.read_sidecar(path).get("encoder")
-    if encoder and encoder_in and encoder != encoder_in and not allow_mismatch:
-        side = "target" if reverse else "source"
-        raise UserError(f"{flag} {path} was embedded by {encoder!r} but the translator's {side} space is "
-                        f"{encoder_in!r}; translate vectors of {encoder_in!r} (or pass --allow-encoder-mismatch)")
-
-
 def translate_vectors(translator: Translator, vectors, reverse: bool = False, search: bool = False,
                       name: str = "vectors") -> np.ndarray:
     """Translate rows in memory (the service's path, and each block of `translate`); output always finite."""
-    block = check_vectors(np.array(vectors, dtype=np.float32), name, _direction(translator, reverse)[0])
+    block = check_vectors(np.array(vectors, dtype=np.float32), name, direction(translator, reverse)[0])
     out = (translator.inverse_transform if reverse else translator.transform)(block, search=search)
     if not np.isfinite(out).all():
         raise UserError("the translator produced NaN or inf; it is damaged: retrain or restore it")
@@ -340,12 +300,13 @@ def translate(translator: Translator | str | os.PathLike, input: str | os.PathLi
     if output.suffix != ".npy":
         raise UserError(f"--output {output} must end in .npy")
     src = storage.open_vectors(input, "--input")
-    _check_input_space(translator, input, src.shape[1], reverse, allow_encoder_mismatch)
+    check_space(translator, f"--input {input}", src.shape[1], storage.read_sidecar(input).get("encoder"), reverse,
+                allow_encoder_mismatch)
     if search:
         translator.check_search()
     input_meta = storage.read_sidecar(input)
     safe_write.check_file_output(output, overwrite, inputs=[input], what="--output")
-    rows, (_, dim_out, _, encoder_out) = src.shape[0], _direction(translator, reverse)
+    rows, (_, dim_out, _, encoder_out) = src.shape[0], direction(translator, reverse)
     safe_write.check_free_space(output, rows * dim_out * 4 + 2**16)
     config = getattr(translator, "config_", {}) or {}
     meta = {"encoder": encoder_out, "normalised": True,
@@ -392,9 +353,9 @@ def evaluate(translator: Translator | str | os.PathLike, source: str | os.PathLi
         translator = Translator.load(translator)
     with stores.open_reader(source, "--source") as src_reader, stores.open_reader(target, "--target") as tgt_reader:
         src_info, tgt_info = src_reader.info, tgt_reader.info
-        _check_input_space(translator, source, src_info.dim, reverse, allow_encoder_mismatch, "--source",
-                           encoder=src_info.encoder)
-        dim_out = _direction(translator, reverse)[1]
+        check_space(translator, f"--source {source}", src_info.dim, src_info.encoder, reverse,
+                    allow_encoder_mismatch)
+        dim_out = direction(translator, reverse)[1]
         if tgt_info.dim != dim_out:
             raise UserError(f"--target {target} has {tgt_info.dim} dims but the translator's output space has "
                             f"{dim_out}; give the same texts embedded by the other encoder")

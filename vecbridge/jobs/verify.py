@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+from align.vectors import unit_rows_np
 
 
 def _neighbours(queries: np.ndarray, docs: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k nearest `docs` (cosine) of each query row i, row i itself excluded."""
-    sims = _unit(queries) @ _unit(docs).T
+    sims = unit_rows_np(queries) @ unit_rows_np(docs).T
     np.fill_diagonal(sims, -np.inf)
     top = np.argpartition(-sims, k, axis=1)[:, :k]
     return top
@@ -57,9 +54,9 @@ def neighbourhood_check(old: np.ndarray, reembedded: np.ndarray, migrated: np.nd
     out = {"documents": int(n), "k": int(k), "reembed": 1.0, "stay": _overlap(_neighbours(old, old, k), truth)}
     if migrated is not None:
         out["migrate"] = _overlap(_neighbours(reembedded, migrated, k), truth)
-        sims = _unit(reembedded) @ _unit(migrated).T
+        sims = unit_rows_np(reembedded) @ unit_rows_np(migrated).T
         out["migrate_self_top1"] = float(np.mean(sims.argmax(axis=1) == np.arange(n)))
-        out["migrate_cosine"] = float(np.mean(np.sum(_unit(reembedded) * _unit(migrated), axis=1)))
+        out["migrate_cosine"] = float(np.mean(np.sum(unit_rows_np(reembedded) * unit_rows_np(migrated), axis=1)))
     if query_side is not None:
         out["query_side"] = _overlap(_neighbours(query_side, old, k), truth)
     return out
@@ -101,7 +98,7 @@ def pseudo_queries(documents: list[str], seed: int = 0, fraction: float = 0.4, m
 
 def _ndcg_own(queries: np.ndarray, docs: np.ndarray, k: int = 10) -> tuple[float, float]:
     """(nDCG@k, top-1) when query i's only relevant item is document i."""
-    sims = _unit(queries) @ _unit(docs).T
+    sims = unit_rows_np(queries) @ unit_rows_np(docs).T
     own = sims[np.arange(len(sims)), np.arange(len(sims))]
     rank = (sims > own[:, None]).sum(axis=1) + 1  # ties count in the item's favour
     gains = np.where(rank <= k, 1.0 / np.log2(rank + 1), 0.0)

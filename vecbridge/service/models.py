@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from align import Translator
 from encoders.base import Encoder
 from vecbridge import jobs
-from vecbridge.jobs.texts_embedding import check_encoder_name
+from vecbridge.jobs.checks import check_encoder
 from vecbridge.service.errors import ApiError
 
 log = logging.getLogger("vecbridge.service")
@@ -64,7 +64,7 @@ class Route:
 class Models:
     def __init__(self, encoder_names: list[str], translators: dict[str, str], device: str = "auto"):
         for name in encoder_names:
-            check_encoder_name(name)
+            check_encoder(name)
         self.encoder_names = list(dict.fromkeys(encoder_names))
         self.device = device
         self.translators = {name: LoadedTranslator(name, str(path), jobs.load_translator(path))
