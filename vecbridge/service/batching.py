@@ -1,10 +1,5 @@
 """Micro-batching: requests wait in one bounded queue; a worker takes the oldest and every queued request with the
-same key (same encoder, or same translator and direction) up to `max_batch` rows, and runs them as one job in a
-worker thread, so the event loop never does model work.
-
-There is no waiting window: while a worker computes one batch the next fills up, so batches grow with load and
-a lone request runs at once.
-"""
+same key up to `max_batch` rows, and runs them as one job in a thread, so the event loop never does model work."""
 
 from __future__ import annotations
 
@@ -91,6 +86,7 @@ class MicroBatcher:
         return batch
 
     async def _work(self) -> None:
+        # no waiting window: the next batch fills while this one computes, so a lone request runs at once
         loop = asyncio.get_running_loop()
         while True:
             batch = self._take()

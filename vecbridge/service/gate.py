@@ -1,9 +1,5 @@
-"""The ASGI layer every request passes first: API key, body-size cap, metrics and one JSON access-log line.
-
-It runs before any body is read, so a request without the key or with an oversized body costs the server
-nothing: the key is checked from the headers, a declared Content-Length over the cap is refused at once, and a
-body streamed without one is cut off as soon as it passes the cap.
-"""
+"""The ASGI layer every request passes first: API key, body-size cap, metrics and one JSON access-log line. It runs
+before any body is read, so a request without the key or with an oversized body costs the server nothing."""
 
 from __future__ import annotations
 
@@ -50,7 +46,7 @@ class Gate:
                 state["bytes_out"] += len(message.get("body", b""))
             await send(message)
 
-        async def receive_capped():
+        async def receive_capped():  # a body streamed without Content-Length is cut off once it passes the cap
             message = await receive()
             if message["type"] == "http.request":
                 state["bytes_in"] += len(message.get("body", b""))

@@ -1,17 +1,9 @@
 """What a batch worker thread does: the model calls (through the library layer) and the response bytes, so that
-neither runs on the event loop.
-
-Embedding requests of one encoder share one `encode` call. Translation requests of one translator and direction
-are taken together but each goes through its own `translate_vectors` call: a row's float32 result depends on the
-other rows of the matrix product it is in (BLAS blocking), and a translation must not depend on what other clients
-sent at the same moment; one call per request is what keeps it bit-identical to `vecbridge translate` of the same
-vectors. A matrix product of 64 rows is already efficient, so little is lost.
-"""
+neither runs on the event loop. Embedding requests of one encoder share one `encode` call."""
 
 from __future__ import annotations
 
 import base64
-import io
 import logging
 from dataclasses import dataclass
 
@@ -22,7 +14,8 @@ from vecbridge import jobs
 from vecbridge.errors import ROOM_ERRORS, UserError
 from vecbridge.service.errors import ApiError
 from vecbridge.service.metrics import Metrics
-from vecbridge.service.models import LoadedTranslator, Route
+from vecbridge.service.npy import npy_bytes
+from vecbridge.service.registry import LoadedTranslator, Route, direction_name
 
 log = logging.getLogger("vecbridge.service")
 
@@ -42,12 +35,6 @@ class TranslateJob:
     reverse: bool
     search: bool
     as_npy: bool
-
-
-def npy_bytes(vectors: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(vectors, dtype="<f4"), allow_pickle=False)
-    return buf.getvalue()
 
 
 def _split_tokens(total: int, weights: list[int]) -> list[int]:
@@ -74,6 +61,7 @@ class BatchRunner:
         try:
             if key[0] == "embed":
                 return self.embed(payloads)
+            # one call per request: a float32 row depends on its matrix product's other rows, never on other clients'
             return [self.translate(job) for job in payloads]
         except Exception as e:  # noqa: BLE001 - handed to every request of the batch
             return [_answer_error(e)] * len(payloads)
@@ -106,7 +94,7 @@ class BatchRunner:
         if job.as_npy:
             return npy_bytes(out)
         return pydantic_core.to_json({"translator": job.loaded.name,
-                                      "direction": "reverse" if job.reverse else "forward", "vectors": out.tolist()})
+                                      "direction": direction_name(job.reverse), "vectors": out.tolist()})
 
 
 def _embedding_body(rows: np.ndarray, job: EmbedJob, tokens: int) -> bytes:

@@ -1,11 +1,10 @@
-"""The models one service holds: translators (loaded before the server starts: fast, and a bad directory must stop
-it) and encoders (built in the background while /health answers 503), and how a request's `model` names them."""
+"""The registry of what one service serves: its translators and encoders once loaded, and how a request's `model`
+or `translator` names them."""
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
@@ -16,6 +15,11 @@ from vecbridge.jobs.checks import check_encoder
 from vecbridge.service.errors import ApiError
 
 log = logging.getLogger("vecbridge.service")
+
+
+def direction_name(reverse: bool) -> str:
+    """How responses name a translation direction."""
+    return "reverse" if reverse else "forward"
 
 
 @dataclass
@@ -61,7 +65,10 @@ class Route:
         return self.encoder.dim if self.translator is None else self.translator.side(self.reverse)[1]
 
 
-class Models:
+class Registry:
+    """Translators are loaded here, before the server starts, so that a bad directory stops it; encoders are built
+    by `load` in the background while /health answers 503."""
+
     def __init__(self, encoder_names: list[str], translators: dict[str, str], device: str = "auto"):
         for name in encoder_names:
             check_encoder(name)
@@ -72,7 +79,6 @@ class Models:
         self.encoders: dict[str, Encoder] = {}
         self.status, self.error = "loading", None
         self.created = int(time.time())
-        self._loaded = threading.Event()
 
     def load(self) -> None:
         """Build every encoder and run it once (so the first request does not pay for warm-up); sets `status`."""
@@ -85,13 +91,10 @@ class Models:
                 log.info(json.dumps({"event": "encoder_loaded", "encoder": name,
                                      "seconds": round(time.perf_counter() - started, 2)}))
             self.status = "ok"
+            log.info(json.dumps({"event": "ready"}))
         except Exception as e:  # noqa: BLE001 - any failure to load leaves the service unhealthy, said once
             self.status, self.error = "failed", f"loading the encoders failed: {e}"
-        finally:
-            self._loaded.set()
-
-    def wait_loaded(self, timeout: float | None = None) -> bool:
-        return self._loaded.wait(timeout)
+            log.error(json.dumps({"event": "load_failed", "error": self.error}))
 
     def translator(self, name: str, param: str = "translator") -> LoadedTranslator:
         if name not in self.translators:
@@ -142,6 +145,6 @@ class Models:
                 if reverse is not None:
                     cards.append({"id": f"{enc_name}@{name}", "kind": "encoder+translator",
                                   "dims": loaded.side(reverse)[1], "method": c.get("method"),
-                                  "direction": "reverse" if reverse else "forward",
+                                  "direction": direction_name(reverse),
                                   "source_encoder": enc_name, "target_encoder": loaded.side(not reverse)[2]})
         return [{"object": "model", "created": self.created, "owned_by": "vecbridge", **card} for card in cards]
