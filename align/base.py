@@ -7,6 +7,7 @@ and loading checks everything it reads (schema, shapes, finite values) before a 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import json
@@ -44,6 +45,11 @@ _CONFIG_KEYS = ("format", "format_version", "method", "params", "dim_source", "d
                 "versions")
 
 
+def default_method(paired: bool) -> str:
+    """The method used when none is named: a paired fit when the sides are known pairs, else the unsupervised one."""
+    return "procrustes" if paired else "geometric"
+
+
 def translator_class(method: str) -> type[Translator]:
     if method not in METHODS:
         raise AlignError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -67,7 +73,9 @@ class Translator:
 
     method: str = ""
     min_rows: int = 2
+    # Capabilities, read by callers instead of signatures (as scikit-learn's estimator tags):
     supports_search = False  # whether `transform(..., search=True)` is available
+    fit_options: frozenset[str] = frozenset()  # keyword arguments `fit` takes beyond `pairs`
     # numeric values every artifact of the method holds in its config's `state`
     state_numbers: tuple[str, ...] = ()
 
@@ -143,6 +151,16 @@ class Translator:
                              "for geometric translators; translate without search output")
 
     # -- persistence: subclasses return/accept arrays and JSON-able state --------------------------
+    def fingerprint(self) -> str:
+        """sha256 of what decides this fitted translator's output: method, parameters, state and weights."""
+        self._check_fitted()
+        tensors, state = self._get_state()
+        h = hashlib.sha256(json.dumps([self.method, self.get_params(), state], sort_keys=True, default=str).encode())
+        for name in sorted(tensors):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(tensors[name]).tobytes())
+        return h.hexdigest()
+
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         raise NotImplementedError
 

@@ -40,9 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from align import translator_class
-from vecbridge import paths, safe_write, storage
+from vecbridge import files, paths
 from vecbridge.corpora import load_corpus
 from vecbridge.jobs.verify import neighbourhood_check, pseudo_queries, pseudo_query_check, recommendation
+from vecbridge.stores import npy
 
 TASKS = {"wordnet": "lemma", "gcide": "headword"}
 # target-side reference vectors: pool texts embedded by the target encoder, cached by scripts/bench_translate.py
@@ -64,7 +65,7 @@ def pseudo_file(task: str, n_docs: int, held: np.ndarray, seed: int) -> Path:
     if not path.exists():
         docs = [json.loads(line)["text"] for line in (bench_dir() / f"{task}-docs-{n_docs}.jsonl").open()]
         spans = pseudo_queries([docs[i] for i in held], seed)
-        with safe_write.staged() as stage:
+        with files.staged() as stage:
             stage.file(path).write_text("".join(json.dumps({"text": t}) + "\n" for t in spans))
     return path
 
@@ -94,7 +95,7 @@ def task_files(task: str, n_docs: int, n_queries: int) -> tuple[Path, Path, Path
     queries = sorted(by_term)
     random.Random(f"{task}:queries").shuffle(queries)
     queries = queries[:n_queries]
-    with safe_write.staged() as stage:
+    with files.staged() as stage:
         stage.file(docs_p).write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
         stage.file(q_p).write_text("".join(json.dumps({"text": q}) + "\n" for q in queries))
         stage.file(rel_p).write_text(json.dumps([by_term[q] for q in queries]))
@@ -107,7 +108,7 @@ def embedded(encoder: str, texts: Path) -> np.ndarray:
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "vecbridge", "embed", "--encoder", encoder,
                         "--input", str(texts), "--output", str(out)], check=True)
-    return storage.read_vectors(out)
+    return npy.read_vectors(out)
 
 
 def translate_cache(encoder: str, stem: str) -> np.ndarray:
@@ -115,7 +116,7 @@ def translate_cache(encoder: str, stem: str) -> np.ndarray:
     path = paths.home() / "bench" / "translate" / encoder / f"{stem}.npy"
     if not path.exists():
         raise SystemExit(f"missing {path}: run scripts/bench_translate.py --prepare for {encoder} first")
-    return storage.read_vectors(path)
+    return npy.read_vectors(path)
 
 
 def retrieval(queries: np.ndarray, docs: np.ndarray, qrels: list[list[int]], k: int = 10) -> dict:
@@ -251,7 +252,7 @@ def throughput(rows: int, backends: list[str], small_rows: int) -> list[dict]:
             vectors = rng.standard_normal((n, 384), dtype=np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             build = tmp / "build.npy"
-            storage.write_vectors(build, vectors, {"encoder": "bench-384"}, overwrite=True)
+            npy.write_vectors(build, vectors, {"encoder": "bench-384"}, overwrite=True)
             del vectors
             if backend == "npy":
                 build.rename(src)

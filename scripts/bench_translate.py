@@ -38,7 +38,8 @@ import numpy as np
 from align import translator_class
 from align.confidence import REPORT_DRAWS, translation_confidence
 from align.metrics import evaluate
-from vecbridge import paths, safe_write, storage
+from vecbridge import files, paths
+from vecbridge.stores import npy
 from vecbridge.texts import read_texts
 
 SETS = {  # name -> (text specs, how many, shuffle name, offset into the shuffled texts)
@@ -102,7 +103,7 @@ def text_file(name: str, n_train: int, split: int = 0) -> Path:
         random.Random(f"{spec}:{shuffle}").shuffle(items)
         texts.extend(items[offset:offset + per_spec])
     texts = texts[:n]
-    with safe_write.staged() as stage:
+    with files.staged() as stage:
         stage.file(path).write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     return path
 
@@ -113,7 +114,7 @@ def vectors(encoder: str, name: str, n_train: int, split: int = 0) -> np.ndarray
         for cached in sorted((bench_dir() / encoder).glob(f"texts-{name}-*.npy")):
             size = cached.stem.rsplit("-", 1)[1]
             if size.isdigit() and int(size) > n_train:
-                return storage.read_vectors(cached)[:n_train]
+                return npy.read_vectors(cached)[:n_train]
     return embedded_file(encoder, text_file(name, n_train, split))
 
 
@@ -237,7 +238,7 @@ def offdomain_file(corpus: str, split: str, n: int) -> Path:
     if not path.exists():
         items = read_texts(f"builtin:{corpus}:{split}")
         random.Random(f"{corpus}:{split}").shuffle(items)
-        with safe_write.staged() as stage:
+        with files.staged() as stage:
             stage.file(path).write_text("".join(json.dumps({"text": t}) + "\n" for t in items[:n]))
     return path
 
@@ -249,7 +250,7 @@ def embedded_file(encoder: str, texts: Path) -> np.ndarray:
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "vecbridge", "embed", "--encoder", encoder, "--input", str(texts),
                         "--output", str(out)], check=True)
-    return storage.read_vectors(out)
+    return npy.read_vectors(out)
 
 
 def bench_offdomain(src: str, tgt: str, corpora: list[str], sizes: list[int], seed: int, eval_n: int = 2000,

@@ -16,6 +16,7 @@ import pytest
 
 from tests.test_attacks import TOPICS, sentences
 from tests.test_hostile import assert_clean_failure, cli, snapshot
+from vecbridge.stores import npy
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFENCES = "noise:0.02,int8,binary,pq:48,dims:32,rotation"
@@ -171,7 +172,6 @@ def test_a_given_translator_is_adapted_to_the_leak(world, tmp_path):
     from align.paired import ProcrustesTranslator
     from encoders.registry import get_encoder
     from tests.test_attacks import sentences
-    from vecbridge import storage
     from vecbridge.jobs import save_translator
 
     enc = get_encoder("minilm-l6")
@@ -184,7 +184,7 @@ def test_a_given_translator_is_adapted_to_the_leak(world, tmp_path):
     save_translator(ProcrustesTranslator().fit(y @ rotation, y @ off), tmp_path / "tr",
                     meta={"source_encoder": "victim", "target_encoder": "minilm-l6"})
     texts, labels = sentences(240, 4)
-    storage.write_vectors(tmp_path / "leak.npy", enc.encode(texts) @ rotation)
+    npy.write_vectors(tmp_path / "leak.npy", enc.encode(texts) @ rotation)
     (tmp_path / "truth.jsonl").write_text("".join(json.dumps({"id": i, "text": t, "topic": label}) + "\n"
                                                   for i, (t, label) in enumerate(zip(texts, labels, strict=True))))
     (tmp_path / "attrs.json").write_text(json.dumps({"topic": list(TOPICS)}))

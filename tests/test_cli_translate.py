@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from vecbridge import storage
 from vecbridge.cli import main
+from vecbridge.stores import npy
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def files(tmp_path):
     paths = {}
     for name, arr in {"src": x[:1000], "tgt": y[:1000], "src_eval": x[1000:], "tgt_eval": y[1000:]}.items():
         paths[name] = tmp_path / f"{name}.npy"
-        storage.write_vectors(paths[name], arr, meta={"encoder": "fake-" + name[:3]})
+        npy.write_vectors(paths[name], arr, meta={"encoder": "fake-" + name[:3]})
     return tmp_path, paths
 
 
@@ -117,7 +117,7 @@ def test_train_warns_when_confidence_is_low(tmp_path, capsys):
     # two unrelated clouds: whatever map is fitted, the label-free confidence must say it is not trustworthy
     rng = np.random.default_rng(1)
     for name, dim in (("a", 16), ("b", 24)):
-        storage.write_vectors(tmp_path / f"{name}.npy", rng.standard_normal((600, dim)).astype(np.float32))
+        npy.write_vectors(tmp_path / f"{name}.npy", rng.standard_normal((600, dim)).astype(np.float32))
     capsys.readouterr()
     assert run("train", "--method", "procrustes", "--source", tmp_path / "a.npy", "--target", tmp_path / "b.npy",
                "--output", tmp_path / "tr", "--json") == 0
@@ -137,7 +137,7 @@ def test_pivot_auto_is_the_default_and_tries_the_other_built_in_encoders(tmp_pat
     monkeypatch.setattr(pivots, "AUTO_MIN_ROWS", 500)  # the real bar is 2,000 rows: too slow for a unit test
     rng = np.random.default_rng(1)
     for name, dim, encoder in (("a", 16, "fake"), ("b", 24, "mpnet-base")):
-        storage.write_vectors(tmp_path / f"{name}.npy", rng.standard_normal((600, dim)).astype(np.float32),
+        npy.write_vectors(tmp_path / f"{name}.npy", rng.standard_normal((600, dim)).astype(np.float32),
                               meta={"encoder": encoder})
     texts = tmp_path / "pivot.txt"
     texts.write_text("".join(f"note {i}: the {w} report on item {i * 7 % 13}\n"

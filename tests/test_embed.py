@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from encoders.registry import get_encoder
-from vecbridge import cli, storage
+from vecbridge import cli
 from vecbridge.jobs import embedding as embed
+from vecbridge.stores import npy
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = [f"Sentence number {i} talks about {topic}." for i, topic in
@@ -57,7 +58,7 @@ def test_embed_writes_normalised_rows_in_order_with_sidecar(tmp_path, minilm, ca
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     direct = minilm.encode(TEXTS)
     assert np.sum(vecs[:13] * direct, axis=1).min() >= 0.9999
-    meta = storage.read_sidecar(out)
+    meta = npy.read_sidecar(out)
     assert meta["encoder"] == "minilm-l6" and meta["dim"] == 384 and meta["count"] == 14
     assert meta["source"] == str(src) and meta["normalised"] is True and meta["truncated"] == 1
     assert {"numpy", "torch", "sentence-transformers"} <= set(meta["packages"]) and meta["created"]
@@ -83,7 +84,7 @@ def test_resume_after_interruption_is_byte_identical(tmp_path):
 
     with pytest.raises(Interrupt):
         embed.embed("minilm-l6", src, out, chunk_size=3, after_chunk=stop_after_second)
-    assert not out.exists() and not storage.sidecar_path(out).exists()
+    assert not out.exists() and not npy.sidecar_path(out).exists()
     wd = embed.work_dir(out)
     assert sorted(p.name for p in wd.glob("chunk-*.npy")) == ["chunk-000000.npy", "chunk-000001.npy"]
 
@@ -134,7 +135,7 @@ def test_killed_process_resumes(tmp_path):
     proc.wait()
     if out.exists():
         pytest.skip("the run finished before it could be killed")
-    assert first.exists() and not storage.sidecar_path(out).exists()
+    assert first.exists() and not npy.sidecar_path(out).exists()
     embed.embed("minilm-l6", src, out, chunk_size=16)
     full = tmp_path / "full.npy"
     embed.embed("minilm-l6", src, full, chunk_size=16)
@@ -151,7 +152,7 @@ def test_overwrite_replaces_only_vecbridge_outputs(tmp_path, capsys, monkeypatch
     assert rc == 2 and "already exists" in err and "--overwrite" in err and out.read_bytes() == first
     write_txt(tmp_path / "in.txt", TEXTS[3:7])
     assert run_cli([*argv, "--overwrite"], capsys, monkeypatch)[0] == 0
-    assert np.load(out).shape == (4, 384) and storage.read_sidecar(out)["count"] == 4
+    assert np.load(out).shape == (4, 384) and npy.read_sidecar(out)["count"] == 4
     # a file vecbridge did not write (no sidecar of its own) is never replaced, --overwrite or not
     mine = tmp_path / "mine.npy"
     mine.write_bytes(b"keep me")
@@ -166,7 +167,7 @@ def test_overwrite_replaces_only_vecbridge_outputs(tmp_path, capsys, monkeypatch
     ("unknown_encoder", "unknown encoder 'nope'; known encoders: minilm-l6"),
     ("unknown_corpus", "nope"),
     ("no_dir", "does not exist; create it first"),
-    ("not_npy", "must end in .npy"),
+    ("not_npy", "is not a store vecbridge knows"),
     ("bad_limit", "--limit: expected a positive integer"),
     ("is_dir", "is a directory"),
 ])

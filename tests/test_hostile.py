@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from vecbridge import storage
 from vecbridge.cli import build_parser, main
+from vecbridge.stores import npy
 
 REPO = Path(__file__).resolve().parents[1]
 # geometric on small synthetic data in seconds: few restarts, small samples
@@ -82,7 +82,7 @@ def world(tmp_path_factory):
     for name, arr, enc in (("src", z[:1000], "enc-a"), ("tgt", y[:1000], "enc-b"), ("src_eval", z[1000:], "enc-a"),
                            ("tgt_eval", y[1000:], "enc-b"), ("other_a", z[1000:], "enc-c")):
         files[name] = data / f"{name}.npy"
-        storage.write_vectors(files[name], arr.astype(np.float32), meta={"encoder": enc})
+        npy.write_vectors(files[name], arr.astype(np.float32), meta={"encoder": enc})
     (data / "notes.txt").write_text("my notes\n")
     assert cli("train", "--source", files["src"], "--target", files["tgt"], "--output", root / "geo", *FAST)[0] == 0
     assert cli("train", "--method", "procrustes", "--source", files["src"], "--target", files["tgt"],
@@ -164,7 +164,7 @@ CASES = [
      ["translate", "--translator", "geo", "--input", SE, "--output", "mine.npy", "--overwrite"],
      "not written by vecbridge"),
     ("translate_onto_input", None,
-     ["translate", "--translator", "geo", "--input", SE, "--output", SE, "--overwrite"], "same file as the input"),
+     ["translate", "--translator", "geo", "--input", SE, "--output", SE, "--overwrite"], "same store as --input"),
     ("translate_output_dir", lambda r: (r / "out.npy").mkdir(),
      ["translate", "--translator", "geo", "--input", SE, "--output", "out.npy", "--overwrite"], "is a directory"),
     # damaged translators
@@ -297,29 +297,29 @@ def test_write_error_midway_publishes_nothing(w, monkeypatch):
     # ENOSPC from the second block on: the output never appears and no temp file stays behind
     import errno
 
-    from vecbridge.jobs import translators
+    from vecbridge.files import RowFile
 
     root, _ = w
     calls = []
-    real = translators.translate_vectors
+    real = RowFile.write
 
-    def failing(*a, **k):
+    def failing(self, block):
         calls.append(1)
         if len(calls) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(*a, **k)
+        return real(self, block)
 
-    monkeypatch.setattr(translators, "translate_vectors", failing)
+    monkeypatch.setattr(RowFile, "write", failing)
     before = snapshot(root)
     rc, _, err = cli("translate", "--translator", "geo", "--input", SE, "--output", "o.npy", "--chunk", "50")
     assert_clean_failure(rc, err, "no space left")
-    assert snapshot(root) == before
+    assert len(calls) > 1 and snapshot(root) == before
 
 
 def test_sigkill_during_translate_leaves_only_a_temp_file_that_the_rerun_removes(tmp_path):
     rng = np.random.default_rng(0)
     big = tmp_path / "big.npy"
-    storage.write_vectors(big, rng.normal(size=(400_000, 16)).astype(np.float32), meta={"encoder": "enc-a"})
+    npy.write_vectors(big, rng.normal(size=(400_000, 16)).astype(np.float32), meta={"encoder": "enc-a"})
     from align.paired import ProcrustesTranslator
     from vecbridge.jobs import save_translator
 
@@ -363,7 +363,7 @@ def test_two_concurrent_embed_runs_on_one_output_never_mix(tmp_path):
         pytest.skip("the first run finished before the second started")
     assert first_rc == 0, first.stderr.read()
     assert_clean_failure(rc, err, "another vecbridge run is writing")
-    meta = storage.read_sidecar(out)
+    meta = npy.read_sidecar(out)
     assert meta["source"] == str(a) and meta["count"] == 600 and np.load(out).shape == (600, 384)
     assert not (tmp_path / ".out.npy.partial").exists()
 

@@ -28,7 +28,7 @@ import openai
 import pytest
 
 from tests.test_hostile import cli
-from vecbridge import storage
+from vecbridge.stores import npy as npy_store
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "test-key-0123456789abcdef"
@@ -89,8 +89,8 @@ def rotation(d_in: int, d_out: int) -> np.ndarray:
 def train(root: Path, name: str, d_in: int, d_out: int, enc_in: str, enc_out: str) -> Path:
     """A procrustes translator d_in -> d_out fitted by `vecbridge train` on a random rotation."""
     x = unit(600, d_in, 1)
-    storage.write_vectors(root / f"{name}-a.npy", x, meta={"encoder": enc_in})
-    storage.write_vectors(root / f"{name}-b.npy", x @ rotation(d_in, d_out).T, meta={"encoder": enc_out})
+    npy_store.write_vectors(root / f"{name}-a.npy", x, meta={"encoder": enc_in})
+    npy_store.write_vectors(root / f"{name}-b.npy", x @ rotation(d_in, d_out).T, meta={"encoder": enc_out})
     rc, _, err = cli("train", "--method", "procrustes", "--source", root / f"{name}-a.npy", "--target",
                      root / f"{name}-b.npy", "--output", root / name)
     assert rc == 0, err
@@ -156,7 +156,7 @@ def cli_embed(tmp_path: Path, texts: list[str]) -> np.ndarray:
 
 def cli_translate(world: Path, tmp_path: Path, vectors: np.ndarray, *flags) -> np.ndarray:
     src, out = tmp_path / f"in-{len(vectors)}.npy", tmp_path / f"out-{len(vectors)}.npy"
-    storage.write_vectors(src, vectors, meta={"encoder": None}, overwrite=True)
+    npy_store.write_vectors(src, vectors, meta={"encoder": None}, overwrite=True)
     rc, _, err = cli("translate", "--translator", world / "tr", "--input", src, "--output", out, "--overwrite",
                      *flags)
     assert rc == 0, err

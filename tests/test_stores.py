@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.test_hostile import assert_clean_failure, cli, snapshot
-from vecbridge import storage
+from vecbridge.stores import npy
 
 N, D_IN, D_OUT = 300, 16, 24
 IDS = [f"doc-{i}" for i in range(N)]
@@ -29,8 +29,8 @@ def world(tmp_path_factory):
     x = rng.standard_normal((1000, D_IN)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     q = np.linalg.qr(rng.standard_normal((D_OUT, D_IN)))[0].astype(np.float32)
-    storage.write_vectors(root / "a.npy", x, meta={"encoder": "enc-a"})
-    storage.write_vectors(root / "b.npy", x @ q.T, meta={"encoder": "enc-b"})
+    npy.write_vectors(root / "a.npy", x, meta={"encoder": "enc-a"})
+    npy.write_vectors(root / "b.npy", x @ q.T, meta={"encoder": "enc-b"})
     assert cli("train", "--method", "procrustes", "--source", root / "a.npy", "--target", root / "b.npy",
                "--output", root / "tr")[0] == 0
     v = rng.standard_normal((N, D_IN)).astype(np.float32)
@@ -214,7 +214,7 @@ def test_mixed_backends(pair, world, tmp_path):
     translator, q, vectors = world
     a, b = pair
     if a == "npy":
-        storage.write_vectors(tmp_path / "src.npy", vectors, meta={"encoder": "enc-a"})
+        npy.write_vectors(tmp_path / "src.npy", vectors, meta={"encoder": "enc-a"})
         src = str(tmp_path / "src.npy")
     else:
         src = BACKENDS[a][0](tmp_path / "src", vectors)

@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.test_hostile import REPO, assert_clean_failure, cli, snapshot
-from vecbridge import storage, stores
-from vecbridge.jobs.migrate import translate_store
+from vecbridge import stores
+from vecbridge.jobs.translate import translate
+from vecbridge.stores import npy
 
 N, D_IN, D_OUT, CHUNK = 300, 16, 24, 64
 OUT = {"npy": "{d}/out.npy", "parquet": "{d}/out.parquet", "parquet_dir": "parquet:{d}/outdir",
@@ -34,8 +35,8 @@ def world(tmp_path_factory):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((500, D_IN)).astype(np.float32)
     q = np.linalg.qr(rng.standard_normal((D_OUT, D_IN)))[0].astype(np.float32)
-    storage.write_vectors(root / "a.npy", x, meta={"encoder": "enc-a"})
-    storage.write_vectors(root / "b.npy", x @ q.T, meta={"encoder": "enc-b"})
+    npy.write_vectors(root / "a.npy", x, meta={"encoder": "enc-a"})
+    npy.write_vectors(root / "b.npy", x @ q.T, meta={"encoder": "enc-b"})
     assert cli("train", "--method", "procrustes", "--source", root / "a.npy", "--target", root / "b.npy",
                "--output", root / "tr")[0] == 0
     v = rng.standard_normal((N, D_IN)).astype(np.float32)
@@ -72,7 +73,7 @@ def _killed_run(translator, src, out, kill_at):
         real(self, force)
 
     base.StoreWriter.checkpoint = checkpoint
-    translate_store(translator, src, out, batch=CHUNK, progress=False)
+    translate(translator, src, out, batch=CHUNK, progress=False)
     os._exit(0)
 
 
@@ -143,7 +144,7 @@ def test_sigkill_of_the_cli_mid_run_then_resume(tmp_path):
     """A real `python -m vecbridge translate` process, killed once its first batches are recorded."""
     rng = np.random.default_rng(1)
     big = tmp_path / "big.npy"
-    storage.write_vectors(big, rng.normal(size=(300_000, 16)).astype(np.float32), meta={"encoder": "enc-a"})
+    npy.write_vectors(big, rng.normal(size=(300_000, 16)).astype(np.float32), meta={"encoder": "enc-a"})
     from align.paired import ProcrustesTranslator
     from vecbridge.jobs import save_translator
 

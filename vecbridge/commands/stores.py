@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vecbridge.jobs.migrate import inspect_store
+from vecbridge.jobs import inspect_store
 from vecbridge.report import emit
 from vecbridge.stores import KNOWN
 

@@ -30,7 +30,7 @@ def register(sub) -> None:
                    help="output queries for nearest-neighbour search among native vectors of the other space: "
                         "higher top-1, lower cosine to the true vector (geometric only; see README)")
     p.add_argument("--chunk", type=positive_int, default=None, metavar="ROWS",
-                   help="rows translated at a time (bounds memory; default 65536, 4096 for stores)")
+                   help="rows translated at a time (bounds memory; default 65536, 4096 with a Chroma or Qdrant store)")
     p.add_argument("--allow-encoder-mismatch", action="store_true",
                    help="translate even when the input's sidecar names another encoder than the translator's")
     p.add_argument("--overwrite", action="store_true",
@@ -44,19 +44,14 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if stores.is_plain_npy(args.input) and stores.is_plain_npy(args.output) and not args.resume:
-        summary = jobs.translate(args.translator, args.input, args.output, reverse=args.reverse, search=args.search,
-                                 chunk=args.chunk or 65536, overwrite=args.overwrite,
-                                 allow_encoder_mismatch=args.allow_encoder_mismatch)
-    else:
-        summary = jobs.translate_store(args.translator, args.input, args.output, reverse=args.reverse,
-                                       search=args.search, batch=args.chunk or 4096, overwrite=args.overwrite,
-                                       allow_encoder_mismatch=args.allow_encoder_mismatch, resume=args.resume)
-        if not summary["exact"]:
-            print(f"vecbridge translate: note: {args.input} stores approximate vectors (a lossy faiss index); "
-                  "the translation starts from its reconstructions", file=sys.stderr)
-        if summary["dropped"]:
-            print(f"vecbridge translate: note: {args.output} cannot hold the source's "
-                  f"{' and '.join(summary['dropped'])}; they were not carried over", file=sys.stderr)
+    summary = jobs.translate(args.translator, args.input, args.output, reverse=args.reverse, search=args.search,
+                             batch=args.chunk, overwrite=args.overwrite,
+                             allow_encoder_mismatch=args.allow_encoder_mismatch, resume=args.resume)
+    if not summary["exact"]:
+        print(f"vecbridge translate: note: {args.input} stores approximate vectors (a lossy faiss index); "
+              "the translation starts from its reconstructions", file=sys.stderr)
+    if summary["dropped"]:
+        print(f"vecbridge translate: note: {args.output} cannot hold the source's "
+              f"{' and '.join(summary['dropped'])}; they were not carried over", file=sys.stderr)
     emit(summary, args.json, title="translated")
     return 0

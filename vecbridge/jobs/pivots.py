@@ -14,9 +14,10 @@ from collections.abc import Callable
 import numpy as np
 
 from encoders.errors import EncoderError
-from vecbridge import paths, safe_write, storage
+from vecbridge import files, paths
 from vecbridge.errors import UserError
 from vecbridge.jobs.embedding import embed, input_fingerprint
+from vecbridge.stores import npy
 from vecbridge.texts import read_texts
 
 # The general pool (mixed English, in hash order: any stretch of it is a random sample).
@@ -76,11 +77,11 @@ def cached_vectors(kind: str, encoder: str, sample: list[str], device: str = "au
         path.parent.mkdir(parents=True, exist_ok=True)
         listing = stem.with_suffix(".jsonl")
         if not listing.is_file():
-            with safe_write.staged() as stage:
+            with files.staged() as stage:
                 tmp = stage.file(listing)
                 tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in sample), encoding="utf-8")
         embed(encoder, str(listing), path, device=device)
-    vectors = storage.read_vectors(path, f"cached {kind} vectors ({encoder})")
+    vectors = npy.read_vectors(path, f"cached {kind} vectors ({encoder})")
     if len(vectors) != len(sample):
         raise UserError(f"cached {kind} vectors {path} hold {len(vectors)} rows, expected {len(sample)}; "
                         "delete the file and run again")

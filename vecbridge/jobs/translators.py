@@ -14,16 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from align import Translator, translator_class
 from align.metrics import evaluate as evaluate_metrics
 from align.vectors import check_vectors
-from vecbridge import safe_write, storage, stores
+from vecbridge import files, stores
 from vecbridge.errors import UserError, user_errors
 from vecbridge.jobs import pivots as pivot_data
 from vecbridge.jobs import references
 from vecbridge.jobs.checks import check_encoder, check_space, direction
+from vecbridge.jobs.translate import translate_vectors
 from vecbridge.texts import read_texts
 
 TRANSLATOR_FILES = {"config.json", "model.safetensors"}
@@ -54,8 +54,8 @@ def load_translator(path: str | os.PathLike) -> Translator:
 def save_translator(translator: Translator, output: str | os.PathLike, meta: dict | None = None,
                     overwrite: bool = False) -> Path:
     """Publish `translator` at `output`: written beside it, re-loaded to validate, then renamed into place."""
-    output = safe_write.check_dir_output(output, overwrite, is_translator_dir, "translator")
-    with safe_write.disk_errors(output), safe_write.staged() as stage:
+    output = files.check_dir_output(output, overwrite, is_translator_dir, "translator")
+    with files.disk_errors(output), files.staged() as stage:
         tmp = stage.directory(output)
         # saved inside the staged folder, so that even align's own temp folder goes when the stage does
         saved = translator.save(tmp / "artifact", meta=meta)
@@ -70,7 +70,7 @@ def read_pairs(path: str | os.PathLike | None) -> np.ndarray | None:
     """Known pairs: an integer (k, 2) .npy of (source_row, target_row); checked before it is loaded."""
     if path is None:
         return None
-    path = storage.check_regular_file(path, "--pairs")
+    path = files.check_regular_file(path, "--pairs")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -171,7 +171,7 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
     for name, flag in ((target_encoder, "--target-encoder"), (source_encoder, "--source-encoder")):
         if name:
             check_encoder(name, flag, builtin=True)
-    safe_write.check_dir_output(output, overwrite, is_translator_dir, "translator",
+    files.check_dir_output(output, overwrite, is_translator_dir, "translator",
                                 inputs=[*stores.spec_paths(source, target), *([pairs] if pairs else [])])
     with contextlib.ExitStack() as readers:
         src_reader = readers.enter_context(stores.open_reader(source, "--source"))
@@ -274,61 +274,6 @@ def low_confidence_warning(confidence: dict) -> str:
             "known pairs (--pairs: a few dozen are often enough; "
             "with 16 or more, a quarter validate the map), more vectors per side or another --seed; check with "
             "`vecbridge eval` if you have paired vectors.")
-
-
-def translate_vectors(translator: Translator, vectors, reverse: bool = False, search: bool = False,
-                      name: str = "vectors") -> np.ndarray:
-    """Translate rows in memory (the service's path, and each block of `translate`); output always finite."""
-    block = check_vectors(np.array(vectors, dtype=np.float32), name, direction(translator, reverse)[0])
-    out = (translator.inverse_transform if reverse else translator.transform)(block, search=search)
-    if not np.isfinite(out).all():
-        raise UserError("the translator produced NaN or inf; it is damaged: retrain or restore it")
-    return out
-
-
-@user_errors
-def translate(translator: Translator | str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike, *,
-              reverse: bool = False, search: bool = False, chunk: int = 65536, overwrite: bool = False,
-              allow_encoder_mismatch: bool = False, progress: bool | None = None) -> dict:
-    """Translate the vector file `input` block by block into `output` (.npy + sidecar, published together)."""
-    if chunk < 1:
-        raise UserError(f"--chunk must be a positive number of rows, got {chunk}")
-    translator_path = None
-    if not isinstance(translator, Translator):
-        translator_path, translator = str(translator), Translator.load(translator)
-    output = Path(output)
-    if output.suffix != ".npy":
-        raise UserError(f"--output {output} must end in .npy")
-    src = storage.open_vectors(input, "--input")
-    check_space(translator, f"--input {input}", src.shape[1], storage.read_sidecar(input).get("encoder"), reverse,
-                allow_encoder_mismatch)
-    if search:
-        translator.check_search()
-    input_meta = storage.read_sidecar(input)
-    safe_write.check_file_output(output, overwrite, inputs=[input], what="--output")
-    rows, (_, dim_out, _, encoder_out) = src.shape[0], direction(translator, reverse)
-    safe_write.check_free_space(output, rows * dim_out * 4 + 2**16)
-    config = getattr(translator, "config_", {}) or {}
-    meta = {"encoder": encoder_out, "normalised": True,
-            "translated_by": {"translator": translator_path, "method": config.get("method", translator.method),
-                              "direction": "reverse" if reverse else "forward",
-                              "output": "search" if search else "faithful",
-                              "input": str(input), "input_meta": input_meta}}
-    start = time.perf_counter()
-    with safe_write.disk_errors(output), safe_write.staged() as stage:
-        with safe_write.npy_file(stage.file(output), rows, dim_out) as f, \
-                tqdm(total=rows, unit="vec", unit_scale=True, desc="translate",
-                     disable=None if progress is None else not progress) as bar:
-            for i in range(0, rows, chunk):
-                block = translate_vectors(translator, src[i:i + chunk], reverse, search,
-                                          name=f"--input {input} (block from row {i})")
-                f.write(block.astype("<f4", copy=False).tobytes())
-                bar.update(len(block))
-        safe_write.write_json_file(stage.file(storage.sidecar_path(output)),
-                                   storage.vectors_meta(meta, (rows, dim_out)))
-    seconds = time.perf_counter() - start
-    return {"output": str(output), "rows": int(rows), "dim_in": int(src.shape[1]), "dim_out": int(dim_out),
-            "seconds": round(seconds, 3), "vectors_per_minute": round(rows / max(seconds, 1e-9) * 60)}
 
 
 def _paired_rows(src_ids: list, tgt_ids: list, target) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Specs: `PATH.npy`, `PATH.parquet` or a directory of Parquet shards (`parquet:PATH` to force it),
 `chroma:PATH#COLLECTION`, `qdrant:PATH#COLLECTION[/VECTOR_NAME]`, `lancedb:PATH#TABLE`, `faiss:PATH`,
-`hnswlib:PATH[?dim=N&space=cosine]`. `chroma+http://` and `qdrant+http://` parse but are not supported yet.
+`hnswlib:PATH[?dim=N&space=cosine]`, and Chroma servers `chroma+http(s)://HOST:PORT#COLLECTION`
+(`qdrant+http://` parses but is not supported yet).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from urllib.parse import parse_qsl, urlsplit
 from vecbridge.errors import UserError
 from vecbridge.stores.base import Batch, StoreInfo, StoreReader, StoreSpec, StoreWriter
 
-__all__ = ["Batch", "StoreInfo", "StoreReader", "StoreSpec", "StoreWriter", "is_plain_npy", "open_reader",
-           "open_writer", "parse_spec", "read_all", "spec_paths", "has_scheme"]
+__all__ = ["Batch", "StoreInfo", "StoreReader", "StoreSpec", "StoreWriter", "batch_rows", "open_reader",
+           "open_writer", "parse_spec", "read_all", "spec_paths"]
 
 # scheme -> module of vecbridge.stores that implements it
 BACKENDS = {"npy": "npy", "parquet": "parquet", "chroma": "chroma", "qdrant": "qdrant", "lancedb": "lancedb",
@@ -29,17 +30,6 @@ KNOWN = ("PATH.npy, PATH.parquet, a directory of Parquet shards (parquet:DIR for
          "qdrant:PATH#COLLECTION[/VECTOR_NAME], lancedb:PATH#TABLE, faiss:PATH, hnswlib:PATH")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+]*):(?!\\)")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def is_plain_npy(text) -> bool:
-    """Whether `text` is a plain `.npy` path (the vector-file path of `translate`, not a store spec)."""
-    text = str(text)
-    return not _SCHEME.match(text) and text.endswith(".npy")
-
-
-def has_scheme(text) -> bool:
-    """Whether `text` starts with a store scheme (`chroma:`, `lancedb:`, ...) rather than a plain path."""
-    return bool(_SCHEME.match(str(text)))
 
 
 def parse_spec(text, what: str = "store") -> StoreSpec:
@@ -111,6 +101,17 @@ def _server_spec(text: str, scheme: str, rest: str, what: str) -> StoreSpec:
                         "starting with a letter or digit")
     url = f"{protocol}://{parsed.hostname}:{port or (443 if protocol == 'https' else 8000)}"
     return StoreSpec(text, backend, None, name, None, url=url)
+
+
+# Rows per batch when the caller names none: large for file formats (fewer, bigger writes), smaller for
+# databases (their clients send each batch as one request).
+FILE_BATCH_ROWS, DATABASE_BATCH_ROWS = 65536, 4096
+
+
+def batch_rows(*specs) -> int:
+    """The default batch size for moving rows between stores `specs`: the smallest any of them wants."""
+    return min(DATABASE_BATCH_ROWS if parse_spec(s).scheme in ("chroma", "qdrant") else FILE_BATCH_ROWS
+               for s in specs)
 
 
 def _backend(spec: StoreSpec):

@@ -8,18 +8,17 @@ swap it in only on `commit` (a rename, an alias or a collection rename, whatever
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from vecbridge import safe_write
+from vecbridge import files
 from vecbridge.errors import UserError
+from vecbridge.files import RowFile, claim, is_stale_tmp
 
 STORE_FORMAT = "vecbridge-store"
 # The key under which provenance is kept in a backend's collection-level metadata (or a sidecar's top level).
@@ -27,7 +26,6 @@ PROVENANCE_KEY = "vecbridge"
 METRICS = ("cosine", "l2", "ip")
 # Field names read as the rows' documents, in order of preference; writers write the first.
 DOCUMENT_FIELDS = ("document", "text")
-TMP_MARK = "-vecbridge-tmp-"
 RESUME_FORMAT = "vecbridge-resume"
 RESUME_SUFFIX = ".resume.json"
 # Least seconds between two resume records: each costs an fsync, and a batch takes milliseconds.
@@ -160,12 +158,10 @@ class StoreWriter:
                     record.unlink(missing_ok=True)
 
     def begin(self) -> None:
-        from vecbridge.safe_write import sweep_stale
-
         state = self.take_over()
         self.open_tmp(state)
         if self.spec.path is not None:
-            sweep_stale(self._record_dest())  # records (and, for files, temporary stores) of dead runs
+            files.sweep_stale(self._record_dest())  # records (and, for files, temporary stores) of dead runs
         if state is not None:
             self.checkpoint(force=True)
 
@@ -179,10 +175,8 @@ class StoreWriter:
         `resumed`: the staged directory of the dead run being resumed, taken over instead of a new one."""
         if self.spec.path.exists():
             return self.spec.path
-        from vecbridge.safe_write import Staging
-
         held = claim(Path(resumed)) if resumed and Path(resumed).is_dir() else None
-        self._root_staging = Staging()
+        self._root_staging = files.Staging()
         tmp = self._root_staging.directory(self.spec.path)
         if held is not None:
             tmp.rmdir()
@@ -212,16 +206,12 @@ class StoreWriter:
         """With `resume`: the state recorded by a dead run with this run's fingerprint (the one furthest on),
         after which `resumed_rows` holds its row count; None when there is none. A dead run's record with
         another fingerprint (another translator, input or options) and none with this one is refused."""
-        from vecbridge.safe_write import TMP_TAG
-
         if not self.resume or self.spec.path is None:
             return None
         dest = self._record_dest()
-        prefix = f".{dest.name}{TMP_TAG}"
         mine, others = [], 0
         for entry in dest.parent.iterdir() if dest.parent.is_dir() else ():
-            if not (entry.name.startswith(prefix) and entry.name.endswith(RESUME_SUFFIX)) or \
-                    not is_stale_tmp(entry.name, f".{dest.name}", TMP_TAG):
+            if not entry.name.endswith(RESUME_SUFFIX) or not is_stale_tmp(entry.name, f".{dest.name}"):
                 continue
             try:
                 record = json.loads(entry.read_text(encoding="utf-8"))
@@ -250,8 +240,6 @@ class StoreWriter:
 
     def checkpoint(self, force: bool = False) -> None:
         """Record the rows the temporary store durably holds (at most once a second unless `force`)."""
-        from vecbridge.safe_write import TMP_TAG, write_json_file
-
         if self.fingerprint is None or (not force and time.monotonic() - self._last_record < CHECKPOINT_SECONDS):
             return
         state = self.durable_state()
@@ -259,10 +247,10 @@ class StoreWriter:
             return
         if self._record is None:
             dest = self._record_dest()
-            self._record = dest.parent / f".{dest.name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}{RESUME_SUFFIX}"
+            self._record = files.tmp_path(dest, RESUME_SUFFIX)
         rows = state.pop("rows")
         part = self._record.with_name(self._record.name + ".part")
-        write_json_file(part, {"format": RESUME_FORMAT, "fingerprint": self.fingerprint, "spec": str(self.spec),
+        files.write_json_file(part, {"format": RESUME_FORMAT, "fingerprint": self.fingerprint, "spec": str(self.spec),
                                "rows": int(rows), "state": state})
         os.replace(part, self._record)
         self._last_record = time.monotonic()
@@ -284,94 +272,6 @@ class StoreWriter:
 
 
 # -- helpers shared by the backends ----------------------------------------------------------------------
-def tmp_name(name: str) -> str:
-    """A temporary collection / table name for `name`, tagged with this process (swept once it is dead)."""
-    return f"{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def is_stale_tmp(candidate: str, name: str, mark: str = TMP_MARK) -> bool:
-    """Whether `candidate` is a temporary name for `name` left by a process that no longer runs."""
-    from vecbridge.safe_write import _pid_alive
-
-    prefix = f"{name}{mark}"
-    if not candidate.startswith(prefix):
-        return False
-    pid = candidate[len(prefix):].split("-", 1)[0]
-    return pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
-
-
-def own_name(name: str) -> str:
-    """A dead run's temporary name (`...-vecbridge-tmp-PID-RAND...` or `....vecbridge-tmp-PID-RAND...`) with
-    this process's id and a new tag in place of its own, so that no sweep takes it for a dead run's."""
-    from vecbridge.safe_write import TMP_TAG
-
-    mark = TMP_TAG if TMP_TAG in name else TMP_MARK
-    head, _, rest = name.partition(mark)
-    _, _, tagged = rest.partition("-")
-    return f"{head}{mark}{os.getpid()}-{secrets.token_hex(4)}{tagged[8:]}"
-
-
-def claim(path: Path) -> Path:
-    """Rename a dead run's temporary file or directory to a name of this process; return the new path."""
-    new = path.with_name(own_name(path.name))
-    try:
-        os.rename(path, new)
-    except FileNotFoundError:
-        raise UserError(f"the unfinished store {path} that a resume record names is gone; run without --resume "
-                        "to start over") from None
-    return new
-
-
-def npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
-    """The .npy header of a C-ordered array of `shape` and `dtype` (rows follow it as raw bytes)."""
-    import numpy as np
-
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                                               "fortran_order": False, "shape": tuple(int(n) for n in shape)})
-    return buf.getvalue()
-
-
-class RowFile:
-    """A .npy file of a known final shape written block by block: `sync` makes the rows so far durable, and a
-    file a killed run left is reopened at its last synced row count (`rows`), the rest cut off."""
-
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: str, rows: int | None = None) -> None:
-        import numpy as np
-
-        self.path, self.dtype, self.rows = Path(path), dtype, 0
-        self.header = npy_header(shape, dtype)
-        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
-        if rows is None:
-            self.file = open(self.path, "wb")
-            self.file.write(self.header)
-            return
-        self.file = open(self.path, "r+b")
-        size = os.fstat(self.file.fileno()).st_size
-        if self.file.read(len(self.header)) != self.header or size < len(self.header) + rows * self.row_bytes:
-            self.file.close()
-            raise UserError(f"the unfinished file {self.path} does not hold the {rows} rows its record says; run "
-                            "without --resume to start over")
-        self.file.truncate(len(self.header) + rows * self.row_bytes)
-        self.file.seek(0, os.SEEK_END)
-        self.rows = rows
-
-    def write(self, block) -> None:
-        import numpy as np
-
-        self.file.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
-        self.rows += len(block)
-
-    def sync(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-
-    def close(self) -> None:
-        if not self.file.closed:
-            self.sync()
-            self.file.close()
-
-
 def provenance_json(provenance: dict) -> str:
     return json.dumps(provenance, sort_keys=True, ensure_ascii=False, allow_nan=False)
 
@@ -401,9 +301,7 @@ def existing_dir(spec: StoreSpec, what: str) -> Path:
 
 
 def check_parent_dir(spec: StoreSpec) -> None:
-    from vecbridge.safe_write import check_parent
-
-    check_parent(spec.path / "x" if spec.path.is_dir() else spec.path)
+    files.check_parent(spec.path / "x" if spec.path.is_dir() else spec.path)
 
 
 def first_line(e: BaseException) -> str:
@@ -429,10 +327,8 @@ class Spill:
 
     def __init__(self, dest: Path, count: int, dim: int, labels: bool, state: dict | None = None,
                  rows: int = 0) -> None:
-        from vecbridge.safe_write import Staging
-
         held = {k: claim(Path(state[k])) for k in ("vectors", "labels") if state and state.get(k)}
-        self.staging = Staging()
+        self.staging = files.Staging()
         self.files: dict[str, RowFile] = {}
         for key, shape, dtype in (("vectors", (count, dim), "<f4"), ("labels", (count,), "<i8")):
             if key == "labels" and not labels:
@@ -483,12 +379,12 @@ class SpilledIndexWriter(StoreWriter):
         super().__init__(spec, **kwargs)
         same = self.source and self.source.backend == self.backend
         inputs = [self.source.spec.split(":", 1)[1].split("?")[0]] if same else []
-        safe_write.check_file_output(spec.path, self.overwrite, inputs=inputs, what=self.what, marker=marker)
+        files.check_file_output(spec.path, self.overwrite, inputs=inputs, what=self.what, marker=marker)
         self.layout = self.source.layout if self.source else {}
         self.dropped = [f for f, has in (("documents", self.source and self.source.documents),
                                          ("metadata", self.source and self.source.metadata)) if has]
         self.keep_ids = bool(self.source) and self.source.id_type != "row"
-        safe_write.check_free_space(spec.path, 2 * self.count * (self.dim * 4 + 8) + 2**16)
+        files.check_free_space(spec.path, 2 * self.count * (self.dim * 4 + 8) + 2**16)
         self.spill = None
 
     def open_tmp(self, state):
@@ -496,9 +392,9 @@ class SpilledIndexWriter(StoreWriter):
 
     def write(self, batch: Batch) -> None:
         labels = int_ids(batch, self.spec, self.what, self.backend) if self.keep_ids else None
-        with safe_write.disk_errors(self.spec.path):
+        with files.disk_errors(self.spec.path):
             self.spill.write(batch.vectors, labels)
 
     def durable_state(self) -> dict:
-        with safe_write.disk_errors(self.spec.path):
+        with files.disk_errors(self.spec.path):
             return self.spill.state()

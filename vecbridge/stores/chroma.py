@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from vecbridge.errors import UserError
+from vecbridge.files import is_stale_tmp, tmp_name
 from vecbridge.stores.base import (
     PROVENANCE_KEY,
     Batch,
@@ -22,10 +23,8 @@ from vecbridge.stores.base import (
     check_parent_dir,
     existing_dir,
     first_line,
-    is_stale_tmp,
     parse_provenance,
     provenance_json,
-    tmp_name,
 )
 
 SPACES = {"cosine": "cosine", "l2": "l2", "ip": "ip"}

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from vecbridge import safe_write, storage
+from vecbridge import files
 from vecbridge.errors import UserError
+from vecbridge.stores import npy
 from vecbridge.stores.base import (
     PROVENANCE_KEY,
     STORE_FORMAT,
@@ -64,7 +65,7 @@ def _factory(inner) -> str:
 class Reader(StoreReader):
     def __init__(self, spec, what):
         self.spec, self.what = spec, what
-        path = storage.check_regular_file(spec.path, f"{what} {spec}:")
+        path = files.check_regular_file(spec.path, f"{what} {spec}:")
         f = _faiss()
         try:
             self._raw = f.read_index(str(path))  # kept: the downcast proxies below do not own the index
@@ -85,7 +86,7 @@ class Reader(StoreReader):
         if "IVF" in kind:
             index.make_direct_map()  # in memory only: the file is never written
         self.index = index
-        prov = parse_provenance(storage.read_sidecar(path).get(PROVENANCE_KEY))
+        prov = parse_provenance(npy.read_sidecar(path).get(PROVENANCE_KEY))
         self.info = StoreInfo(str(spec), "faiss", int(index.ntotal), int(index.d),
                               (prov or {}).get("metric") or _metric(index),
                               exact=kind in EXACT, id_type="int" if self.ids is not None else "row",
@@ -119,7 +120,7 @@ def _fit_factory(factory: str, dim: int) -> str:
 
 def is_vecbridge_faiss(path) -> bool:
     try:
-        return parse_provenance(storage.read_sidecar(path).get(PROVENANCE_KEY)) is not None
+        return parse_provenance(npy.read_sidecar(path).get(PROVENANCE_KEY)) is not None
     except UserError:
         return False
 
@@ -137,7 +138,7 @@ class Writer(SpilledIndexWriter):
 
     def commit(self) -> None:
         f = _faiss()
-        with safe_write.disk_errors(self.spec.path):
+        with files.disk_errors(self.spec.path):
             x, labels = self.spill.arrays()
         metric = f.METRIC_INNER_PRODUCT if self.metric in ("ip", "cosine") else f.METRIC_L2
         factory = f"IDMap2,{self.factory}" if self.keep_ids else self.factory
@@ -154,10 +155,10 @@ class Writer(SpilledIndexWriter):
                             f"({first_line(e).split(': ')[-1]})") from None
         meta = {"format": STORE_FORMAT, "backend": "faiss", "factory": factory, "dim": self.dim, "count": len(x),
                 "metric": self.metric, "encoder": self.provenance.get("encoder"), PROVENANCE_KEY: self.provenance}
-        with safe_write.disk_errors(self.spec.path), safe_write.staged() as stage:
+        with files.disk_errors(self.spec.path), files.staged() as stage:
             tmp = stage.file(self.spec.path)
             f.write_index(index, str(tmp))
-            safe_write.write_json_file(stage.file(storage.sidecar_path(self.spec.path)), meta)
+            files.write_json_file(stage.file(npy.sidecar_path(self.spec.path)), meta)
         self.spill.discard()
         self.committed = True
 

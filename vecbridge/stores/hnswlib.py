@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from vecbridge import safe_write, storage
+from vecbridge import files
 from vecbridge.errors import UserError
+from vecbridge.stores import npy
 from vecbridge.stores.base import (
     PROVENANCE_KEY,
     STORE_FORMAT,
@@ -29,7 +30,7 @@ def _settings(spec, what, meta: dict) -> tuple[int, str]:
     dim, space = spec.option("dim") or meta.get("dim"), spec.option("space") or meta.get("space") or "cosine"
     if dim is None:
         raise UserError(f"{what} {spec}: an hnswlib file does not record its dim; give it in the spec "
-                        f"(hnswlib:{spec.path}?dim=N&space=cosine) or a sidecar {storage.sidecar_path(spec.path)} "
+                        f"(hnswlib:{spec.path}?dim=N&space=cosine) or a sidecar {npy.sidecar_path(spec.path)} "
                         'with {"dim": N, "space": "cosine"}')
     try:
         dim = int(dim)
@@ -47,8 +48,8 @@ class Reader(StoreReader):
         import hnswlib
 
         self.spec, self.what = spec, what
-        path = storage.check_regular_file(spec.path, f"{what} {spec}:")
-        meta = storage.read_sidecar(path)
+        path = files.check_regular_file(spec.path, f"{what} {spec}:")
+        meta = npy.read_sidecar(path)
         dim, space = _settings(spec, what, meta)
         self.index = hnswlib.Index(space=space, dim=dim)
         try:
@@ -80,7 +81,7 @@ class Reader(StoreReader):
 
 def is_vecbridge_hnswlib(path) -> bool:
     try:
-        return parse_provenance(storage.read_sidecar(path).get(PROVENANCE_KEY)) is not None
+        return parse_provenance(npy.read_sidecar(path).get(PROVENANCE_KEY)) is not None
     except UserError:
         return False
 
@@ -97,7 +98,7 @@ class Writer(SpilledIndexWriter):
     def commit(self) -> None:
         import hnswlib
 
-        with safe_write.disk_errors(self.spec.path):
+        with files.disk_errors(self.spec.path):
             vectors, labels = self.spill.arrays()
         rows = len(vectors)
         index = hnswlib.Index(space=self.metric, dim=self.dim)
@@ -106,9 +107,9 @@ class Writer(SpilledIndexWriter):
         index.add_items(np.asarray(vectors), labels if labels is not None else np.arange(rows), num_threads=1)
         meta = {"format": STORE_FORMAT, "backend": "hnswlib", "dim": self.dim, "space": self.metric,
                 "count": rows, "encoder": self.provenance.get("encoder"), PROVENANCE_KEY: self.provenance}
-        with safe_write.disk_errors(self.spec.path), safe_write.staged() as stage:
+        with files.disk_errors(self.spec.path), files.staged() as stage:
             index.save_index(str(stage.file(self.spec.path)))
-            safe_write.write_json_file(stage.file(storage.sidecar_path(self.spec.path)), meta)
+            files.write_json_file(stage.file(npy.sidecar_path(self.spec.path)), meta)
         self.spill.discard()
         self.committed = True
 

@@ -13,18 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vecbridge.errors import UserError
+from vecbridge.files import claim, is_stale_tmp, tmp_name
 from vecbridge.stores.base import (
     PROVENANCE_KEY,
     Batch,
     StoreReader,
     StoreWriter,
     check_parent_dir,
-    claim,
     existing_dir,
     first_line,
-    is_stale_tmp,
     provenance_json,
-    tmp_name,
 )
 from vecbridge.stores.parquet import (
     arrow_store_info,

@@ -15,15 +15,15 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from vecbridge import safe_write
+from vecbridge import files
 from vecbridge.errors import UserError
+from vecbridge.files import claim
 from vecbridge.stores.base import (
     PROVENANCE_KEY,
     Batch,
     StoreInfo,
     StoreReader,
     StoreWriter,
-    claim,
     document_field,
     first_line,
     parse_provenance,
@@ -160,13 +160,13 @@ class Writer(StoreWriter):
         self.sharded = spec.path.suffix != ".parquet"
         inputs = [self.source.spec] if self.source and self.source.backend == "parquet" else []
         if self.sharded:
-            safe_write.check_dir_output(spec.path, self.overwrite, _is_vecbridge_parquet, "Parquet store",
+            files.check_dir_output(spec.path, self.overwrite, _is_vecbridge_parquet, "Parquet store",
                                         inputs=inputs, what=self.what)
         else:
-            safe_write.check_file_output(spec.path, self.overwrite, inputs=inputs, sidecar=False, what=self.what,
+            files.check_file_output(spec.path, self.overwrite, inputs=inputs, sidecar=False, what=self.what,
                                          marker=_is_vecbridge_parquet)
         factor = 1 if self.sharded else 2  # a single file: the parts, then the file
-        safe_write.check_free_space(spec.path, factor * self.count * self.dim * 4 + 2**16)
+        files.check_free_space(spec.path, factor * self.count * self.dim * 4 + 2**16)
         self.rows, self.writer, self.schema = 0, None, None
         self.part = self.closed_rows = 0  # the part being written; the rows in the closed ones
 
@@ -175,8 +175,8 @@ class Writer(StoreWriter):
 
     def open_tmp(self, state):
         held = claim(Path(state["parts"])) if state else None
-        self._staging = safe_write.Staging()  # the directory store, or the single file
-        self._parts_staging = safe_write.Staging()  # the parts of a single file: never published
+        self._staging = files.Staging()  # the directory store, or the single file
+        self._parts_staging = files.Staging()  # the parts of a single file: never published
         self.parts = (self._staging if self.sharded else self._parts_staging).directory(self.spec.path)
         if held is None:
             return
@@ -208,7 +208,7 @@ class Writer(StoreWriter):
         except (pa.ArrowException, ValueError) as e:
             raise UserError(f"{self.what} {self.spec}: rows near {self.rows} do not fit the columns of the first "
                             f"batch ({first_line(e)})") from None
-        with safe_write.disk_errors(self.spec.path):
+        with files.disk_errors(self.spec.path):
             if self.writer is None:
                 self.writer = pq.ParquetWriter(self._part_path(self.part), self.schema)
             self.writer.write_table(table)
@@ -226,7 +226,7 @@ class Writer(StoreWriter):
         return {"rows": self.closed_rows, "parts": str(self.parts), "part": self.part}
 
     def commit(self) -> None:
-        with safe_write.disk_errors(self.spec.path):
+        with files.disk_errors(self.spec.path):
             if self.writer is not None:
                 self._close_part()
             if not self.sharded:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from vecbridge.errors import UserError
+from vecbridge.files import is_stale_tmp, tmp_name
 from vecbridge.stores.base import (
     DOCUMENT_FIELDS,
     PROVENANCE_KEY,
@@ -23,9 +24,7 @@ from vecbridge.stores.base import (
     check_parent_dir,
     existing_dir,
     first_line,
-    is_stale_tmp,
     parse_provenance,
-    tmp_name,
 )
 
 METRICS = {"Cosine": "cosine", "Euclid": "l2", "Dot": "ip", "Manhattan": "l1"}

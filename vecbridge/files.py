@@ -1,5 +1,6 @@
-"""The one write path: every artifact vecbridge publishes (vector files and their sidecars, translators,
-corpora, reports) is staged beside its destination, checked, then published by renames, all or nothing.
+"""Files on disk: checked reads, and the one write path. Every artifact vecbridge publishes (vector files and
+their sidecars, translators, corpora, reports, stores) is staged beside its destination under one temp-name
+scheme, checked, then published by renames, all or nothing.
 
 Rules it enforces:
 - a destination that exists is replaced only with `overwrite` and only if vecbridge wrote it (its own marker),
@@ -15,16 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from vecbridge.errors import UserError
 
-TMP_TAG = ".vecbridge-tmp-"
 VECTORS_FORMAT = "vecbridge-vectors"
 SIDECAR_SUFFIX = ".json"
 
@@ -33,12 +35,60 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return Path(str(path) + SIDECAR_SUFFIX)
 
 
+# -- checked reads -------------------------------------------------------------------------------------
+def check_regular_file(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a Path if it is an existing regular file (following links), else a one-line error."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist") from None
+    except OSError as e:
+        raise UserError(f"{what} {path} cannot be read ({e.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{what} {path} is a directory; give a file")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{what} {path} is not a regular file (a device, pipe or socket); give a file")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{what} {path} is not readable (permission denied)")
+    return path
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> dict:
+    """A JSON object from a regular UTF-8 file, or a one-line error that says what is wrong with it."""
+    path = check_regular_file(path, what)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {e.start}); the file is corrupt") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{what} {path} is not valid JSON ({e.msg} at line {e.lineno}); the file is corrupt") \
+            from None
+    except OSError as e:
+        raise UserError(f"{what} {path} cannot be read ({e.strerror})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{what} {path} must hold a JSON object, not {type(obj).__name__}")
+    return obj
+
+
 # -- temp names ------------------------------------------------------------------------------------------
-def _tmp_path(dest: Path) -> Path:
-    return dest.parent / f".{dest.name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}"
+# One scheme for every temporary thing vecbridge makes: files and folders `.NAME.vecbridge-tmp-PID-RAND[SUFFIX]`
+# beside their destination, collections and tables `NAME.vecbridge-tmp-PID-RAND`. The process id lets a later
+# run sweep what a dead process left; the random part keeps two runs of one process apart.
+TMP_TAG = ".vecbridge-tmp-"
 
 
-def _pid_alive(pid: int) -> bool:
+def tmp_name(name: str, suffix: str = "") -> str:
+    """A temporary name for `name` (a collection, a table, or a file's name with its leading dot)."""
+    return f"{name}{TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+
+
+def tmp_path(dest: Path, suffix: str = "") -> Path:
+    """A temporary path beside `dest`, hidden (leading dot)."""
+    return dest.parent / tmp_name(f".{dest.name}", suffix)
+
+
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -48,7 +98,31 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove(path: Path) -> None:
+def is_stale_tmp(candidate: str, name: str) -> bool:
+    """Whether `candidate` is a temporary name for `name` left by a process that no longer runs."""
+    prefix = f"{name}{TMP_TAG}"
+    if not candidate.startswith(prefix):
+        return False
+    pid = candidate[len(prefix):].split("-", 1)[0]
+    return pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid))
+
+
+def claim(path: Path) -> Path:
+    """Rename a dead run's temporary file or folder to a temporary name of this process (so that no sweep takes
+    it for a dead run's) and return the new path."""
+    head, _, rest = path.name.partition(TMP_TAG)
+    _, _, tagged = rest.partition("-")
+    new = path.with_name(tmp_name(head, tagged[8:]))
+    try:
+        os.rename(path, new)
+    except FileNotFoundError:
+        raise UserError(f"the unfinished store {path} that a resume record names is gone; run without --resume "
+                        "to start over") from None
+    return new
+
+
+def remove(path: Path) -> None:
+    """Remove a file or a folder (not following a link), whichever it is; nothing if it is gone."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -59,17 +133,11 @@ def _remove(path: Path) -> None:
 def sweep_stale(dest: str | os.PathLike) -> list[Path]:
     """Remove temp files and folders left beside `dest` by processes that no longer run; return them."""
     dest = Path(dest)
-    removed = []
     if not dest.parent.is_dir():
-        return removed
-    prefix = f".{dest.name}{TMP_TAG}"
-    for entry in dest.parent.iterdir():
-        if not entry.name.startswith(prefix):
-            continue
-        pid = entry.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            _remove(entry)
-            removed.append(entry)
+        return []
+    removed = [entry for entry in dest.parent.iterdir() if is_stale_tmp(entry.name, f".{dest.name}")]
+    for entry in removed:
+        remove(entry)
     return removed
 
 
@@ -199,7 +267,7 @@ class Staging:
         """A temp path (not yet created) that `publish` renames onto `dest`."""
         dest = Path(dest)
         sweep_stale(dest)
-        tmp = _tmp_path(dest)
+        tmp = tmp_path(dest)
         self._moves.append((tmp, dest))
         return tmp
 
@@ -207,7 +275,7 @@ class Staging:
         """An empty temp folder that `publish` renames onto `dest`."""
         dest = Path(dest)
         sweep_stale(dest)
-        tmp = _tmp_path(dest)
+        tmp = tmp_path(dest)
         tmp.mkdir()
         self._moves.append((tmp, dest))
         return tmp
@@ -220,29 +288,29 @@ class Staging:
                 if not tmp.exists():
                     raise RuntimeError(f"staged {tmp} was never written")
                 if dest.is_dir() and not dest.is_symlink():
-                    bak = _tmp_path(dest)
+                    bak = tmp_path(dest)
                     os.rename(dest, bak)
                     backups.append((bak, dest))
                 elif dest.exists():
-                    bak = _tmp_path(dest)
+                    bak = tmp_path(dest)
                     os.link(dest, bak)  # the old file stays in place until the atomic replace below
                     backups.append((bak, dest))
                 os.replace(tmp, dest)
                 published.append(dest)
         except BaseException:
             for dest in published:
-                _remove(dest)
+                remove(dest)
             for bak, dest in backups:
                 with contextlib.suppress(OSError):
                     os.replace(bak, dest) if not bak.is_dir() else os.rename(bak, dest)
             raise
         for bak, _ in backups:
-            _remove(bak)
+            remove(bak)
         self._moves = []
 
     def discard(self) -> None:
         for tmp, _ in self._moves:
-            _remove(tmp)
+            remove(tmp)
         self._moves = []
 
 
@@ -266,16 +334,44 @@ def write_json_file(tmp: Path, obj) -> None:
         os.fsync(f.fileno())
 
 
-@contextlib.contextmanager
-def npy_file(tmp: Path, rows: int, dim: int) -> Iterator:
-    """An open file with a float32 .npy header for `rows` x `dim`; the block writes the rows in order
-    (`f.write(block.astype("<f4").tobytes())`); flushed and fsynced when the block succeeds."""
-    import numpy as np
+class RowFile:
+    """The one `.npy` writer: a file of a known final shape written block by block. `sync` makes the rows so far
+    durable; `rows` given reopens a file a killed run left at its last synced row count, the rest cut off."""
 
-    with open(tmp, "wb") as f:
-        np.lib.format.write_array_header_1_0(
-            f, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
-                "shape": (int(rows), int(dim))})
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: str = "<f4", rows: int | None = None) -> None:
+        import numpy as np
+
+        self.path, self.dtype, self.rows = Path(path), dtype, 0
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                   "fortran_order": False, "shape": tuple(int(n) for n in shape)})
+        self.header = buf.getvalue()
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+        if rows is None:
+            self.file = open(self.path, "wb")
+            self.file.write(self.header)
+            return
+        self.file = open(self.path, "r+b")
+        size = os.fstat(self.file.fileno()).st_size
+        if self.file.read(len(self.header)) != self.header or size < len(self.header) + rows * self.row_bytes:
+            self.file.close()
+            raise UserError(f"the unfinished file {self.path} does not hold the {rows} rows its record says; run "
+                            "without --resume to start over")
+        self.file.truncate(len(self.header) + rows * self.row_bytes)
+        self.file.seek(0, os.SEEK_END)
+        self.rows = rows
+
+    def write(self, block) -> None:
+        import numpy as np
+
+        self.file.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.rows += len(block)
+
+    def sync(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.sync()
+            self.file.close()
