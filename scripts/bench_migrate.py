@@ -24,6 +24,7 @@ LanceDB; 100k for Chroma and Qdrant), vectors per minute and peak RSS of the chi
 
     python scripts/bench_migrate.py --retention --pairs minilm-l3:minilm-l6,minilm-l6:mpnet-base,mpnet-base:minilm-l6
     python scripts/bench_migrate.py --throughput --rows 1000000
+    python scripts/bench_migrate.py --markdown rows.jsonl --plot retention.png   # the table and picture of a --log
 """
 
 from __future__ import annotations
@@ -289,6 +290,14 @@ def _copy_store(npy: Path, spec) -> None:
         writer.commit()
 
 
+def plot(rows: list[dict], png: str) -> None:
+    """The retention of each migration option in the rows (scripts/figures.py: `migrate`)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from figures import migrate_figure
+
+    print(f"figure: {migrate_figure(rows, png)}", file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--retention", action="store_true")
@@ -306,10 +315,17 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--log", type=Path, help="append each row as a JSON line to this file as it is measured")
     ap.add_argument("--markdown", type=Path, help="print the table of the rows logged in this JSONL file")
+    ap.add_argument("--plot", metavar="PNG", help="also draw the retention rows (those measured, or with --markdown "
+                                                  "those logged) as a picture (scripts/figures.py)")
     args = ap.parse_args()
+    if args.plot and not (args.retention or args.markdown):
+        ap.error("--plot draws retention rows: give --retention or --markdown")
     result: dict = {}
     if args.markdown:
-        print(markdown([json.loads(line) for line in args.markdown.open()]))
+        rows = [json.loads(line) for line in args.markdown.open()]
+        print(markdown(rows))
+        if args.plot:
+            plot(rows, args.plot)
         return
     if args.retention or args.prepare:
         pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
@@ -327,6 +343,8 @@ def main() -> None:
                                             [int(s) for s in args.shots.split(",") if s], args.log)
             result["retention"] = rows
             print(markdown(rows))
+            if args.plot:
+                plot(rows, args.plot)
     if args.throughput:
         result["throughput"] = throughput(args.rows, args.backends.split(","), args.small_rows)
     if args.json:

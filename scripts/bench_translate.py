@@ -10,6 +10,7 @@ set is embedded by every encoder through the real `vecbridge embed` CLI (resumab
     python scripts/bench_translate.py --pairs minilm-l3:mpnet-base --methods geometric+minilm-l6  # via a pivot
     python scripts/bench_translate.py --pairs minilm-l3:minilm-l6 --methods geometric/whiten=0.4  # a parameter
     python scripts/bench_translate.py --throughput          # translate speed, 1M vectors 384 -> 768
+    python scripts/bench_translate.py --pairs minilm-l3:minilm-l6 --methods procrustes,geometric --plot top1.png
     python scripts/bench_translate.py --pairs minilm-l6:mpnet-base --methods procrustes,geometric --split 1
     python scripts/bench_translate.py --pairs mpnet-base:minilm-l6 --offdomain icd10 --offdomain-rows 1000,3000 \
         --reference auto --reference-rows 10000   # one domain's leak against the reference `auto` picks
@@ -302,6 +303,14 @@ def bench_offdomain(src: str, tgt: str, corpora: list[str], sizes: list[int], se
     return rows
 
 
+def plot(rows: list[dict], png: str) -> None:
+    """Top-1 against the paired bound of the rows just measured (scripts/figures.py: `translate`)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from figures import translate_figure
+
+    print(f"figure: {translate_figure(rows, png)}", file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", default="minilm-l3:minilm-l6,minilm-l6:mpnet-base,minilm-l3:mpnet-base",
@@ -324,7 +333,11 @@ def main() -> None:
     ap.add_argument("--reference", default="pool", help="with --offdomain: pool, auto or a text spec")
     ap.add_argument("--reference-rows", type=int, default=25000, help="with --offdomain and a spec / auto")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--plot", metavar="PNG", help="also draw the rows measured: top-1 against the paired bound per "
+                                                  "pair (scripts/figures.py)")
     args = ap.parse_args()
+    if args.plot and (args.prepare or args.throughput):
+        ap.error("--plot draws translator rows: not with --prepare or --throughput")
     if args.offdomain:
         # --methods names geometric variants here (`geometric`, `geometric/bag_starts=0`); --seeds counts from
         # --first-seed
@@ -342,6 +355,8 @@ def main() -> None:
                                             params=dict(method.params))
         (bench_dir() / f"offdomain-{int(time.time())}.json").write_text(json.dumps(rows, indent=1))
         print(json.dumps(rows, indent=1))
+        if args.plot:
+            plot(rows, args.plot)
         return
     if args.prepare:
         for name in args.sets.split(","):
@@ -360,6 +375,8 @@ def main() -> None:
     result_path = bench_dir() / f"results-{int(time.time())}.json"
     result_path.write_text(json.dumps(rows, indent=1))
     print(json.dumps(rows, indent=1) if args.json else markdown(rows))
+    if args.plot:
+        plot(rows, args.plot)
 
 
 if __name__ == "__main__":

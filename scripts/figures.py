@@ -244,12 +244,14 @@ def defence_points(result: dict) -> dict[str, list[dict]]:
     return curves
 
 
-def defence_figure(result: dict | str | Path, out: str | Path, title: str | None = None) -> Path:
+def defence_figure(result: dict | str | Path, out: str | Path | None, title: str | None = None) -> Path | None:
     """The audit's defence curve: for each attribute, the attack against the defended store (y: its gain over
     chance as a share of the ideal attack's) against what the defence leaves the owner (x: neighbour overlap@10 of
     the stored rows, 1 = untouched); one colour per attribute, one marker per defence (`none`: the undefended
     store), hollow where the attacker's translator read `low` (the attack is drawn all the same: a `low` verdict
-    is not protection)."""
+    is not protection). `out` None draws nothing (bench_attacks.py without `--plot`)."""
+    if out is None:
+        return None
     if not isinstance(result, dict):
         result = load_results(result)
     plt = _pyplot()
