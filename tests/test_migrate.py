@@ -12,7 +12,7 @@ from align.vectors import unit_rows_np
 from tests.test_hostile import FAST, assert_clean_failure, cli, snapshot
 from tests.test_stores_train import texts  # noqa: F401  (module fixture: a LanceDB store of minilm-l6 documents)
 from vecbridge import stores
-from vecbridge.jobs.translators import _document_pairs
+from vecbridge.jobs.translators import document_pairs
 from vecbridge.jobs.verify import neighbourhood_check, pseudo_queries, pseudo_query_check, recommendation
 
 
@@ -60,7 +60,7 @@ def test_pseudo_queries_score_each_option():
 def test_document_pairs_never_use_held_out_rows():
     docs = [f"text {i}" if i % 3 else None for i in range(90)]
     held = np.arange(0, 90, 2)
-    rows, vecs = _document_pairs(docs, 10, "minilm-l6", "s", 0, exclude=held)
+    rows, vecs = document_pairs(docs, 10, "minilm-l6", "s", 0, exclude=held)
     assert len(rows) == 10 and not set(rows) & set(held) and all(docs[r] for r in rows)
     assert vecs.shape == (10, 384)
 

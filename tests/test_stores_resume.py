@@ -59,9 +59,9 @@ def content(spec):
 def _killed_run(translator, src, out, kill_at):
     """In a child process: translate with a record after every batch and SIGKILL on the `kill_at`-th record,
     after that batch was written and before it was recorded."""
-    from vecbridge.stores import base, parquet
+    from vecbridge.stores import base, parquet, resume
 
-    base.CHECKPOINT_SECONDS = 0.0
+    resume.CHECKPOINT_SECONDS = 0.0
     parquet.PART_ROWS = CHUNK
     real = base.StoreWriter.checkpoint
     calls = []

@@ -1,7 +1,7 @@
 """Linear layers for inference on CPU through oneDNN, where the encoder core spends most of its CPU time.
 
 PyTorch's `F.linear` on CPU calls MKL's sgemm, which does not take its fastest code path on every CPU (AMD ones
-among them; BENCHMARKS.md has the figures). oneDNN ships inside PyTorch and is what TorchInductor lowers linear
+among them). oneDNN ships inside PyTorch and is what TorchInductor lowers linear
 layers to on CPU; we call that kernel directly, in fp32, with the bias and GELU fused into the matmul. Anything
 else (training, CUDA, other dtypes, a PyTorch build without oneDNN) runs the plain `F.linear` path; both agree
 to float32 rounding.

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from align import METHODS
+from align import METHODS, default_method
+from align.confidence import LOW_CONFIDENCE
 from vecbridge import jobs
 from vecbridge.commands.args import non_negative_int, parse_param, positive_float, positive_int
 from vecbridge.errors import UserError
@@ -142,8 +143,29 @@ def _leg_text(leg: str, report: dict) -> str:
     return f"{leg} {report['confidence']:.2f} ({report['chosen']})"
 
 
+def confidence_line(confidence: dict | None) -> str:
+    """The fit's verdict in words a user acts on: verdict, score and how far it is from the line."""
+    if not confidence or confidence.get("score") is None:
+        reason = (confidence or {}).get("reason", "this method reports none")
+        return f"confidence: not measured ({reason})"
+    check = confidence.get("validation")
+    if check is not None:
+        evidence = (f"{check['top1']:.0%} of {check['pairs']} held-out known pairs find their own target first "
+                    f"among {check['pool']} rows")
+    else:
+        margin = confidence.get("margin", confidence["score"] - LOW_CONFIDENCE)
+        side = "above" if margin >= 0 else "below"
+        evidence = f"label-free score {confidence['score']:.2f}, {abs(margin):.2f} {side} the line of a failed map"
+        if confidence.get("verdict_from"):
+            evidence += f" ({confidence['verdict_from']})"
+    if confidence.get("verdict") == "low":
+        return f"confidence: LOW - {evidence}; this translator probably does not map the spaces (see the warning)"
+    return (f"confidence: ok - {evidence}; the spaces are probably mapped onto each other (measure it with "
+            "`vecbridge eval` if you have paired vectors)")
+
+
 def run(args: argparse.Namespace) -> int:
-    args.method = args.method or ("procrustes" if args.source_encoder else "geometric")
+    args.method = args.method or default_method(paired=bool(args.source_encoder))
     result = jobs.train_translator(
         args.source, args.target, args.output, method=args.method, params=_params(args), pairs=args.pairs,
         pivots=[] if args.no_pivot else args.pivot or pivots.AUTO, pivot_texts=args.pivot_texts,
@@ -151,8 +173,13 @@ def run(args: argparse.Namespace) -> int:
         target_encoder=args.target_encoder, source_encoder=args.source_encoder, reference_texts=args.target_texts,
         reference_limit=args.target_limit, pairs_from_documents=args.pairs_from_documents, overwrite=args.overwrite,
         log=lambda msg: print(msg, file=sys.stderr))
-    shown = {k: v for k, v in result.items() if k not in ("fit_report", "pivots", "warning")}
-    emit(shown if not args.json else result, args.json, title=f"trained {args.method} translator -> {args.output}")
+    if args.json:
+        emit(result, True)
+    else:
+        print(f"trained {args.method} translator -> {args.output} ({result['dim_source']} -> "
+              f"{result['dim_target']} dims, {result['train_seconds']:.1f} s)")
+        print(confidence_line(result["confidence"]))
+        print("details: --json, or config.json in the translator directory")
     for line in _pivot_lines(result["fit_report"], result["pivots"]):
         print(line, file=sys.stderr)
     if "warning" in result:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from align import Translator
+from align import Translator, default_method
 from encoders.registry import get_encoder
 from vecbridge import stores
 from vecbridge.errors import UserError, user_errors
@@ -77,6 +77,42 @@ def _verify(translator: Translator, held: np.ndarray, held_rows: dict, new_encod
     return check
 
 
+def _scan_source(reader: stores.StoreReader, verify_documents: int, seed: int) -> tuple:
+    """(rows with a document, the held-out rows, {row: (vector, document)} for them): `verify_documents` of the
+    documented rows drawn with `seed` (none when fewer than 48 rows have a document), never used to train."""
+    info = reader.info
+    with_doc, _ = _documents_and_rows(reader, None) if info.documents else (np.array([], np.int64), {})
+    n_verify = min(verify_documents, len(with_doc) // 4) if len(with_doc) >= 4 * 12 else 0
+    if not n_verify:
+        return with_doc, np.array([], np.int64), {}
+    held = np.sort(np.random.default_rng(seed).choice(with_doc, size=n_verify, replace=False))
+    return with_doc, held, _documents_and_rows(reader, held)[1]
+
+
+def _plan(in_spec, out_spec, info: stores.StoreInfo, dim_out: int, target_encoder: str, with_doc, held,
+          speed: float | None, old_encoder: str | None, loaded, translator, source_encoder, pairs_from_documents,
+          method: str | None, reference_limit: int) -> dict:
+    """What the migration will do and roughly cost, before any work."""
+    path = ("reuse " + str(translator) if loaded is not None else
+            f"public pairs: {reference_limit} reference texts embedded by {source_encoder} and {target_encoder}"
+            if source_encoder else f"few-shot: {pairs_from_documents} documents re-embedded as known pairs"
+            if pairs_from_documents else f"unsupervised: the store's vectors against {reference_limit} reference "
+                                         f"texts embedded by {target_encoder}")
+    method_used = loaded.method if loaded is not None else (method or default_method(paired=bool(source_encoder)))
+    train_s = 0.0 if loaded is not None else (
+        2.0 if method_used in ("procrustes", "ridge") else
+        GEOMETRIC_SECONDS * (info.count + reference_limit) / 50000 * (info.dim + dim_out) / 1152)
+    return {"from": str(in_spec), "to": str(out_spec), "rows": int(info.count), "dim_in": int(info.dim),
+            "dim_out": int(dim_out), "metric": info.metric, "exact": info.exact, "source_encoder": info.encoder,
+            "target_encoder": target_encoder, "documents": int(len(with_doc)), "translator": path,
+            "method": method_used, "verify_documents": int(len(held)), "old_model_runs": old_encoder,
+            "estimated_seconds": {"train": round(train_s), "translate": round(info.count / TRANSLATE_PER_MINUTE * 60),
+                                  "verify": None if not speed else round(len(held) / speed)},
+            "reembed_instead": None if not speed else {
+                "documents": int(len(with_doc)), "texts_per_second": round(speed, 1),
+                "seconds": round(len(with_doc) / speed)}}
+
+
 @user_errors
 def migrate(source, destination, target_encoder: str, *, translator: str | os.PathLike | None = None,
             source_encoder: str | None = None, pairs_from_documents: int | None = None, method: str | None = None,
@@ -92,8 +128,9 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
     against reference texts in the new model; public pairs with `source_encoder`; K re-embedded documents with
     `pairs_from_documents`) or load `translator` -> verify on `verify_documents` held-out documents re-embedded by
     the new model (never used to train) -> translate the store (the source is only read; the destination is
-    swapped in when complete). `on_plan(plan)` is called before any work. Returns plan, training result,
-    verification, recommendation and translation.
+    swapped in when complete). `seed` draws the held-out and the known-pair documents and seeds the method.
+    `on_plan(plan)` is called before any work. Returns plan, training result, verification, recommendation and
+    translation.
     """
     log = log or (lambda msg: None)
     in_spec, out_spec = stores.parse_spec(source, "--from"), stores.parse_spec(destination, "--to")
@@ -114,57 +151,30 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
         # the destination is checked before any work (a writer's constructor only checks)
         stores.open_writer(out_spec, "--to", dim=int(dim_out), count=info.count, metric=info.metric,
                            provenance={}, overwrite=overwrite, source=info, resume=resume).close()
-        with_doc, _ = _documents_and_rows(reader, None) if info.documents else (np.array([], np.int64), {})
-        rng = np.random.default_rng(seed)
-        n_verify = min(verify_documents, len(with_doc) // 4) if len(with_doc) >= 4 * 12 else 0
-        held = np.sort(rng.choice(with_doc, size=n_verify, replace=False)) if n_verify else np.array([], np.int64)
-        _, held_rows = _documents_and_rows(reader, held) if n_verify else (None, {})
-    known = installed_encoders()
-    old_encoder = source_encoder or (info.encoder if known.get(info.encoder) else None)
-    sample = [held_rows[r][1] for r in held[:SPEED_SAMPLE]] if n_verify else []
+        with_doc, held, held_rows = _scan_source(reader, verify_documents, seed)
+    old_encoder = source_encoder or (info.encoder if installed_encoders().get(info.encoder) else None)
+    sample = [held_rows[r][1] for r in held[:SPEED_SAMPLE]]
     speed = _encoder_speed(target_encoder, sample) if sample else None
-    path = ("reuse " + str(translator) if loaded is not None else
-            f"public pairs: {reference_limit} reference texts embedded by {source_encoder} and {target_encoder}"
-            if source_encoder else f"few-shot: {pairs_from_documents} documents re-embedded as known pairs"
-            if pairs_from_documents else f"unsupervised: the store's vectors against {reference_limit} reference "
-                                         f"texts embedded by {target_encoder}")
-    method_used = loaded.method if loaded is not None else (method or ("procrustes" if source_encoder else
-                                                                       "geometric"))
-    train_s = 0.0 if loaded is not None else (
-        2.0 if method_used in ("procrustes", "ridge") else
-        GEOMETRIC_SECONDS * (info.count + reference_limit) / 50000 * (info.dim + dim_out) / 1152)
-    plan = {"from": str(in_spec), "to": str(out_spec), "rows": int(info.count), "dim_in": int(info.dim),
-            "dim_out": int(dim_out), "metric": info.metric, "exact": info.exact, "source_encoder": info.encoder,
-            "target_encoder": target_encoder, "documents": int(len(with_doc)), "translator": path,
-            "method": method_used, "verify_documents": int(n_verify), "old_model_runs": old_encoder,
-            "estimated_seconds": {"train": round(train_s), "translate": round(info.count / TRANSLATE_PER_MINUTE * 60),
-                                  "verify": None if not speed else round(n_verify / speed)},
-            "reembed_instead": None if not speed else {
-                "documents": int(len(with_doc)), "texts_per_second": round(speed, 1),
-                "seconds": round(len(with_doc) / speed)}}
+    plan = _plan(in_spec, out_spec, info, dim_out, target_encoder, with_doc, held, speed, old_encoder, loaded,
+                 translator, source_encoder, pairs_from_documents, method, reference_limit)
     if on_plan is not None:
         on_plan(plan)
     if dry_run:
         return {"plan": plan, "dry_run": True}
-
     trained = None
     with tempfile.TemporaryDirectory(prefix=".vecbridge-migrate-") as tmp:
         if loaded is None:
             out_dir = save_translator_to or Path(tmp) / "translator"
             trained = train_translator(
-                in_spec.text, None, out_dir, method=method, params={"seed": seed, **(params or {})}
-                if method_used == "geometric" else params, target_encoder=target_encoder,
+                in_spec.text, None, out_dir, method=method, params=params, seed=seed, target_encoder=target_encoder,
                 source_encoder=source_encoder, reference_texts=reference_texts, reference_limit=reference_limit,
                 pairs_from_documents=pairs_from_documents, exclude_document_rows=held, log=log)
             loaded = Translator.load(out_dir)
-        verdict = (getattr(loaded, "confidence_", None) or {}).get("verdict") if trained is None else \
-            (trained.get("confidence") or {}).get("verdict")
-        check = rec = None
-        if n_verify:
-            check = _verify(loaded, held, held_rows, target_encoder, old_encoder, seed, log)
-            rec = recommendation(check, verdict)
+        confidence = trained["confidence"] if trained is not None else getattr(loaded, "confidence_", None)
+        check = _verify(loaded, held, held_rows, target_encoder, old_encoder, seed, log) if len(held) else None
+        rec = recommendation(check, (confidence or {}).get("verdict")) if check is not None else None
         summary = translate(loaded, in_spec.text, out_spec.text, overwrite=overwrite, resume=resume,
-                                  progress=progress)
+                            progress=progress)
     return {"plan": plan, "train": trained, "verify": check, "recommendation": rec, "translate": summary,
             "translator_saved": None if save_translator_to is None and translator is None else
             str(save_translator_to or translator)}

@@ -1,7 +1,7 @@
 """Pivot vectors for `vecbridge train --pivot ENCODER`: a built-in encoder's embeddings of built-in texts.
 
 A pivot is a third space that `geometric` can step through when the source and target are too far apart to be
-matched directly (see `align.geometric.GeometricTranslator._pivot_starts`). Its texts are ours, unrelated to the
+matched directly (`GeometricTranslator.fit(..., pivots=...)`). Its texts are ours, unrelated to the
 user's, so training stays pair-free. The vectors are embedded once and cached under $VECBRIDGE_HOME/pivots,
 keyed by encoder and by a fingerprint of the texts.
 """

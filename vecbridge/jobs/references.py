@@ -1,7 +1,7 @@
 """`--target-texts auto` / `--reference auto`: the built-in corpus whose vectors look most like the source's domain.
 
-An unsupervised translator matches a source set to a reference set of the target space; a store of one narrow
-domain against the general pool fails (BENCHMARKS.md, "Off-domain leaks"). Each fetched built-in corpus (the
+An unsupervised translator matches a source set to a reference set of the target space, so a store of one narrow
+domain needs a reference of that domain, not the general pool. Each fetched built-in corpus (the
 pool, and each of its members and labelled corpora on its own) is a candidate: `PROFILE_ROWS` of its `train_b`
 texts are embedded by the target encoder (cached), and `align.references.rank_references` orders them by how close
 their rotation-invariant profile is to the source vectors'. The closest one's `train_b` split is the reference.

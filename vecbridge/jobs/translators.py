@@ -7,7 +7,7 @@ every output goes through `safe_write`: staged, validated, published.
 from __future__ import annotations
 
 import contextlib
-import inspect
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from align import Translator, translator_class
+from align import Translator, default_method, translator_class
 from align.metrics import evaluate as evaluate_metrics
 from align.vectors import check_vectors
 from vecbridge import files, stores
@@ -94,22 +94,13 @@ def _check_params(cls, params: dict) -> None:
                             f"it takes: {', '.join(sorted(accepted))}")
 
 
-def _check_pivots(names: list[str], cls) -> None:
-    if not names:
-        return
-    if "pivots" not in inspect.signature(cls.fit).parameters:
-        raise UserError(f"--pivot does not apply to method {cls.method!r} (only to geometric)")
-    for name in names:
-        check_encoder(name, "--pivot", builtin=True)
-
-
 def reference_vectors(encoder: str, texts: str = REFERENCE_TEXTS, limit: int = REFERENCE_LIMIT) -> np.ndarray:
     """The first `limit` texts of `texts` embedded by the built-in `encoder` (cached under
     $VECBRIDGE_HOME/references): the target side built on the fly, or public pairs with two encoders."""
     return pivot_data.cached_vectors("references", encoder, read_texts(texts, limit=limit))
 
 
-def _document_pairs(documents: list | None, k: int, encoder: str, source, seed: int,
+def document_pairs(documents: list | None, k: int, encoder: str, source, seed: int,
                     exclude=None) -> tuple[np.ndarray, np.ndarray]:
     """(source rows, their documents embedded by `encoder`) for `k` documents sampled from the source store,
     none of the rows in `exclude` (documents held out to verify a migration)."""
@@ -128,34 +119,21 @@ def _document_pairs(documents: list | None, k: int, encoder: str, source, seed: 
     return rows, get_encoder(encoder).encode([documents[i] for i in rows])
 
 
-@user_errors
-def train_translator(source: str | os.PathLike, target: str | os.PathLike | None, output: str | os.PathLike, *,
-                     method: str | None = None, params: dict | None = None, pairs: str | os.PathLike | None = None,
-                     pivots: list[str] | tuple[str, ...] | str = pivot_data.AUTO,
-                     pivot_texts: str = pivot_data.DEFAULT_TEXTS,
-                     pivot_rows: int = pivot_data.DEFAULT_ROWS, target_encoder: str | None = None,
-                     source_encoder: str | None = None, reference_texts: str = REFERENCE_TEXTS,
-                     reference_limit: int = REFERENCE_LIMIT, pairs_from_documents: int | None = None,
-                     exclude_document_rows=None, overwrite: bool = False,
-                     log: Callable[[str], None] | None = None) -> dict:
-    """Fit a translator source -> target from two vector files or stores (any spec) and publish it at `output`.
+@dataclasses.dataclass
+class _Sides:
+    """The two sides a fit sees: vectors, the known pairs between them, and where each came from."""
 
-    Without `target`, `target_encoder` embeds the first `reference_limit` texts of `reference_texts` as the
-    target side (unpaired); `reference_texts` "auto": the built-in corpus whose profile is closest to the source
-    vectors' (`vecbridge.jobs.references`). With `source_encoder` as well, the same texts embedded by both
-    encoders are public pairs: the map is fitted on them (`method` defaults to procrustes then, else to geometric).
-    `pairs_from_documents` K: K documents sampled from the source store, embedded by `target_encoder`, are known
-    pairs (geometric: a quarter held out to validate), never the rows `exclude_document_rows` (a migration's
-    held-out documents). `pivots`: built-in encoder names tried as pivots before the anchor search, or "auto"
-    (the default): when no direct start passes, every other installed built-in encoder is tried as a pivot, in
-    turn (geometric, both sides with `pivot_data.AUTO_MIN_ROWS` rows or more). Returns the result: output,
-    method, dims, seconds, the label-free confidence (and its verdict), the fit report, the pivots given or
-    tried and, for a low verdict, `warning`.
-    """
-    method = method or ("procrustes" if source_encoder else "geometric")
-    cls = translator_class(method)
-    params = dict(params or {})
-    _check_params(cls, params)
+    src: np.ndarray
+    tgt: np.ndarray | None
+    src_encoder: str | None
+    tgt_encoder: str | None
+    documents: list | None
+    pairs: np.ndarray | None = None
+    reference: dict | None = None
+
+
+def _check_train_args(target, target_encoder, source_encoder, pairs, pairs_from_documents, reference_limit,
+                      pivot_rows) -> None:
     if target is None and target_encoder is None:
         raise UserError("give the target side: --target STORE, or --target-encoder NAME to embed reference texts")
     if target is not None and source_encoder:
@@ -168,11 +146,27 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
         raise UserError("--pairs, --source-encoder and --pairs-from-documents each give known pairs; give one")
     if reference_limit < 1 or (pairs_from_documents is not None and pairs_from_documents < 1):
         raise UserError("--target-limit and --pairs-from-documents must be positive numbers of texts")
+    if pivot_rows < 1:
+        raise UserError(f"--pivot-rows must be a positive number of texts, got {pivot_rows}")
     for name, flag in ((target_encoder, "--target-encoder"), (source_encoder, "--source-encoder")):
         if name:
             check_encoder(name, flag, builtin=True)
-    files.check_dir_output(output, overwrite, is_translator_dir, "translator",
-                                inputs=[*stores.spec_paths(source, target), *([pairs] if pairs else [])])
+
+
+def _named_pivots(pivots, cls) -> tuple[bool, list[str]]:
+    """(auto, the pivots named in the order given, each once), checked against the method and the registry."""
+    auto = pivots == pivot_data.AUTO or list(pivots) == [pivot_data.AUTO]
+    names = [] if auto else list(dict.fromkeys(pivots))
+    if pivot_data.AUTO in names:
+        raise UserError("--pivot auto tries every built-in encoder by itself; give it alone, or name pivots")
+    if names and "pivots" not in cls.fit_options:
+        raise UserError(f"--pivot does not apply to method {cls.method!r} (only to geometric)")
+    for name in names:
+        check_encoder(name, "--pivot", builtin=True)
+    return auto, names
+
+
+def _read_sides(source, target, source_encoder, target_encoder, cls) -> _Sides:
     with contextlib.ExitStack() as readers:
         src_reader = readers.enter_context(stores.open_reader(source, "--source"))
         tgt_reader = readers.enter_context(stores.open_reader(target, "--target")) if target is not None else None
@@ -180,76 +174,121 @@ def train_translator(source: str | os.PathLike, target: str | os.PathLike | None
         if source_encoder and src_encoder != source_encoder:
             raise UserError(f"--source {source} was embedded by {src_encoder!r}, not --source-encoder "
                             f"{source_encoder!r}; give the encoder that made the source vectors")
-        pair_index = read_pairs(pairs)
-        auto = pivots == pivot_data.AUTO or list(pivots) == [pivot_data.AUTO]
-        pivot_names = [] if auto else list(dict.fromkeys(pivots))  # in the order given, each once
-        if pivot_data.AUTO in pivot_names:
-            raise UserError("--pivot auto tries every built-in encoder by itself; give it alone, or name pivots")
-        _check_pivots(pivot_names, cls)
-        if pivot_rows < 1:
-            raise UserError(f"--pivot-rows must be a positive number of texts, got {pivot_rows}")
-        translator = cls(**params)
         src, _, documents = stores.read_all(src_reader, "--source", min_rows=1 if source_encoder else cls.min_rows)
         tgt = stores.read_all(tgt_reader, "--target", min_rows=cls.min_rows)[0] if tgt_reader else None
-        tgt_encoder = tgt_reader.info.encoder if tgt_reader else target_encoder
-    reference = None
-    if tgt is None:
-        choice = None
-        if reference_texts == references.AUTO:
-            reference_texts, choice = references.choose_reference(src, target_encoder, log=log)
-        tgt = check_vectors(reference_vectors(target_encoder, reference_texts, reference_limit),
-                            f"--target-encoder {target_encoder} on {reference_texts}", min_rows=cls.min_rows)
-        reference = {"texts": reference_texts, "rows": len(tgt), "target_encoder": target_encoder}
-        if choice is not None:
-            reference["auto"] = choice
-    if source_encoder:
-        public = reference_vectors(source_encoder, reference_texts, reference_limit)
-        if public.shape[1] != src.shape[1]:
-            raise UserError(f"--source {source} has {src.shape[1]} dims but --source-encoder {source_encoder} makes "
-                            f"{public.shape[1]}; give the encoder that made the source vectors")
-        pair_index = np.stack([np.arange(len(public)) + len(src), np.arange(len(public))], axis=1)
-        src = np.concatenate([src, public])
-        reference.update(source_encoder=source_encoder, public_pairs=len(public))
-    if pairs_from_documents is not None:
-        rows, embedded = _document_pairs(documents, pairs_from_documents, target_encoder, source,
-                                         int(params.get("seed", 0) or 0), exclude_document_rows)
-        if embedded.shape[1] != tgt.shape[1]:
-            raise UserError(f"--target-encoder {target_encoder} makes {embedded.shape[1]} dims but the target side "
-                            f"has {tgt.shape[1]}; give the encoder of the target space")
-        pair_index = np.stack([rows, np.arange(len(rows)) + len(tgt)], axis=1)
-        tgt = np.concatenate([tgt, embedded])
-    fit_args: dict = {"pairs": pair_index}
-    if pivot_names:
-        fit_args["pivots"] = {name: pivot_data.pivot_vectors(name, pivot_texts, pivot_rows) for name in pivot_names}
-    pivot_record = None if not pivot_names else {"encoders": pivot_names, "texts": pivot_texts, "rows": pivot_rows}
-    if auto and "fallback_pivots" in inspect.signature(translator.fit).parameters:
-        pivot_record = {"mode": pivot_data.AUTO, "texts": pivot_texts, "rows": pivot_rows}
-        if min(len(src), len(tgt)) < pivot_data.AUTO_MIN_ROWS:
-            pivot_record["skipped"] = f"fewer than {pivot_data.AUTO_MIN_ROWS} rows on a side"
-        else:
-            fit_args["fallback_pivots"] = pivot_data.auto_pivots({src_encoder, tgt_encoder}, pivot_texts,
-                                                                 pivot_rows, log)
-            pivot_record["candidates"] = list(fit_args["fallback_pivots"])
+        return _Sides(src, tgt, src_encoder, tgt_reader.info.encoder if tgt_reader else target_encoder, documents)
 
-    start = time.perf_counter()
-    if log is not None and "log" in inspect.signature(translator.fit).parameters:
+
+def _add_reference(sides: _Sides, target_encoder: str, reference_texts: str, reference_limit: int, min_rows: int,
+                   log) -> str:
+    """Embed reference texts with `target_encoder` as the target side; return the texts used (after "auto")."""
+    choice = None
+    if reference_texts == references.AUTO:
+        reference_texts, choice = references.choose_reference(sides.src, target_encoder, log=log)
+    sides.tgt = check_vectors(reference_vectors(target_encoder, reference_texts, reference_limit),
+                              f"--target-encoder {target_encoder} on {reference_texts}", min_rows=min_rows)
+    sides.reference = {"texts": reference_texts, "rows": len(sides.tgt), "target_encoder": target_encoder,
+                       **({"auto": choice} if choice is not None else {})}
+    return reference_texts
+
+
+def _add_public_pairs(sides: _Sides, source, source_encoder: str, reference_texts: str, reference_limit: int):
+    """The reference texts embedded by the source's encoder too: appended to the source as known pairs."""
+    public = reference_vectors(source_encoder, reference_texts, reference_limit)
+    if public.shape[1] != sides.src.shape[1]:
+        raise UserError(f"--source {source} has {sides.src.shape[1]} dims but --source-encoder {source_encoder} "
+                        f"makes {public.shape[1]}; give the encoder that made the source vectors")
+    sides.pairs = np.stack([np.arange(len(public)) + len(sides.src), np.arange(len(public))], axis=1)
+    sides.src = np.concatenate([sides.src, public])
+    sides.reference.update(source_encoder=source_encoder, public_pairs=len(public))
+
+
+def _add_document_pairs(sides: _Sides, source, k: int, target_encoder: str, seed: int, exclude) -> None:
+    """K of the source's documents embedded by the target encoder: appended to the target as known pairs."""
+    rows, embedded = document_pairs(sides.documents, k, target_encoder, source, seed, exclude)
+    if embedded.shape[1] != sides.tgt.shape[1]:
+        raise UserError(f"--target-encoder {target_encoder} makes {embedded.shape[1]} dims but the target side "
+                        f"has {sides.tgt.shape[1]}; give the encoder of the target space")
+    sides.pairs = np.stack([rows, np.arange(len(rows)) + len(sides.tgt)], axis=1)
+    sides.tgt = np.concatenate([sides.tgt, embedded])
+
+
+def _pivot_args(cls, sides: _Sides, auto: bool, names: list[str], texts: str, rows: int, log) -> tuple[dict, dict]:
+    """(the pivot arguments of `fit`, what the translator records of them)."""
+    if names:
+        return ({"pivots": {name: pivot_data.pivot_vectors(name, texts, rows) for name in names}},
+                {"encoders": names, "texts": texts, "rows": rows})
+    if not auto or "fallback_pivots" not in cls.fit_options:
+        return {}, None
+    record = {"mode": pivot_data.AUTO, "texts": texts, "rows": rows}
+    if min(len(sides.src), len(sides.tgt)) < pivot_data.AUTO_MIN_ROWS:
+        record["skipped"] = f"fewer than {pivot_data.AUTO_MIN_ROWS} rows on a side"
+        return {}, record
+    fallback = pivot_data.auto_pivots({sides.src_encoder, sides.tgt_encoder}, texts, rows, log)
+    record["candidates"] = list(fallback)
+    return {"fallback_pivots": fallback}, record
+
+
+@user_errors
+def train_translator(source: str | os.PathLike, target: str | os.PathLike | None, output: str | os.PathLike, *,
+                     method: str | None = None, params: dict | None = None, pairs: str | os.PathLike | None = None,
+                     pivots: list[str] | tuple[str, ...] | str = pivot_data.AUTO,
+                     pivot_texts: str = pivot_data.DEFAULT_TEXTS,
+                     pivot_rows: int = pivot_data.DEFAULT_ROWS, target_encoder: str | None = None,
+                     source_encoder: str | None = None, reference_texts: str = REFERENCE_TEXTS,
+                     reference_limit: int = REFERENCE_LIMIT, pairs_from_documents: int | None = None,
+                     exclude_document_rows=None, seed: int | None = None, overwrite: bool = False,
+                     log: Callable[[str], None] | None = None) -> dict:
+    """Fit a translator source -> target from two vector files or stores (any spec) and publish it at `output`.
+
+    Without `target`, `target_encoder` embeds the first `reference_limit` texts of `reference_texts` as the
+    target side (unpaired); `reference_texts` "auto": the built-in corpus whose profile is closest to the source
+    vectors' (`vecbridge.jobs.references`). With `source_encoder` as well, the same texts embedded by both
+    encoders are public pairs: the map is fitted on them (`method` defaults to a paired one then, see
+    `align.default_method`). `pairs_from_documents` K: K documents sampled from the source store, embedded by
+    `target_encoder`, are known pairs (geometric: a quarter held out to validate), never the rows
+    `exclude_document_rows` (a migration's held-out documents). `pivots`: built-in encoder names tried as pivots
+    before the anchor search, or "auto" (the default): when no direct start passes, every other installed
+    built-in encoder is tried as a pivot, in turn (methods whose `fit_options` take them, both sides with
+    `pivot_data.AUTO_MIN_ROWS` rows or more). `seed`: the method's seed (where it takes one, unless `params`
+    names it) and the documents' sample. Returns the result: output, method, dims, seconds, the label-free
+    confidence (and its verdict), the fit report, the pivots given or tried and, for a low verdict, `warning`.
+    """
+    method = method or default_method(paired=bool(source_encoder))
+    cls = translator_class(method)
+    params = dict(params or {})
+    if seed is not None and "seed" in cls.param_names():
+        params.setdefault("seed", seed)
+    _check_params(cls, params)
+    _check_train_args(target, target_encoder, source_encoder, pairs, pairs_from_documents, reference_limit,
+                      pivot_rows)
+    files.check_dir_output(output, overwrite, is_translator_dir, "translator",
+                           inputs=[*stores.spec_paths(source, target), *([pairs] if pairs else [])])
+    auto, pivot_names = _named_pivots(pivots, cls)
+    translator = cls(**params)  # refuses bad parameter values before any work
+    sides = _read_sides(source, target, source_encoder, target_encoder, cls)
+    sides.pairs = read_pairs(pairs)
+    if sides.tgt is None:
+        reference_texts = _add_reference(sides, target_encoder, reference_texts, reference_limit, cls.min_rows, log)
+    if source_encoder:
+        _add_public_pairs(sides, source, source_encoder, reference_texts, reference_limit)
+    if pairs_from_documents is not None:
+        _add_document_pairs(sides, source, pairs_from_documents, target_encoder,
+                            params.get("seed", seed) or 0, exclude_document_rows)
+    fit_args, pivot_record = _pivot_args(cls, sides, auto, pivot_names, pivot_texts, pivot_rows, log)
+    if log is not None and "log" in cls.fit_options:
         fit_args["log"] = log  # stage notes such as which pivot leg is being fitted
-    translator.fit(src, tgt, **fit_args)
+    start = time.perf_counter()
+    translator.fit(sides.src, sides.tgt, pairs=sides.pairs, **fit_args)
     seconds = round(time.perf_counter() - start, 2)
     fit_report = getattr(translator, "fit_report_", None)
-    meta = {
-        "source_encoder": src_encoder,
-        "target_encoder": tgt_encoder,
-        "trained_on": {"source": str(source), "target": None if target is None else str(target),
-                       "source_rows": len(src), "target_rows": len(tgt),
-                       "pairs": None if pair_index is None else int(len(pair_index)),
-                       "pivots": pivot_record,
-                       "reference": reference,
-                       "pairs_from_documents": pairs_from_documents},
-        "train_seconds": seconds,
-        "fit_report": fit_report,
-    }
-    save_translator(translator, output, meta=meta, overwrite=overwrite)
+    trained_on = {"source": str(source), "target": None if target is None else str(target),
+                  "source_rows": len(sides.src), "target_rows": len(sides.tgt),
+                  "pairs": None if sides.pairs is None else int(len(sides.pairs)), "pivots": pivot_record,
+                  "reference": sides.reference, "pairs_from_documents": pairs_from_documents}
+    save_translator(translator, output, overwrite=overwrite,
+                    meta={"source_encoder": sides.src_encoder, "target_encoder": sides.tgt_encoder,
+                          "trained_on": trained_on, "train_seconds": seconds, "fit_report": fit_report})
     confidence = getattr(translator, "confidence_", None)
     result = {"output": str(output), "method": method, "dim_source": int(translator.dim_source_),
               "dim_target": int(translator.dim_target_), "train_seconds": seconds, "confidence": confidence,

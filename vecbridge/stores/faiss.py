@@ -18,12 +18,12 @@ from vecbridge.stores.base import (
     PROVENANCE_KEY,
     STORE_FORMAT,
     Batch,
-    SpilledIndexWriter,
     StoreInfo,
     StoreReader,
     first_line,
     parse_provenance,
 )
+from vecbridge.stores.spill import SpilledIndexWriter
 
 EXACT = ("IndexFlat", "IndexFlatIP", "IndexFlatL2", "IndexIVFFlat", "IndexHNSWFlat")
 APPROXIMATE = ("IndexPQ", "IndexIVFPQ", "IndexScalarQuantizer", "IndexIVFScalarQuantizer", "IndexHNSWPQ",

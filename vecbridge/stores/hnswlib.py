@@ -16,12 +16,12 @@ from vecbridge.stores.base import (
     PROVENANCE_KEY,
     STORE_FORMAT,
     Batch,
-    SpilledIndexWriter,
     StoreInfo,
     StoreReader,
     first_line,
     parse_provenance,
 )
+from vecbridge.stores.spill import SpilledIndexWriter
 
 SPACES = {"cosine": "cosine", "ip": "ip", "l2": "l2"}
 
