@@ -13,7 +13,6 @@ import inspect
 import json
 import math
 import os
-import secrets
 import shutil
 import types
 import typing
@@ -173,16 +172,20 @@ class Translator:
         raise NotImplementedError
 
     def save(self, directory: str | os.PathLike, meta: dict | None = None) -> Path:
-        """Write the artifact as a new directory: built in a temporary directory beside it, then renamed into
-        place. Never replaces or deletes anything: an existing `directory` is an error."""
+        """Write the artifact into a new directory (an existing one is an error); a failed save removes what it
+        made. Publishing it atomically beside other files is the caller's part (`vecbridge.jobs.save_translator`
+        stages it under a temporary name)."""
         self._check_fitted()
         directory = Path(directory)
-        if directory.exists() or directory.is_symlink():
-            raise AlignError(f"{directory} already exists; save the translator to a new directory")
         clash = sorted(set(meta or {}) & set(_CONFIG_KEYS))
         if clash:
             raise AlignError(f"meta may not replace the artifact's own config keys: {', '.join(clash)}")
         directory.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # not mkdtemp: its folder is private (0700); mkdir gives the artifact the user's usual permissions
+            directory.mkdir()
+        except FileExistsError:
+            raise AlignError(f"{directory} already exists; save the translator to a new directory") from None
         tensors, state = self._get_state()
         config = {
             "format": FORMAT,
@@ -196,20 +199,13 @@ class Translator:
             "versions": package_versions(),
             **(meta or {}),
         }
-        # not mkdtemp: its folder is private (0700); mkdir gives the artifact the user's usual permissions
-        tmp = directory.parent / f".{directory.name}.{secrets.token_hex(8)}.tmp"
-        tmp.mkdir()
         try:
             save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
-                      str(tmp / WEIGHTS_FILE))
-            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-            if directory.exists() or directory.is_symlink():
-                raise AlignError(f"{directory} appeared while the translator was being saved; save it to a "
-                                 "new directory")
-            os.rename(tmp, directory)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)  # only the temporary directory this call made
+                      str(directory / WEIGHTS_FILE))
+            (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)  # only the directory this call made
+            raise
         return directory
 
     @staticmethod

@@ -53,15 +53,13 @@ def load_translator(path: str | os.PathLike) -> Translator:
 
 def save_translator(translator: Translator, output: str | os.PathLike, meta: dict | None = None,
                     overwrite: bool = False) -> Path:
-    """Publish `translator` at `output`: written beside it, re-loaded to validate, then renamed into place."""
+    """Publish `translator` at `output`: written under a temporary name beside it, re-loaded to validate, then
+    renamed into place."""
     output = files.check_dir_output(output, overwrite, is_translator_dir, "translator")
     with files.disk_errors(output), files.staged() as stage:
         tmp = stage.directory(output)
-        # saved inside the staged folder, so that even align's own temp folder goes when the stage does
-        saved = translator.save(tmp / "artifact", meta=meta)
-        for item in saved.iterdir():
-            os.rename(item, tmp / item.name)
-        saved.rmdir()
+        tmp.rmdir()  # the artifact makes its own directory
+        translator.save(tmp, meta=meta)
         Translator.load(tmp)
     return output
 
