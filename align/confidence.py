@@ -1,7 +1,5 @@
-"""Label-free confidence that a translator between two embedding spaces works, from unpaired vectors only.
-
-One plain function over numpy arrays, shared by every translator for model selection and reporting.
-"""
+"""Label-free confidence that a translator between two embedding spaces works, from unpaired vectors only: one plain
+function over numpy arrays, shared by every translator for model selection and reporting."""
 
 from __future__ import annotations
 
@@ -15,55 +13,32 @@ from align.vectors import ranks_in_pool, unit_rows
 
 Mapping = Callable[[np.ndarray], np.ndarray]
 
-# Neighbourhood agreement above chance that two samples of one space must reach before a target counts as
-# structured: real sentence embeddings give ~0.12 at k=10 and 1,500 samples, clustered data ~0.45, and
-# isotropic Gaussian clouds 0.001-0.02 (more in fewer dimensions).
+# Floor of `structure`'s reference (two target samples' neighbourhood agreement above chance): noise lies under it.
 STRUCTURE_FLOOR = 0.05
 
-# Below this score a translator is reported as failed (`verdict: "low"`). The line sits between the scores of
-# maps at chance and of working maps on the standard benchmark (BENCHMARKS.md): a wrong map that still lands on an
-# anisotropic target's manifold keeps local neighbourhoods and scores just under it, so the margin is thin there.
+# Below this score a translator is reported as failed (`verdict: "low"`): it separates maps at chance from working ones.
 LOW_CONFIDENCE = 0.6
 
-# Few-shot fits hold some known pairs out of fitting. Paired evidence outranks the label-free score: the verdict is
-# "ok" when at least this fraction of held-out pairs retrieve their own target first among ~4,000 target rows
-# (chance: 0.0003). The label-free score cannot separate working from failed maps on far pairs (BENCHMARKS.md);
-# held-out pairs separate them at once.
+# A few-shot verdict is "ok" from this top-1 of held-out known pairs: paired evidence outranks the label-free score.
 VALIDATION_OK = 0.25
 
-
-# Draws of sampled rows that a fitted translator's reported confidence averages (`translation_confidence`):
-# one draw of 4,096 rows varies by about +-0.04 for one map, the mean of 8 by about a third of that, for ~8 s on
-# 25,000 rows per side. A start's screen scores as many draws of its held-out rows (~1 s each at 2,000 rows):
-# on a 1,000-row store one draw of its 250 held-out rows put the right start (identity) at 0.43, under the
-# screen's bar, and the mean of 8 at 0.56 (BENCHMARKS.md, "Off-domain leaks, round 3").
+# Draws of sampled rows that a reported confidence averages (`translation_confidence`): one draw is too noisy.
 REPORT_DRAWS = 8
 
-# Two independent anchor starts that find the same map agree (mean cosine of their images of the same rows) at
-# 0.84-0.90 on 25,000-row pairs, 0.77-0.81 on 2,000-3,000-row leaks and 0.60-0.64 on a 1,000-row leak; starts in
-# wrong basins agree at 0.00-0.16 on every real pair measured (e5-small pairs, minilm-l3 -> mpnet-base direct,
-# SpamAssassin). Below this, no two anchor starts confirm each other and the map is not trusted. It was 0.8,
-# which left the right starts of small leaks unconfirmed (2,000-row leaks `low` at top-1 0.72-0.73; BENCHMARKS.md,
-# "Small leaks: right anchor starts confirmed").
+# Least agreement (`map_agreement`) at which two anchor starts confirm each other: starts in wrong basins agree near 0.
 AGREEMENT_OK = 0.5
 
 
 def map_agreement(x, w1: np.ndarray, w2: np.ndarray) -> float:
-    """Mean cosine between the images of the same rows `x` under two linear maps: 1 for the same map, ~0 for
-    unrelated rotations. Pair-free: it compares two maps, not a map with the truth."""
+    """Mean cosine between the images of the same rows `x` under two linear maps: 1 for one map, ~0 for unrelated."""
     x = np.asarray(x, dtype=np.float32)
     return float((unit_rows(x @ w1) * unit_rows(x @ w2)).sum(dim=1).mean())
 
 
 def with_start_check(confidence: dict, passed: bool, agreement: float | None) -> dict:
-    """`confidence` with the start screen's pair-free evidence attached and its `margin` reported.
-
-    `passed`: some start reached the screen's bar (and, for anchor starts, was confirmed by an independent
-    one). A map grown from a start that did not is never `ok`, whatever its score: a wrong map can still land
-    on the target's manifold and score near the line. `agreement`: the confirming starts' agreement (None for
-    starts that need no confirmation). `margin` = the smaller of score - LOW_CONFIDENCE and agreement -
-    AGREEMENT_OK: how far the evidence is above the line (negative: below).
-    """
+    """`confidence` with the start screen's evidence: `passed` (a start reached the screen's bar and, if it needed
+    it, was confirmed; if not, the verdict is `low` whatever the score), `agreement` (the confirming starts', or
+    None) and `margin`, the smaller of score - LOW_CONFIDENCE and agreement - AGREEMENT_OK (negative: below)."""
     margin = confidence["score"] - LOW_CONFIDENCE
     out = dict(confidence)
     if agreement is not None:
@@ -91,11 +66,8 @@ def _knn(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _neighbourhood_agreement(na: torch.Tensor, nb: torch.Tensor, match: torch.Tensor) -> float:
-    """How often a's k-NN `na` land, through `match` (a row -> a b row), among b's k-NN `nb` of the match.
-
-    This is what makes the score structural: two featureless clouds (isotropic noise) or a map that lands
-    rows in the wrong region keep almost no neighbourhoods, however well the marginal distributions match.
-    """
+    """How often a's k-NN `na` land, through `match` (a row -> a b row), among b's k-NN `nb` of the match: what
+    makes the score structural, as featureless clouds or a map into the wrong region keep few neighbourhoods."""
     mapped = match[na]                              # (n, k): b-rows matched to a's neighbours
     target = nb[match]                              # (n, k): neighbours in b of each row's own match
     hits = (mapped[:, :, None] == target[:, None, :]).any(dim=2)
@@ -106,25 +78,13 @@ def translation_confidence(src, tgt, forward_fn: Mapping, backward_fn: Mapping |
                            max_samples: int = 4096, k: int = 10, seed: int = 0, draws: int = 1) -> dict:
     """Score in [0, 1] that `forward_fn` (source -> target) is a meaningful translation; no pairs needed.
 
-    Components, each in [0, 1], from cosines around each space's mean:
-    - `cycle`: mean cos(G(F(x)), x) (and cos(F(G(y)), y)) when `backward_fn` is given, else 1.
-    - `mnn`: mutual-nearest-neighbour rate between F(src) and tgt, relative to the rate between two
-      disjoint samples of tgt itself (what a perfect translation of disjoint texts reaches).
-    - `distribution`: mean nearest-neighbour cosine of F(src) into tgt relative to tgt's own.
-    - `structure`: neighbourhood agreement (the k-NN of x, carried over by nearest-neighbour matches of F(x),
-      land in the k-NN of x's match) minus the agreement of a null map (F followed by a random rotation),
-      relative to the agreement between two samples of tgt above chance (k / samples), floored at
-      `STRUCTURE_FLOOR`. The null makes it an identifiability test: on a featureless target (isotropic
-      noise) any rotation of F does as well as F, so there is nothing to be confident about.
-    `score` = structure x geometric mean of the other three: structure is the evidence that the map is right,
-    the others catch collapse, off-manifold outputs and maps that do not invert. `verdict` is "low" below
-    `LOW_CONFIDENCE`.
-
-    `draws`: how many independent draws of the sampled rows (each with its own target split and null rotation)
-    the score averages; `spread` is the standard deviation of their scores. One draw of 4,096 rows varies by
-    about +-0.04 for one working map (0.72-0.86 over 8 draws, BENCHMARKS.md, "Off-domain leaks, round 3"), as
-    much as many margins it is judged by; the mean of 8 draws by about a third of that. The first draw is the
-    single-draw score (`draws=1`), so the two agree on it.
+    Parts in [0, 1], cosines taken around each space's mean: `cycle`, mean cos(G(F(x)), x) and cos(F(G(y)), y) (1
+    without `backward_fn`); `mnn` and `distribution`, the mutual-NN rate and mean NN cosine of F(src) into tgt,
+    relative to two disjoint samples of tgt; `structure`, how often x's k-NN land, through F's matches, among
+    the k-NN of x's match, less the same for F then a random rotation (on a featureless target any rotation
+    does as well), relative to two samples of tgt above chance (`STRUCTURE_FLOOR` at least). `score` =
+    structure x the others' geometric mean; `verdict`: "low" under `LOW_CONFIDENCE`. `draws`: independent draws
+    of rows averaged (the first is the `draws=1` score); `spread`: their scores' standard deviation.
     """
     src, tgt = np.asarray(src, dtype=np.float32), np.asarray(tgt, dtype=np.float32)
     if src.ndim != 2 or tgt.ndim != 2:
@@ -153,9 +113,7 @@ def _one_draw(src: np.ndarray, tgt: np.ndarray, forward_fn: Mapping, backward_fn
     fs = np.asarray(forward_fn(s), dtype=np.float32)
     if fs.shape != (m, tgt.shape[1]):
         raise AlignError(f"forward_fn returned shape {fs.shape}; expected {(m, tgt.shape[1])}")
-    # Every cosine is taken around each space's mean: a common direction shared by all texts (e5-small's raw
-    # cosine between unrelated texts is ~0.8) says nothing about which text is which, and left in it lets
-    # any output near the mean look like a close neighbour.
+    # cosines around each space's mean: the direction all texts share would make any output near it look close
     ms, mt = s.mean(0), np.concatenate([t1, t2]).mean(0)
     us, ufs, ut1, ut2 = unit_rows(s - ms), unit_rows(fs - mt), unit_rows(t1 - mt), unit_rows(t2 - mt)
 
@@ -194,10 +152,8 @@ def _one_draw(src: np.ndarray, tgt: np.ndarray, forward_fn: Mapping, backward_fn
 
 
 def pair_validation(pred: np.ndarray, true_target: np.ndarray, pool: np.ndarray) -> dict:
-    """Retrieval of held-out known pairs: each prediction ranked among all true targets plus `pool` rows.
-
-    `pred[i]`'s true target is `true_target[i]`; every other held-out target is a distractor too.
-    """
+    """Retrieval of held-out known pairs: each prediction `pred[i]` ranked among all true targets plus `pool` rows
+    (its own is `true_target[i]`)."""
     ranks = ranks_in_pool(pred, np.concatenate([true_target, pool]))
     return {"pairs": int(len(pred)), "pool": int(len(true_target) + len(pool)),
             "top1": float((ranks == 1).mean()), "median_rank": float(np.median(ranks))}

@@ -3,9 +3,8 @@ target sets, compared through what any rotation keeps.
 
 An unsupervised translator matches the two sets' distributions. When the source is one narrow domain (a store of
 diagnosis codes, one mailing list) and the target a broad mix of texts, the true map does not match them and the
-fit fails (BENCHMARKS.md: 3,000 ICD-10 descriptions against the general pool, top-1 0.00; against other ICD-10
-descriptions, 0.92). A reference of the source's own domain, found among candidates by its profile, makes the
-problem the one the translator solves. The profile of a set of vectors:
+fit fails. A reference of the source's own domain, found among candidates by its profile, makes the problem the one
+the translator solves. The profile of a set of vectors:
 
 - `concentration`: the length of the mean unit row (0 for directions spread evenly, 1 for one direction): a narrow
   domain is concentrated;
@@ -18,9 +17,7 @@ property of the encoder, so a profile distance ranks candidates for one source; 
 When the source is already in the candidates' space (a leak put there by a translator), `rank_in_space` compares
 the sets directly: the distance between their mean unit rows (a linear-kernel MMD), which a translator that is only
 roughly right still carries to the right place. The profiles then mislead, as they also carry the translator's
-distortion: through an e5-small -> minilm-l6 translator they picked GCIDE for SpamAssassin mails and SpamAssassin for
-WordNet glosses, the means picked the right corpus for all four leaks measured (and for minilm-l3, where the
-profiles missed Brown and SpamAssassin; BENCHMARKS.md, "Adapting a given translator").
+distortion.
 """
 
 from __future__ import annotations

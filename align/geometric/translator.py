@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,45 +23,44 @@ from align.errors import AlignError
 from align.geometric.anchors import pooled_anchor_map
 from align.geometric.kernels import whitener
 from align.geometric.refine import Pairs, centroid_refine, damped_refine, matched_pairs, self_learn
-from align.geometric.screening import Screen, Start, best_start, known_pairs_starts
+from align.geometric.screening import Candidate, Screen, Start, best_start, known_pairs_starts
 from align.geometric.workers import available_cores, run_side_by_side
 from align.vectors import check_vectors, closest_isometry, orthogonal_map, shrunk_linear_map, unit_rows
 
 # Weight of the direction against the shared mean in `search` output, relative to the faithful output's.
 SEARCH_WEIGHT = 2.0
 
-# Final self-learning rounds and anchor starts of a pivot leg (see `_pivot_chain`).
+# A pivot leg only lends its rotation to a fit that refines it again: it gets fewer final rounds and anchor starts.
 LEG_FINAL_ITERS = 2
 LEG_ANCHOR_STARTS = 2
 
-# Anchor starts on at least this many rows per side run side by side when `jobs` is 0 (auto): with the default
-# parameters one then takes a minute or more on a core, against a few seconds to start a worker process.
+# With `jobs` 0, anchor starts on at least this many rows a side run in worker processes: they outlast the startup.
 PARALLEL_ROWS = 2000
 
-# A pivot chain subsamples the two sides from the random stream (seed, LEG_STREAM).
+# Random streams apart from the fit's own: a pivot chain's subsamples and each anchor start (with its index).
 LEG_STREAM = 2
-
-# Anchor starts draw from the random stream (seed, ANCHOR_STREAM, start index), apart from the fit's own.
 ANCHOR_STREAM = 1
-# From this many rows on each side an anchor start ends after the neighbour-mean three quarters of its damped
-# rounds. On 25,000-row pairs its mutual-NN rounds (1,000 x 2,000 rows) took a right start from top-1 0.97 to
-# 0.78 and the centroid rounds back only to 0.95, for ~40% of its time; without them two right starts agree
-# at 0.88-0.90 instead of 0.84-0.87, and l3 -> mpnet with no flag takes 4.8 minutes instead of 5.3-7.0. On a
-# 3,000-row leak those stages are what makes two right starts agree (BENCHMARKS.md, "The 8-draw screen
-# re-measured; anchor starts without their last stages, ...").
+
+# From this many rows a side an anchor start skips its mutual-NN and centroid rounds: they cost time and agreement.
 SHORT_START_ROWS = 10000
 
-# A fit whose starts all failed the screen skips the final refine when the best start agrees with no other start
-# above this (mean cosine of their images): wrong starts agree at 0.00-0.16, right ones at 0.60 and more
-# (BENCHMARKS.md), and a start that agrees but is not confirmed (under `AGREEMENT_OK`) is still refined.
+# With no start passed, the best is refined only if another start agrees with it this much: wrong starts agree near 0.
 UNREFINED_AGREEMENT = 0.3
 
-# A bagged start averages only the anchor starts that agree with the accepted one at least this much: on a
-# 3,000-row leak the eight starts of a seed agree 0.77-0.88 with each other, wrong starts 0.00-0.15.
+# A bagged start averages only the anchor starts that agree this much with the accepted one (the same basin).
 BAG_AGREEMENT = 0.5
 
-# Fewest known pairs from which a quarter is held out to validate the few-shot map (4 held out).
+# Fewest known pairs from which a quarter is held out to validate the few-shot map.
 MIN_VALIDATION_PAIRS = 16
+
+
+class _KnownSplit(NamedTuple):
+    """Known pairs as centred unit rows: all of them, those fitted on, those held out, and the held-out check."""
+
+    all_pairs: Pairs | None = None
+    fit_pairs: Pairs | None = None
+    held_out: Pairs | None = None
+    check: Callable[[np.ndarray], dict] | None = None
 
 
 class GeometricTranslator(Translator):
@@ -68,49 +68,21 @@ class GeometricTranslator(Translator):
 
     Stages (timed in `fit_report_`):
     1. centre + L2-normalise each side (the dims may differ: the map is a partial isometry);
-    2. init: candidate starts, each screened by `screen_iters` full-batch self-learning rounds on
-       `screen_sample` rows (a known-pairs start: `final_iters` rounds) and scored by the label-free
-       confidence on held-out rows. Cheap candidates first: known pairs (few-shot; fewer pairs than dims give
-       `pair_completions` starts) and, for equal dims, the identity. Then, while none reaches `accept_score`
-       (a bar for scores on a subsample, below the reported verdict's `LOW_CONFIDENCE`), each pivot given to
-       `fit`: source -> pivot -> target legs fitted like any pair (on at most `leg_rows` rows per side; a leg
-       in which no start passes stops the chain at once), their rotations composed. Only if still none
-       passes: `restarts` k-means runs of `n_clusters` centroids per side matched by quadratic assignment; the
-       pooled anchors give each row a relative representation (its similarities to the anchors), each source
-       row's pseudo-target is the mean of its `rel_neighbours` nearest targets in that space; Procrustes; then
-       `refine_iters` damped subsample rounds and `centroid_rounds` centroid rounds widen the basin (from
-       `SHORT_START_ROWS` rows a side: the neighbour-mean rounds only). An anchor
-       start is a random search's outcome: it counts only once an independent anchor start (fresh subsamples,
-       k-means and assignments) reaches the same map (`AGREEMENT_OK`), and the agreeing ones are averaged;
-       up to `anchor_starts` are drawn, the first two side by side on the machine's cores (`jobs`: 0 = as
-       the cores allow when a start is big enough to pay for a worker process, 1 = one after another; each
-       start has its own random stream, so the result is the same either way). If no start is accepted the
-       best is refined anyway, and the verdict is `low` (`confidence_["start_passed"]` false), whatever the
-       final score; unless no two starts even came near each other (agreement under `UNREFINED_AGREEMENT`,
-       no known pairs): the best is then kept as it is, since a refine could only polish a map that is at
-       chance (the pair failed; the final refine cost a failing 25,000-row pair 70 s of its 6.2 minutes);
-       Bagging (an accepted anchor start on fewer than `SHORT_START_ROWS` rows a side, no known pairs):
-       anchor starts up to `bag_starts` are each refined by full-batch self-learning and their maps averaged
-       into the final refine's start (`_bagged_start`);
-    3. final refine: full-batch self-learning on up to `final_sample` rows per side (CSLS nearest
-       neighbours in both directions, Procrustes) until the matches stop changing (`final_iters` at most,
-       twice that with known pairs). Few-shot: with 16 or more known pairs a quarter is held out of every stage
-       so far; the converged map is validated on them (`confidence_["validation"]`, which then decides the
-       verdict) and one last round adds them;
-    4. optional (`whiten` > 0, off by default): both sides softly whitened, the rotation re-fitted between the
-       whitened rows on the final matches, the output coloured with the target's covariance. Mean cosine rises
-       and top-1 falls a little (BENCHMARKS.md), so retrieval keeps the rotation;
-       or (`affine` > 0, off by default) an affine stage: a general linear map each way, fitted by least squares on
-       the final matches (plus any known pairs) and pulled toward the rotation with strength `affine` (a ridge
-       around it; try 0.03); each output row keeps the rotation's length. It follows a target whose spectrum
-       the rotation cannot reach (a strongly anisotropic source such as e5-small: top-1 +1.8 to +4.2 points) and changes
-       close pairs by a tenth of a point at most (BENCHMARKS.md);
-    5. output = target mean + target scale x mapped centred unit input; label-free confidence.
+    2. init: candidate starts, cheapest first (`_start_tiers`), each screened by `screen_iters` self-learning
+       rounds on `screen_sample` rows and scored label-free on held-out rows, until one passes `accept_score`;
+       an anchor start (`_anchor_start`; up to `anchor_starts`, side by side as `jobs` allows, 0 = as the cores
+       allow) counts only once an independent one reaches the same map. If none passes, the verdict is `low`;
+    3. small fits: up to `bag_starts` refined anchor starts averaged into the next stage's start (`_bagged_start`);
+    4. final refine: full-batch self-learning on up to `final_sample` rows a side (`_final_refine`); from
+       `MIN_VALIDATION_PAIRS` known pairs on, a quarter is held out of every stage to validate the map;
+    5. optional, off by default: a whitened (`whiten` > 0) or affine (`affine` > 0, e.g. 0.03) output stage;
+    6. output = target mean + target scale x mapped centred unit input; label-free confidence.
     """
 
     method = "geometric"
     min_rows = 200
     supports_search = True
+    fit_options = frozenset({"pivots", "fallback_pivots", "start", "log"})
     state_numbers = ("source_scale", "target_scale")
 
     def __init__(self, seed: int = 0, n_clusters: int = 20, restarts: int = 24, qap_restarts: int = 20,
@@ -133,17 +105,51 @@ class GeometricTranslator(Translator):
     # -- fitting ------------------------------------------------------------------------------------
     def fit(self, src, tgt, pairs=None, pivots=None, fallback_pivots=None, start=None,
             log: Callable[[str], None] | None = None, _leg: bool = False) -> GeometricTranslator:
-        """Fit on unpaired `src` and `tgt`. `pairs`: optional known pairs (few-shot): an int (k, 2) array of
-        (source_row, target_row) or a tuple of two row-aligned arrays. `pivots`: optional {name: vectors} from
-        third encoders on their own texts (pair-free stepping stones, see `_pivot_chain`), tried before the anchor
-        search. `fallback_pivots`: {name: vectors, or a function that returns them or None (unavailable)}, tried
-        in order only after the direct starts have failed (the anchor search included; after its first two starts
-        when neither reaches the bar, see `_start_tiers`); a function is called
-        only then, so pivots that are never needed cost nothing. `start`: an optional rotation (source dim x target
-        dim) screened first, like the identity: a translator fitted on other data of the same two spaces, to be
-        adapted to these rows (a general map refined on one domain's vectors). `log`: called with a line as each
-        pivot leg starts (progress bars follow `verbose`). `_leg` (a pivot leg, `_pivot_chain`): when no start
-        passes, raise `_LegFailed` at once instead of refining a map whose verdict can only be `low`."""
+        """Fit on unpaired `src` and `tgt`. `pairs`: optional known pairs (few-shot), an int (k, 2) array of
+        (source_row, target_row) or a tuple of two row-aligned arrays. `pivots`: optional {name: vectors} of third
+        encoders on their own texts (`_pivot_chain`), tried before the anchor search. `fallback_pivots`: {name:
+        vectors, or a function returning them or None}, tried only once the direct starts failed (a function is
+        called only then). `start`: an optional rotation (source dim x target dim) screened first, e.g. a
+        translator fitted on other data of the same spaces. `log`: called with a line as each pivot leg starts.
+        `_leg` (a pivot leg): raise `_LegFailed` as soon as no start passes, instead of refining a `low` map."""
+        src, tgt, known, start, pivots, fallback = self._checked_inputs(src, tgt, pairs, start, pivots,
+                                                                        fallback_pivots)
+        t_start = time.perf_counter()
+        rng = np.random.default_rng(self.seed)
+        torch.manual_seed(self.seed)
+        report: dict = {"stages": {}, "n_source": len(src), "n_target": len(tgt)}
+        stages = report["stages"]
+        xs, yt = self._centred_rows(src, tgt, rng)
+        split = self._split_pairs(known, tgt, rng)
+
+        t0 = time.perf_counter()
+        best, init, screened, screen = self._initial_start(xs, yt, split, src, tgt, pivots, fallback, start, log,
+                                                           _leg)
+        stages["init"] = {**init, "seconds": _since(t0)}
+        start_w = best.weight
+        if self._bagging(init, known, xs, yt, _leg):
+            t0 = time.perf_counter()
+            start_w, stages["bag"] = self._bagged_start(best, xs, yt, screened, screen, rng)
+            stages["bag"]["seconds"] = _since(t0)
+
+        t0 = time.perf_counter()
+        self.target_scale_ = float(np.linalg.norm(tgt - self.target_mean_, axis=1).mean())
+        self.source_scale_ = float(np.linalg.norm(src - self.source_mean_, axis=1).mean())
+        w, final = self._final_map(best, start_w, init, split, xs, yt, rng)
+        stages["final_refine"] = {**final, "seconds": _since(t0)}
+        self.weight_ = w
+        self._output_stage(w, xs, yt, split.all_pairs, rng, stages)
+        self.dim_source_, self.dim_target_ = src.shape[1], tgt.shape[1]
+
+        t0 = time.perf_counter()
+        self.confidence_ = self._fit_confidence(src, tgt, init, final)
+        stages["confidence"] = {"seconds": _since(t0)}
+        report["seconds"] = _since(t_start)
+        self.fit_report_ = report
+        return self
+
+    def _check_params(self) -> None:
+        """Refuse parameter values `fit` cannot work with."""
         if not self.whiten >= 0:
             raise AlignError(f"whiten must be >= 0 (0 = off), got {self.whiten}")
         if not self.affine >= 0:
@@ -160,6 +166,11 @@ class GeometricTranslator(Translator):
             raise AlignError(f"jobs must be >= 0 (0 = as the cores allow), got {self.jobs}")
         if self.leg_rows and self.leg_rows < self.min_rows:
             raise AlignError(f"leg_rows must be 0 (all rows) or at least {self.min_rows}, got {self.leg_rows}")
+
+    def _checked_inputs(self, src, tgt, pairs, start, pivots, fallback_pivots) -> tuple:
+        """The parameters and `fit`'s inputs checked: (src, tgt, known pairs or None, start or None, pivots,
+        fallback pivots)."""
+        self._check_params()
         src = check_vectors(src, "source vectors", min_rows=self.min_rows)
         tgt = check_vectors(tgt, "target vectors", min_rows=self.min_rows)
         known = _known_pairs(src, tgt, pairs)
@@ -172,76 +183,74 @@ class GeometricTranslator(Translator):
                   for name, p in (pivots or {}).items()}
         fallback = {name: p if callable(p) else check_vectors(p, f"pivot vectors {name!r}", min_rows=self.min_rows)
                     for name, p in (fallback_pivots or {}).items()}
-        t_start = time.perf_counter()
-        rng = np.random.default_rng(self.seed)
-        torch.manual_seed(self.seed)
-        report: dict = {"stages": {}, "n_source": len(src), "n_target": len(tgt)}
+        return src, tgt, known, start, pivots, fallback
 
+    def _centred_rows(self, src, tgt, rng) -> tuple[torch.Tensor, torch.Tensor]:
+        """Set both means; return each side's centred unit rows, shuffled so that the held-out scoring rows are a
+        random sample whatever the input order."""
         self.source_mean_, self.target_mean_ = src.mean(0), tgt.mean(0)
-        # shuffled once so that the held-out scoring rows are a random sample whatever the input order
         xs = unit_rows(torch.from_numpy(src[rng.permutation(len(src))] - self.source_mean_))
         yt = unit_rows(torch.from_numpy(tgt[rng.permutation(len(tgt))] - self.target_mean_))
-        all_pairs = fit_pairs = held_out = check = None
-        if known is not None:
-            all_pairs = fit_pairs = Pairs(unit_rows(torch.from_numpy(known[0] - self.source_mean_)),
-                                          unit_rows(torch.from_numpy(known[1] - self.target_mean_)))
-            held = _held_out_pairs(len(known[0]), rng)
-            if held is not None:
-                fit_pairs = Pairs(all_pairs.source[~held], all_pairs.target[~held])
-                held_out = Pairs(all_pairs.source[held], all_pairs.target[held])
-                check = self._pair_check(known[0][held], known[1][held], tgt, rng)
+        return xs, yt
 
-        t0 = time.perf_counter()
+    def _split_pairs(self, known, tgt, rng) -> _KnownSplit:
+        """Known pairs as centred unit rows; from `MIN_VALIDATION_PAIRS` on, a quarter held out with their check."""
+        if known is None:
+            return _KnownSplit()
+        all_pairs = Pairs(unit_rows(torch.from_numpy(known[0] - self.source_mean_)),
+                          unit_rows(torch.from_numpy(known[1] - self.target_mean_)))
+        held = _held_out_pairs(len(known[0]), rng)
+        if held is None:
+            return _KnownSplit(all_pairs, all_pairs)
+        return _KnownSplit(all_pairs, Pairs(all_pairs.source[~held], all_pairs.target[~held]),
+                           Pairs(all_pairs.source[held], all_pairs.target[held]),
+                           self._pair_check(known[0][held], known[1][held], tgt, rng))
+
+    def _initial_start(self, xs, yt, split: _KnownSplit, src, tgt, pivots: dict, fallback: dict, given, log,
+                       leg: bool) -> tuple[Candidate, dict, list[Candidate], Screen]:
+        """The start tiers screened until one is accepted (`best_start`): the chosen candidate, the init report
+        (with the pivot legs' reports), the candidates screened and the screen."""
         legs: dict = {}
-        screened: list = []
-        starts = self._start_tiers(xs, yt, fit_pairs, src, tgt, pivots, fallback, start, legs, screened, log)
-        screen = self._screen(xs, yt, fit_pairs, held_out)
-        best, init_report = best_start(starts, screen, self.accept_score, screened=screened)
-        if _leg and not init_report["passed"]:
-            raise _LegFailed(init_report)
+        screened: list[Candidate] = []
+        starts = self._start_tiers(xs, yt, split.fit_pairs, src, tgt, pivots, fallback, given, legs, screened, log)
+        screen = self._screen(xs, yt, split.fit_pairs, split.held_out)
+        best, init = best_start(starts, screen, self.accept_score, screened=screened)
+        if leg and not init["passed"]:
+            raise _LegFailed(init)
         if legs:
-            init_report["pivots"] = legs
-        report["stages"]["init"] = {**init_report, "seconds": round(time.perf_counter() - t0, 2)}
+            init["pivots"] = legs
+        return best, init, screened, screen
 
-        start_w = best.weight
-        if self._bagging(init_report, known, xs, yt, _leg):
-            t0 = time.perf_counter()
-            start_w, report["stages"]["bag"] = self._bagged_start(best, xs, yt, screened, screen, rng)
-            report["stages"]["bag"]["seconds"] = round(time.perf_counter() - t0, 2)
+    def _final_map(self, best: Candidate, start_w, init: dict, split: _KnownSplit, xs, yt,
+                   rng) -> tuple[np.ndarray, dict]:
+        """The final refine from `start_w`; unless no start passed, no pairs are known and no two starts agree
+        (`UNREFINED_AGREEMENT`): the map is at chance, and `best` is kept as it is."""
+        if init["passed"] or split.all_pairs is not None or \
+                (init.get("agreement") or 0.0) >= UNREFINED_AGREEMENT:
+            return self._final_refine(start_w, xs, yt, split.fit_pairs, split.all_pairs, split.check, rng)
+        return best.weight, {"skipped": "no start passed the screen and no two starts agree: the map is at chance, "
+                                        "so it is kept unrefined"}
 
-        t0 = time.perf_counter()
-        self.target_scale_ = float(np.linalg.norm(tgt - self.target_mean_, axis=1).mean())
-        self.source_scale_ = float(np.linalg.norm(src - self.source_mean_, axis=1).mean())
-        if init_report["passed"] or known is not None or \
-                (init_report.get("agreement") or 0.0) >= UNREFINED_AGREEMENT:
-            w, final_report = self._final_refine(start_w, xs, yt, fit_pairs, all_pairs, check, rng)
-        else:
-            w, final_report = best.weight, {"skipped": "no start passed the screen and no two starts agree: the "
-                                                       "map is at chance, so it is kept unrefined"}
-        report["stages"]["final_refine"] = {**final_report, "seconds": round(time.perf_counter() - t0, 2)}
-        self.weight_ = w
-
+    def _output_stage(self, w, xs, yt, all_pairs: Pairs | None, rng, stages: dict) -> None:
+        """Set `forward_` and `backward_`: the rotation, or the whitened or affine maps (timed into `stages`)."""
         self.forward_, self.backward_ = w, w.T
         if self.whiten > 0:
             t0 = time.perf_counter()
             self.forward_, self.backward_ = self._whitened_maps(w, xs, yt, all_pairs, rng)
-            report["stages"]["whiten"] = {"seconds": round(time.perf_counter() - t0, 2)}
+            stages["whiten"] = {"seconds": _since(t0)}
         elif self.affine > 0:
             t0 = time.perf_counter()
             self.forward_, self.backward_ = self._affine_maps(w, xs, yt, all_pairs, rng)
-            report["stages"]["affine"] = {"seconds": round(time.perf_counter() - t0, 2)}
-        self.dim_source_, self.dim_target_ = src.shape[1], tgt.shape[1]
+            stages["affine"] = {"seconds": _since(t0)}
 
-        t0 = time.perf_counter()
-        self.confidence_ = translation_confidence(src, tgt, self._forward, self._backward, seed=self.seed,
-                                                   draws=REPORT_DRAWS)
-        self.confidence_ = with_start_check(self.confidence_, init_report["passed"], init_report.get("agreement"))
-        if "validation" in final_report:
-            self.confidence_ = with_pair_validation(self.confidence_, final_report["validation"])
-        report["stages"]["confidence"] = {"seconds": round(time.perf_counter() - t0, 2)}
-        report["seconds"] = round(time.perf_counter() - t_start, 2)
-        self.fit_report_ = report
-        return self
+    def _fit_confidence(self, src, tgt, init: dict, final: dict) -> dict:
+        """The fitted map's label-free confidence, with the start screen's evidence and any held-out pairs' check."""
+        confidence = translation_confidence(src, tgt, self._forward, self._backward, seed=self.seed,
+                                            draws=REPORT_DRAWS)
+        confidence = with_start_check(confidence, init["passed"], init.get("agreement"))
+        if "validation" in final:
+            confidence = with_pair_validation(confidence, final["validation"])
+        return confidence
 
     def _holdout_size(self, xs, yt) -> int:
         """Rows held out from fitting for scoring: `score_sample`, or a quarter of the smaller side."""
@@ -258,21 +267,10 @@ class GeometricTranslator(Translator):
     def _start_tiers(self, xs, yt, known: Pairs | None, src, tgt, pivots: dict, fallback: dict, given, legs: dict,
                      screened: list, log) -> Iterator[list[Start]]:
         """Candidate starts, cheapest first, one tier at a time (each built only if no earlier one passed):
-        known pairs, a given start and the identity; each given pivot's chain (its legs' reports go into `legs`);
-        matched anchors; each fallback pivot's chain (its vectors fetched only then; one unavailable is skipped).
-        When neither of the first two anchor starts even reaches the bar (`screened`: the candidates screened so
-        far), the fallback pivots come before the remaining anchor starts: a third start rarely rescues two that
-        both missed (it then has to pass and agree with one of them), and a pivot chain that passes spares its
-        time (minilm-l3 -> mpnet-base). One start that passes but waits for confirmation keeps
-        the order.
-
-        A few known pairs give a rough start that needs more self-learning rounds than the other starts to show
-        its score. It is the cheapest start and, once it
-        passes, the pivot and anchor searches are skipped, so it gets the final refine's rounds.
-        Models of one family (distilled from one teacher, or fine-tuned from one base) often share coordinates
-        up to a small rotation; the identity is then a far better start than any anchor matching. It is only a
-        candidate: the label-free score decides.
-        """
+        known pairs (screened with the final refine's rounds), a given start and the identity (models of one
+        family often share coordinates); each pivot's chain (legs reported into `legs`); two anchor starts; each
+        fallback pivot's chain; further anchor starts. If neither of the first two anchor starts reaches the bar
+        (`screened`), the fallback pivots come first: a third start must pass and agree, so it rarely rescues."""
         first = []
         if known is not None:
             first += known_pairs_starts(known, completions=self.pair_completions,
@@ -306,26 +304,18 @@ class GeometricTranslator(Translator):
             yield [] if w is None else [Start(f"pivot:{name}", w)]
 
     def _pivot_chain(self, name: str, src, pivot, tgt, log) -> tuple[np.ndarray | None, dict]:
-        """The start through one pivot space and the legs' report; None when a leg is not confident.
-
-        A pivot is a third encoder's vectors on its own texts. Two spaces too far apart for the anchor search
-        (minilm-l3 and mpnet-base) can each be close to a third one (minilm-l6): the legs source -> pivot and
-        pivot -> target are fitted unsupervised like any pair, and the product of their rotations starts the
-        direct map, which is then screened and refined on the source and target rows alone. Still pair-free:
-        the pivot's texts are unrelated to both sides. A leg below the confidence verdict line stops the chain.
-        """
-        # a leg only lends its rotation, which the direct fit screens and refines again: no output stage, and
-        # `LEG_FINAL_ITERS` final rounds (the last four of a full refine gain the leg a few tenths of a point
-        # of top-1, l3 -> l6 0.980 -> 0.982 for 70 s, which the direct fit's own refine does not need)
-        # `LEG_ANCHOR_STARTS` anchor starts at most (a leg whose first two anchor starts do not agree is dropped
-        # rather than given a third: the chain is one fallback among others)
+        """The start through one pivot space and the legs' report; None when a leg is not confident (that stops
+        the chain). Two spaces too far apart for the anchor search can each be close to a third encoder's (on its
+        own texts: still pair-free): the legs source -> pivot and pivot -> target are fitted like any pair, and
+        the product of their rotations starts the direct map, screened and refined on source and target alone."""
+        # the direct fit screens and refines the leg's rotation again: no output stage, fewer rounds and starts
         leg_params = {**self.get_params(), "whiten": 0.0, "affine": 0.0,
                       "final_iters": min(self.final_iters, LEG_FINAL_ITERS),
                       "anchor_starts": min(self.anchor_starts, LEG_ANCHOR_STARTS)}
         t0 = time.perf_counter()
         report, w = {}, None
         if self.leg_rows and max(len(src), len(tgt)) > self.leg_rows:
-            # and on at most `leg_rows` rows of each side (a random subsample, the same for every pivot)
+            # at most `leg_rows` rows of each side: a random subsample, the same for every pivot
             rng = np.random.default_rng([self.seed, LEG_STREAM])
             src = src[np.sort(rng.permutation(len(src))[:self.leg_rows])]
             tgt = tgt[np.sort(rng.permutation(len(tgt))[:self.leg_rows])]
@@ -336,7 +326,6 @@ class GeometricTranslator(Translator):
             try:
                 fitted = type(self)(**leg_params).fit(a, b, log=log, _leg=True)
             except _LegFailed as failed:
-                # no start of the leg passed: its verdict could only be `low`, so it is not refined further
                 report[leg] = {"start_score": failed.init["score"], "chosen": failed.init["chosen"],
                                "passed": False}
                 w = None
@@ -359,10 +348,9 @@ class GeometricTranslator(Translator):
                                                     for k, i in enumerate(indices)], jobs)
 
     def _anchor_start(self, xs, yt, known: Pairs | None, index: int) -> Start:
-        """Matched anchors on `init_sample` rows per side: a weak start, so damped subsample rounds and centroid
-        rounds bring it closer before it is screened. Each start draws its subsamples, k-means seeds and
-        assignments from its own random stream (the seed and `index`), so starts are independent searches and
-        the same whichever order or process they run in."""
+        """Matched anchors (`restarts` k-means runs of `n_clusters` centroids) on `init_sample` rows per side, then
+        `refine_iters` damped rounds and `centroid_rounds` centroid rounds. Its own random stream (seed, `index`)
+        makes each start an independent search, the same in whichever order or process it runs."""
         rng = np.random.default_rng([self.seed, ANCHOR_STREAM, index])
         xi = xs[rng.choice(len(xs), min(self.init_sample, len(xs)), replace=False)]
         yi = yt[rng.choice(len(yt), min(self.init_sample, len(yt)), replace=False)]
@@ -381,22 +369,16 @@ class GeometricTranslator(Translator):
         return Start(f"pooled_anchors:{index + 1}", w, confirm=True, family="pooled_anchors")
 
     def _bagging(self, init_report: dict, known, xs, yt, leg: bool) -> bool:
-        """Whether the accepted start is bagged (`_bagged_start`): an accepted anchor start, no known pairs, fewer
-        than `SHORT_START_ROWS` rows on a side, `bag_starts` > 1, and not a pivot leg (a leg only lends its
-        rotation to a map that is refined again)."""
+        """Whether to bag (`_bagged_start`): an accepted anchor start, no known pairs, fewer than `SHORT_START_ROWS`
+        rows on a side, `bag_starts` > 1, and not a pivot leg (its rotation is refined again anyway)."""
         return (self.bag_starts > 1 and not leg and known is None and init_report["passed"]
                 and init_report["chosen"] == "pooled_anchors" and min(len(xs), len(yt)) < SHORT_START_ROWS)
 
     def _bagged_start(self, best, xs, yt, screened: list, screen, rng) -> tuple[np.ndarray, dict]:
-        """On a few thousand rows, where one anchor start's fixed point is a matter of luck: anchor starts up
-        to `bag_starts` (the screened ones and new ones), each refined by full-batch self-learning alone, and
-        their maps averaged (the closest isometry to their sum) into the final refine's start.
-
-        Each refined start lands on its own fixed point (on a 3,000-row off-domain leak top-1 0.69-0.85 from
-        eight starts of one seed), and their errors differ: the average of eight refined maps, refined again,
-        gave 0.87-0.89 on 3 of 3 seeds where the two averaged starts gave 0.78-0.87 (BENCHMARKS.md). Starts that
-        do not reach the screen's bar, or agree with the accepted start `best` under `BAG_AGREEMENT` (another
-        basin: a wrong start's screen can pass the bar), are left out. Every new start has its own random stream."""
+        """Up to `bag_starts` anchor starts (screened ones, then new ones), each refined by full-batch
+        self-learning, averaged (the closest isometry to their sum) into the final refine's start: on a few
+        thousand rows one start's fixed point is luck, and their errors differ. Starts under the screen's bar or
+        agreeing with `best` under `BAG_AGREEMENT` (another basin) are left out."""
         anchors = [c for c in screened if c.family == "pooled_anchors"]
         new = self._anchor_starts(xs, yt, None, list(range(len(anchors), self.bag_starts)))
         members = [c for c in [*anchors, *(screen(s) for s in new)]
@@ -417,15 +399,11 @@ class GeometricTranslator(Translator):
 
     def _final_refine(self, w, xs, yt, known: Pairs | None, all_pairs: Pairs | None, check,
                       rng) -> tuple[np.ndarray, dict]:
-        """Full-batch self-learning on up to `final_sample` rows per side until the matches stop changing.
-        Matching many rows at once is what pins down the directions that a few pseudo-pairs leave loose.
-
-        Few-shot with held-out pairs: `check` (the map -> their validation) scores the converged map, then one
-        more round with `all_pairs` adds them (the usual refit on all data once validated).
-        """
+        """Full-batch self-learning on up to `final_sample` rows per side until the matches stop changing (many
+        rows pin down the directions a few pseudo-pairs leave loose). `check` (held-out pairs) validates the
+        converged map; one more round then adds `all_pairs`."""
         x, y = self._final_rows(xs, yt, rng)
-        # A known-pairs start is rougher and still gains after `final_iters` rounds; unsupervised starts do not
-        # (BENCHMARKS.md).
+        # a known-pairs start is rougher: it still gains after `final_iters` rounds
         rounds = self.final_iters if known is None else 2 * self.final_iters
         w, rep = self_learn(w, x, y, known=known, csls_k=self.csls_k, max_rounds=rounds, desc="final refine",
                             verbose=self.verbose)
@@ -454,15 +432,9 @@ class GeometricTranslator(Translator):
         return px, py
 
     def _whitened_maps(self, w, xs, yt, known: Pairs | None, rng) -> tuple[np.ndarray, np.ndarray]:
-        """Forward and backward matrices: soft-whiten -> rotate -> colour, the rotation fitted on the final map's
-        CSLS matches (both directions, plus any known pairs) between whitened rows.
-
-        An orthogonal map keeps the source's spectrum; the target's differs, so directions the target
-        stretches come out too weak and the ones it squeezes too strong. Whitening each side with
-        (C + eps I)^-1/2 and colouring with the other side's C^1/2 matches the spectra; eps = `whiten` x the
-        mean eigenvalue keeps the noisy low-variance directions from being blown up. From pseudo-pairs the
-        whitened low-variance directions carry their matching noise, hence its cost in top-1.
-        """
+        """Forward and backward matrices: whiten with (C + eps I)^-1/2, rotate, colour with the other side's C^1/2, so
+        the spectra match (a rotation keeps the source's); eps = `whiten` x the mean eigenvalue spares the noisy
+        low-variance directions. The rotation is fitted on the final map's CSLS matches between whitened rows."""
         px, py = self._final_pairs(w, xs, yt, known, rng)
         wx, cx_half = whitener(xs, self.whiten)
         wy, cy_half = whitener(yt, self.whiten)
@@ -472,15 +444,9 @@ class GeometricTranslator(Translator):
         return forward, backward
 
     def _affine_maps(self, w, xs, yt, known: Pairs | None, rng) -> tuple[np.ndarray, np.ndarray]:
-        """Forward and backward matrices: least-squares maps on the final map's CSLS matches (both directions,
-        plus any known pairs), each pulled toward the rotation (`shrunk_linear_map`, strength `affine`).
-
-        A rotation keeps the source's spectrum. When the two spaces weigh their directions very differently
-        (e5-small's centred vectors are dominated by a few directions) a general linear map ranks better, as
-        paired ridge maps show; fitted freely on pseudo-pairs it also learns their noise (top-1 falls), so it is
-        kept near the rotation. `_map` gives each output row the rotation's length: the stage changes directions
-        only, and the faithful output stays on the rotation's scale.
-        """
+        """Forward and backward matrices: least-squares maps on the final map's CSLS matches (plus any known pairs),
+        pulled toward the rotation (`shrunk_linear_map`, strength `affine`): a general map follows a strongly
+        anisotropic space, but fitted freely it learns the pseudo-pairs' noise. `_map` keeps the rotation's lengths."""
         px, py = (t.numpy() for t in self._final_pairs(w, xs, yt, known, rng))
         return shrunk_linear_map(px, py, w, self.affine), shrunk_linear_map(py, px, w.T, self.affine)
 
@@ -506,15 +472,9 @@ class GeometricTranslator(Translator):
         return mean + weight * scale * out
 
     def _search(self, x: np.ndarray, reverse: bool) -> np.ndarray:
-        """Output for nearest-neighbour search among native vectors of the other space: the shared mean weighs
-        1 / `SEARCH_WEIGHT` of the faithful output's share.
-
-        Every native vector carries the space's mean, which says nothing about which text is which; ranking
-        unit-length native rows by their dot with mean + w x direction scores each row's centred part minus
-        (1 / 2w) x its squared norm, so the mean's weight sets how much the ranking leans toward rows near the
-        mean. The faithful output (w = 1) leans too far: w = 2 retrieves better and lowers mean cosine
-        (BENCHMARKS.md). Fixed, not tuned per pair: there are no pairs to tune it with.
-        """
+        """Output for nearest-neighbour search among the other space's native vectors, the shared mean weighed 1 /
+        `SEARCH_WEIGHT`: ranking unit rows by their dot with mean + w x direction scores each row's centred part
+        minus (1 / 2w) x its squared norm, and w = 1 leans too far toward rows near the mean. Fixed, not tuned."""
         return self._map(x, reverse, SEARCH_WEIGHT)
 
     # -- persistence --------------------------------------------------------------------------------
@@ -531,7 +491,7 @@ class GeometricTranslator(Translator):
         ds, dt = self.dim_source_, self.dim_target_
         shapes = {"weight": (ds, dt), "source_mean": (ds,), "target_mean": (dt,),
                   "forward": (ds, dt), "backward": (dt, ds)}
-        # without an output stage the maps are the rotation (artifacts written before this rule store them anyway)
+        # without an output stage the maps are the rotation, stored only by older artifacts
         return shapes, set() if self.whiten > 0 or self.affine > 0 else {"forward", "backward"}
 
     def _set_state(self, tensors, state):
@@ -562,13 +522,14 @@ def _anchor_start_job(params: dict, xs: np.ndarray, yt: np.ndarray, known: tuple
     return GeometricTranslator(**{**params, "verbose": verbose})._anchor_start(xs, yt, known, index)
 
 
-def _held_out_pairs(n: int, rng) -> torch.Tensor | None:
-    """Mask of the known pairs held out of fitting to validate a few-shot map: a quarter, once there are
-    `MIN_VALIDATION_PAIRS`; None when there are too few to spare any.
+def _since(t0: float) -> float:
+    """Seconds since `t0` (`time.perf_counter`), as the fit report gives them."""
+    return round(time.perf_counter() - t0, 2)
 
-    Held-out pairs are the only honest check of a few-shot map: the pairs a map was fitted with retrieve their
-    targets far more often than new ones.
-    """
+
+def _held_out_pairs(n: int, rng) -> torch.Tensor | None:
+    """Mask of the known pairs held out of fitting to validate a few-shot map (fitted pairs flatter it): a
+    quarter, once there are `MIN_VALIDATION_PAIRS`; None when there are too few to spare any."""
     if n < MIN_VALIDATION_PAIRS:
         return None
     held = np.zeros(n, dtype=bool)
