@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import signal
 import sys
 import threading
@@ -30,6 +31,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _flags(parser: argparse.ArgumentParser, renamed: dict[str, str]) -> dict[str, str]:
+    """Library parameter name -> this command's flag: each option's dest, plus the command's `PARAMETER_FLAGS`
+    for parameters whose flag has another name."""
+    flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
+    return {**flags, **renamed}
+
+
+def flag_names(message: str, flags: dict[str, str]) -> str:
+    """A library message as the command line says it: the parameters it names in backticks become flags."""
+    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: flags.get(m.group(1), m.group(0)), message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="vecbridge",
@@ -38,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vecbridge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"vecbridge.commands.{name}").register(sub)
+        module = importlib.import_module(f"vecbridge.commands.{name}")
+        module.register(sub)
+        sub.choices[name].set_defaults(flags=_flags(sub.choices[name], getattr(module, "PARAMETER_FLAGS", {})))
     return parser
 
 
@@ -54,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as e:
-        print(f"vecbridge {args.command}: error: {e}", file=sys.stderr)
+        print(f"vecbridge {args.command}: error: {flag_names(str(e), args.flags)}", file=sys.stderr)
         return 2
     except Terminated as e:
         print(f"vecbridge {args.command}: terminated by signal {e.args[0]}; nothing was published", file=sys.stderr)

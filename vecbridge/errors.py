@@ -1,7 +1,8 @@
 """The one error type that reaches the command line and the service: bad input or environment, said in one line.
 
 The rooms keep their own error classes (`AlignError`, `EncoderError`); the jobs turn them, and OS errors
-such as a full disk, into `UserError` at the library layer's boundary.
+such as a full disk, into `UserError` at the library layer's boundary. A message names a job's parameters in
+backticks (`target_encoder`); the command line shows them as its flags (`--target-encoder`).
 """
 
 from __future__ import annotations

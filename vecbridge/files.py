@@ -116,7 +116,7 @@ def claim(path: Path) -> Path:
     try:
         os.rename(path, new)
     except FileNotFoundError:
-        raise UserError(f"the unfinished store {path} that a resume record names is gone; run without --resume "
+        raise UserError(f"the unfinished store {path} that a resume record names is gone; run without `resume` "
                         "to start over") from None
     return new
 
@@ -199,14 +199,14 @@ def check_file_output(dest: str | os.PathLike, overwrite: bool, inputs: Iterable
             raise UserError(f"{what} {dest} is the same file as the input {src}; write to another path")
     if dest.exists() or dest.is_symlink():
         if not overwrite:
-            raise UserError(f"{what} {dest} already exists; pass --overwrite to replace it or choose another path")
+            raise UserError(f"{what} {dest} already exists; pass `overwrite` to replace it or choose another path")
         if not dest.is_file():
             raise UserError(f"{what} {dest} exists and is not a regular file; vecbridge will not replace it")
         if not (marker or is_vecbridge_vectors)(dest):
             raise UserError(f"{what} {dest} was not written by vecbridge (no vecbridge sidecar {side.name}); "
-                            "--overwrite only replaces vecbridge's own outputs: move it away or choose another path")
+                            "`overwrite` only replaces vecbridge's own outputs: move it away or choose another path")
     elif sidecar and side.is_file() and not overwrite:
-        raise UserError(f"the sidecar {side} of {what} {dest} already exists; pass --overwrite or remove it")
+        raise UserError(f"the sidecar {side} of {what} {dest} already exists; pass `overwrite` or remove it")
     return dest
 
 
@@ -226,11 +226,11 @@ def check_dir_output(dest: str | os.PathLike, overwrite: bool, is_artifact: Call
             raise UserError(f"{what} {dest} contains the input {src}; choose another directory")
     if dest.exists() or dest.is_symlink():
         if not overwrite:
-            raise UserError(f"{what} {dest} already exists; pass --overwrite to replace it or choose another path")
+            raise UserError(f"{what} {dest} already exists; pass `overwrite` to replace it or choose another path")
         if dest.is_symlink() or not dest.is_dir():
             raise UserError(f"{what} {dest} exists and is not a {kind} directory; vecbridge will not replace it")
         if not is_artifact(dest):
-            raise UserError(f"{what} {dest} is not a {kind} that vecbridge wrote; --overwrite only replaces "
+            raise UserError(f"{what} {dest} is not a {kind} that vecbridge wrote; `overwrite` only replaces "
                             f"vecbridge's own {kind}s: move it away or choose another directory")
     return dest
 
@@ -356,7 +356,7 @@ class RowFile:
         if self.file.read(len(self.header)) != self.header or size < len(self.header) + rows * self.row_bytes:
             self.file.close()
             raise UserError(f"the unfinished file {self.path} does not hold the {rows} rows its record says; run "
-                            "without --resume to start over")
+                            "without `resume` to start over")
         self.file.truncate(len(self.header) + rows * self.row_bytes)
         self.file.seek(0, os.SEEK_END)
         self.rows = rows

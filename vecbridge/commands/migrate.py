@@ -10,6 +10,9 @@ import sys
 from vecbridge import jobs, stores
 from vecbridge.commands.args import non_negative_int, parse_param, positive_int
 
+# the job's parameters whose flag has another name (see `vecbridge.cli.flag_names`)
+PARAMETER_FLAGS = {"reference_texts": "--target-texts", "reference_limit": "--target-limit"}
+
 
 def register(sub) -> None:
     p = sub.add_parser(

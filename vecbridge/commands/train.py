@@ -27,6 +27,9 @@ TRAINING_FLAGS = {
     "affine": "affine",
 }
 
+# the job's parameters whose flag has another name (see `vecbridge.cli.flag_names`)
+PARAMETER_FLAGS = {"pivots": "--pivot", "reference_texts": "--target-texts", "reference_limit": "--target-limit"}
+
 
 def register(sub) -> None:
     p = sub.add_parser(

@@ -10,6 +10,9 @@ from vecbridge import jobs, stores
 from vecbridge.commands.args import positive_int
 from vecbridge.report import emit
 
+# the job's parameters whose flag has another name (see `vecbridge.cli.flag_names`)
+PARAMETER_FLAGS = {"batch": "--chunk"}
+
 
 def register(sub) -> None:
     p = sub.add_parser(

@@ -46,12 +46,12 @@ def check_space(translator: Translator, where: str, dim: int, encoder: str | Non
     dim_in, _, encoder_in, _ = direction(translator, reverse)
     side = "target" if reverse else "source"
     if dim != dim_in:
-        hint = " (vectors of the translator's other space need --reverse)" if dim == direction(
+        hint = " (vectors of the translator's other space need `reverse`)" if dim == direction(
             translator, not reverse)[0] else ""
         raise UserError(f"{where} has {dim} dims but the translator's {side} space has {dim_in}{hint}")
     if encoder and encoder_in and encoder != encoder_in and not allow_mismatch:
         raise UserError(f"{where} was embedded by {encoder!r} but the translator's {side} space is {encoder_in!r}; "
-                        f"translate vectors of {encoder_in!r} (or pass --allow-encoder-mismatch)")
+                        f"translate vectors of {encoder_in!r} (or pass `allow_encoder_mismatch`)")
 
 
 def same_store(a, b) -> bool:

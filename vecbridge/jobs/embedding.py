@@ -39,7 +39,7 @@ VERSIONED_PACKAGES = ("sentence-transformers", "transformers", "tokenizers", "on
 def work_dir(output) -> Path:
     """Where the finished chunks of an embedding into `output` wait: beside a store with a path, in
     `$VECBRIDGE_HOME/embedding` for a server's."""
-    spec = stores.parse_spec(output, "--output")
+    spec = stores.parse_spec(output, "`output`")
     if spec.path is None:
         return paths.home() / "embedding" / f"{hashlib.sha256(spec.text.encode()).hexdigest()[:16]}.partial"
     return spec.path.parent / f".{spec.path.name}{'#' + spec.name if spec.name else ''}.partial"
@@ -111,14 +111,14 @@ def embed(encoder: str, input_spec: str, output, *, limit: int | None = None, de
     at once instead of mixing their work.
     """
     if limit is not None and limit < 1:
-        raise UserError(f"--limit must be a positive number of texts, got {limit}")
+        raise UserError(f"`limit` must be a positive number of texts, got {limit}")
     if batch_tokens is not None and batch_tokens < 1:
-        raise UserError(f"--batch-tokens must be >= 1, got {batch_tokens}")
+        raise UserError(f"`batch_tokens` must be >= 1, got {batch_tokens}")
     if chunk_size < 1:
-        raise UserError(f"--chunk-size must be >= 1, got {chunk_size}")
-    spec = stores.parse_spec(output, "--output")
+        raise UserError(f"`chunk_size` must be >= 1, got {chunk_size}")
+    spec = stores.parse_spec(output, "`output`")
     # the destination is checked before any work (a writer's constructor only checks)
-    stores.open_writer(spec, "--output", dim=1, count=1, metric=metric, provenance={},
+    stores.open_writer(spec, "`output`", dim=1, count=1, metric=metric, provenance={},
                        overwrite=overwrite).close()
     texts = read_texts(input_spec, limit=limit)
     enc = get_encoder(encoder, device=device, batch_tokens=batch_tokens)
@@ -167,7 +167,7 @@ def _write_store(spec, wd: Path, texts: Sequence[str], meta: dict, chunk_size: i
     """Publish the finished chunks as the store `spec`, chunk by chunk (memory bounded by one chunk)."""
     dim = int(npy.open_vectors(_chunk_path(wd, 0), "chunk").shape[1])
     info = stores.StoreInfo(meta["source"], "texts", len(texts), dim, metric, id_type="int", documents=True)
-    with stores.open_writer(spec, "--output", dim=dim, count=len(texts), metric=metric, source=info,
+    with stores.open_writer(spec, "`output`", dim=dim, count=len(texts), metric=metric, source=info,
                             provenance={"format": STORE_FORMAT, **meta}, overwrite=overwrite) as writer:
         for k, start in enumerate(range(0, len(texts), chunk_size)):
             stop = min(start + chunk_size, len(texts))

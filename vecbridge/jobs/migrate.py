@@ -133,23 +133,23 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
     translation.
     """
     log = log or (lambda msg: None)
-    in_spec, out_spec = stores.parse_spec(source, "--from"), stores.parse_spec(destination, "--to")
+    in_spec, out_spec = stores.parse_spec(source, "`source`"), stores.parse_spec(destination, "`destination`")
     if same_store(in_spec, out_spec):
-        raise UserError(f"--to {out_spec} is the same store as --from; write to another path or collection")
+        raise UserError(f"`destination` {out_spec} is the same store as `source`; write to another path or collection")
     if translator is not None and (source_encoder or pairs_from_documents or method):
-        raise UserError("--translator reuses a trained translator; drop --source-encoder, --pairs-from-documents "
-                        "and --method, which say how to train one")
+        raise UserError("`translator` reuses a trained translator; drop `source_encoder`, `pairs_from_documents` "
+                        "and `method`, which say how to train one")
     if verify_documents < 0:
-        raise UserError(f"--verify-documents must be 0 or more, got {verify_documents}")
-    check_encoder(target_encoder, "--target-encoder", builtin=True)
+        raise UserError(f"`verify_documents` must be 0 or more, got {verify_documents}")
+    check_encoder(target_encoder, "`target_encoder`", builtin=True)
     loaded = Translator.load(translator) if translator is not None else None
     dim_out = loaded.dim_target_ if loaded is not None else get_encoder(target_encoder).dim
-    with stores.open_reader(in_spec, "--from") as reader:
+    with stores.open_reader(in_spec, "`source`") as reader:
         info = reader.info
         if loaded is not None:
-            check_space(loaded, f"--input {info.spec}", info.dim, info.encoder)
+            check_space(loaded, f"`input` {info.spec}", info.dim, info.encoder)
         # the destination is checked before any work (a writer's constructor only checks)
-        stores.open_writer(out_spec, "--to", dim=int(dim_out), count=info.count, metric=info.metric,
+        stores.open_writer(out_spec, "`destination`", dim=int(dim_out), count=info.count, metric=info.metric,
                            provenance={}, overwrite=overwrite, source=info, resume=resume).close()
         with_doc, held, held_rows = _scan_source(reader, verify_documents, seed)
     old_encoder = source_encoder or (info.encoder if installed_encoders().get(info.encoder) else None)

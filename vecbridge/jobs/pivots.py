@@ -1,4 +1,4 @@
-"""Pivot vectors for `vecbridge train --pivot ENCODER`: a built-in encoder's embeddings of built-in texts.
+"""Pivot vectors for `vecbridge train `pivots` ENCODER`: a built-in encoder's embeddings of built-in texts.
 
 A pivot is a third space that `geometric` can step through when the source and target are too far apart to be
 matched directly (`GeometricTranslator.fit(..., pivots=...)`). Its texts are ours, unrelated to the
@@ -36,17 +36,17 @@ def pivot_vectors(encoder: str, texts: str = DEFAULT_TEXTS, rows: int = DEFAULT_
                   device: str = "auto") -> np.ndarray:
     """The last `rows` texts of the spec `texts` embedded by the built-in `encoder` (cached; resumable).
 
-    The last ones, because training sets taken from the same spec (the demo, `embed --limit`) take the first
+    The last ones, because training sets taken from the same spec (the demo, `embed `limit``) take the first
     ones: a pivot should not share its texts with either side.
     """
     if rows < 1:
-        raise UserError(f"--pivot-rows must be a positive number of texts, got {rows}")
+        raise UserError(f"`pivot_rows` must be a positive number of texts, got {rows}")
     return cached_vectors("pivots", encoder, read_texts(texts)[-rows:], device)
 
 
 def auto_pivots(exclude: set[str | None], texts: str = DEFAULT_TEXTS, rows: int = DEFAULT_ROWS,
                 log: Callable[[str], None] | None = None) -> dict[str, Callable[[], np.ndarray | None]]:
-    """The fallback pivots of `--pivot auto`: every installed built-in encoder not in `exclude`, in the
+    """The fallback pivots of ``pivots` auto`: every installed built-in encoder not in `exclude`, in the
     registry's order, each as a function that embeds its pivot texts (cached) only when the fit reaches it, and
     returns None when they cannot be had (a corpus not fetched, a model that fails to load)."""
     from encoders.registry import list_encoders

@@ -1,4 +1,4 @@
-"""`--target-texts auto` / `--reference auto`: the built-in corpus whose vectors look most like the source's domain.
+"""``reference_texts` auto` / ``reference` auto`: the built-in corpus whose vectors look most like the source's domain.
 
 An unsupervised translator matches a source set to a reference set of the target space, so a store of one narrow
 domain needs a reference of that domain, not the general pool. Each fetched built-in corpus (the
@@ -39,7 +39,7 @@ def choose_reference(source: np.ndarray, encoder: str, rows: int = PROFILE_ROWS,
     compared directly (`rank_in_space`), not by their rotation-invariant profiles."""
     specs = candidate_specs()
     if not specs:
-        raise UserError("--target-texts auto needs built-in corpora; run `vecbridge data fetch` first, or give "
+        raise UserError("`reference_texts` auto needs built-in corpora; run `vecbridge data fetch` first, or give "
                         "a reference spec")
     candidates = {}
     for spec in specs:
@@ -49,7 +49,7 @@ def choose_reference(source: np.ndarray, encoder: str, rows: int = PROFILE_ROWS,
         if len(texts) > MIN_CANDIDATE_ROWS:
             candidates[spec] = pivot_data.cached_vectors("references", encoder, texts)
     if not candidates:
-        raise UserError(f"--target-texts auto: no built-in corpus has enough texts to profile ({', '.join(specs)}); "
+        raise UserError(f"`reference_texts` auto: no built-in corpus has enough texts to profile ({', '.join(specs)}); "
                         "give a reference spec")
     ranking = (rank_in_space if same_space else rank_references)(source, candidates, rows)
     chosen = ranking["candidates"][0]["name"]

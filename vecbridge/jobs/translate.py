@@ -73,7 +73,7 @@ def _copy_translated(reader, writer, translator, reverse: bool, search: bool, ba
             if rows < resumed:
                 block, rows = block.tail(resumed - rows), resumed
             block.vectors = translate_vectors(translator, block.vectors, reverse, search,
-                                              name=f"--input {info.spec} (batch from row {rows})")
+                                              name=f"`input` {info.spec} (batch from row {rows})")
             writer.write(block)
             writer.checkpoint()
             rows += len(block)
@@ -95,29 +95,29 @@ def translate(translator: Translator | str | os.PathLike, input, output, *, reve
     exact, which of its fields the destination cannot hold and how many rows a killed run had written.
     """
     if batch is not None and batch < 1:
-        raise UserError(f"--chunk must be a positive number of rows, got {batch}")
-    in_spec, out_spec = stores.parse_spec(input, "--input"), stores.parse_spec(output, "--output")
+        raise UserError(f"`batch` must be a positive number of rows, got {batch}")
+    in_spec, out_spec = stores.parse_spec(input, "`input`"), stores.parse_spec(output, "`output`")
     if same_store(in_spec, out_spec):
-        raise UserError(f"--output {out_spec} is the same store as --input; write to another path or collection")
+        raise UserError(f"`output` {out_spec} is the same store as `input`; write to another path or collection")
     translator_path = None
     if not isinstance(translator, Translator):
         translator_path, translator = str(translator), Translator.load(translator)
     batch = batch or stores.batch_rows(in_spec, out_spec)
-    with stores.open_reader(in_spec, "--input") as reader:
+    with stores.open_reader(in_spec, "`input`") as reader:
         info = reader.info
-        check_space(translator, f"--input {info.spec}", info.dim, info.encoder, reverse, allow_encoder_mismatch)
+        check_space(translator, f"`input` {info.spec}", info.dim, info.encoder, reverse, allow_encoder_mismatch)
         if search:
             translator.check_search()
         dim_out = direction(translator, reverse)[1]
         fingerprint = run_fingerprint(translator, translator_path, in_spec, info, out_spec,
                                       {"reverse": reverse, "search": search, "batch": batch})
         start = time.perf_counter()
-        with stores.open_writer(out_spec, "--output", dim=int(dim_out), count=info.count, metric=info.metric,
+        with stores.open_writer(out_spec, "`output`", dim=int(dim_out), count=info.count, metric=info.metric,
                                 provenance=_provenance(translator, translator_path, info, in_spec, reverse, search),
                                 overwrite=overwrite, source=info, fingerprint=fingerprint, resume=resume) as writer:
             rows = _copy_translated(reader, writer, translator, reverse, search, batch, progress)
             if rows != info.count:
-                raise UserError(f"--input {in_spec} changed while being read ({info.count} rows at the start, "
+                raise UserError(f"`input` {in_spec} changed while being read ({info.count} rows at the start, "
                                 f"{rows} read); stop the writers and run again")
             writer.commit()
     seconds = time.perf_counter() - start

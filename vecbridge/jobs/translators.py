@@ -68,19 +68,19 @@ def read_pairs(path: str | os.PathLike | None) -> np.ndarray | None:
     """Known pairs: an integer (k, 2) .npy of (source_row, target_row); checked before it is loaded."""
     if path is None:
         return None
-    path = files.check_regular_file(path, "--pairs")
+    path = files.check_regular_file(path, "`pairs`")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise UserError(f"--pairs {path} is not a readable .npy array ({str(e).splitlines()[0]}); give an integer "
+        raise UserError(f"`pairs` {path} is not a readable .npy array ({str(e).splitlines()[0]}); give an integer "
                         "(k, 2) array of (source_row, target_row) saved with numpy.save") from None
     if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.shape[1] != 2 or not np.issubdtype(arr.dtype,
                                                                                                   np.integer):
         shape = getattr(arr, "shape", None)
-        raise UserError(f"--pairs {path} must be an integer array of shape (k, 2) = (source_row, target_row); "
+        raise UserError(f"`pairs` {path} must be an integer array of shape (k, 2) = (source_row, target_row); "
                         f"got {getattr(arr, 'dtype', type(arr).__name__)} {shape}")
     if len(arr) == 0:
-        raise UserError(f"--pairs {path} holds no pairs")
+        raise UserError(f"`pairs` {path} holds no pairs")
     return np.array(arr)
 
 
@@ -103,13 +103,13 @@ def document_pairs(documents: list | None, k: int, encoder: str, source, seed: i
     """(source rows, their documents embedded by `encoder`) for `k` documents sampled from the source store,
     none of the rows in `exclude` (documents held out to verify a migration)."""
     if not documents or all(d is None for d in documents):
-        raise UserError(f"--pairs-from-documents needs documents, but --source {source} holds none; give known "
-                        "pairs with --pairs, or public pairs with --source-encoder")
+        raise UserError(f"`pairs_from_documents` needs documents, but `source` {source} holds none; give known "
+                        "pairs with `pairs`, or public pairs with `source_encoder`")
     rows = np.array([i for i, d in enumerate(documents) if isinstance(d, str) and d.strip()])
     if exclude is not None and len(exclude):
         rows = np.setdiff1d(rows, np.asarray(exclude))
     if len(rows) < k:
-        raise UserError(f"--pairs-from-documents {k}: --source {source} has only {len(rows)} rows with a "
+        raise UserError(f"`pairs_from_documents` {k}: `source` {source} has only {len(rows)} rows with a "
                         "document; ask for fewer")
     rows = np.sort(np.random.default_rng(seed).choice(rows, size=k, replace=False))
     from encoders.registry import get_encoder
@@ -133,20 +133,20 @@ class _Sides:
 def _check_train_args(target, target_encoder, source_encoder, pairs, pairs_from_documents, reference_limit,
                       pivot_rows) -> None:
     if target is None and target_encoder is None:
-        raise UserError("give the target side: --target STORE, or --target-encoder NAME to embed reference texts")
+        raise UserError("give the target side: `target` STORE, or `target_encoder` NAME to embed reference texts")
     if target is not None and source_encoder:
-        raise UserError("--source-encoder embeds reference texts with both encoders in place of --target; drop one")
+        raise UserError("`source_encoder` embeds reference texts with both encoders in place of `target`; drop one")
     if source_encoder and not target_encoder:
-        raise UserError("--source-encoder needs --target-encoder: public pairs are the same texts in both spaces")
+        raise UserError("`source_encoder` needs `target_encoder`: public pairs are the same texts in both spaces")
     if pairs_from_documents is not None and not target_encoder:
-        raise UserError("--pairs-from-documents needs --target-encoder to embed the documents in the target space")
+        raise UserError("`pairs_from_documents` needs `target_encoder` to embed the documents in the target space")
     if sum(x is not None for x in (pairs, source_encoder, pairs_from_documents)) > 1:
-        raise UserError("--pairs, --source-encoder and --pairs-from-documents each give known pairs; give one")
+        raise UserError("`pairs`, `source_encoder` and `pairs_from_documents` each give known pairs; give one")
     if reference_limit < 1 or (pairs_from_documents is not None and pairs_from_documents < 1):
-        raise UserError("--target-limit and --pairs-from-documents must be positive numbers of texts")
+        raise UserError("`reference_limit` and `pairs_from_documents` must be positive numbers of texts")
     if pivot_rows < 1:
-        raise UserError(f"--pivot-rows must be a positive number of texts, got {pivot_rows}")
-    for name, flag in ((target_encoder, "--target-encoder"), (source_encoder, "--source-encoder")):
+        raise UserError(f"`pivot_rows` must be a positive number of texts, got {pivot_rows}")
+    for name, flag in ((target_encoder, "`target_encoder`"), (source_encoder, "`source_encoder`")):
         if name:
             check_encoder(name, flag, builtin=True)
 
@@ -156,24 +156,24 @@ def _named_pivots(pivots, cls) -> tuple[bool, list[str]]:
     auto = pivots == pivot_data.AUTO or list(pivots) == [pivot_data.AUTO]
     names = [] if auto else list(dict.fromkeys(pivots))
     if pivot_data.AUTO in names:
-        raise UserError("--pivot auto tries every built-in encoder by itself; give it alone, or name pivots")
+        raise UserError("`pivots` auto tries every built-in encoder by itself; give it alone, or name pivots")
     if names and "pivots" not in cls.fit_options:
-        raise UserError(f"--pivot does not apply to method {cls.method!r} (only to geometric)")
+        raise UserError(f"`pivots` does not apply to method {cls.method!r} (only to geometric)")
     for name in names:
-        check_encoder(name, "--pivot", builtin=True)
+        check_encoder(name, "`pivots`", builtin=True)
     return auto, names
 
 
 def _read_sides(source, target, source_encoder, target_encoder, cls) -> _Sides:
     with contextlib.ExitStack() as readers:
-        src_reader = readers.enter_context(stores.open_reader(source, "--source"))
-        tgt_reader = readers.enter_context(stores.open_reader(target, "--target")) if target is not None else None
+        src_reader = readers.enter_context(stores.open_reader(source, "`source`"))
+        tgt_reader = readers.enter_context(stores.open_reader(target, "`target`")) if target is not None else None
         src_encoder = src_reader.info.encoder or source_encoder
         if source_encoder and src_encoder != source_encoder:
-            raise UserError(f"--source {source} was embedded by {src_encoder!r}, not --source-encoder "
+            raise UserError(f"`source` {source} was embedded by {src_encoder!r}, not `source_encoder` "
                             f"{source_encoder!r}; give the encoder that made the source vectors")
-        src, _, documents = stores.read_all(src_reader, "--source", min_rows=1 if source_encoder else cls.min_rows)
-        tgt = stores.read_all(tgt_reader, "--target", min_rows=cls.min_rows)[0] if tgt_reader else None
+        src, _, documents = stores.read_all(src_reader, "`source`", min_rows=1 if source_encoder else cls.min_rows)
+        tgt = stores.read_all(tgt_reader, "`target`", min_rows=cls.min_rows)[0] if tgt_reader else None
         return _Sides(src, tgt, src_encoder, tgt_reader.info.encoder if tgt_reader else target_encoder, documents)
 
 
@@ -184,7 +184,7 @@ def _add_reference(sides: _Sides, target_encoder: str, reference_texts: str, ref
     if reference_texts == references.AUTO:
         reference_texts, choice = references.choose_reference(sides.src, target_encoder, log=log)
     sides.tgt = check_vectors(reference_vectors(target_encoder, reference_texts, reference_limit),
-                              f"--target-encoder {target_encoder} on {reference_texts}", min_rows=min_rows)
+                              f"`target_encoder` {target_encoder} on {reference_texts}", min_rows=min_rows)
     sides.reference = {"texts": reference_texts, "rows": len(sides.tgt), "target_encoder": target_encoder,
                        **({"auto": choice} if choice is not None else {})}
     return reference_texts
@@ -194,7 +194,7 @@ def _add_public_pairs(sides: _Sides, source, source_encoder: str, reference_text
     """The reference texts embedded by the source's encoder too: appended to the source as known pairs."""
     public = reference_vectors(source_encoder, reference_texts, reference_limit)
     if public.shape[1] != sides.src.shape[1]:
-        raise UserError(f"--source {source} has {sides.src.shape[1]} dims but --source-encoder {source_encoder} "
+        raise UserError(f"`source` {source} has {sides.src.shape[1]} dims but `source_encoder` {source_encoder} "
                         f"makes {public.shape[1]}; give the encoder that made the source vectors")
     sides.pairs = np.stack([np.arange(len(public)) + len(sides.src), np.arange(len(public))], axis=1)
     sides.src = np.concatenate([sides.src, public])
@@ -205,7 +205,7 @@ def _add_document_pairs(sides: _Sides, source, k: int, target_encoder: str, seed
     """K of the source's documents embedded by the target encoder: appended to the target as known pairs."""
     rows, embedded = document_pairs(sides.documents, k, target_encoder, source, seed, exclude)
     if embedded.shape[1] != sides.tgt.shape[1]:
-        raise UserError(f"--target-encoder {target_encoder} makes {embedded.shape[1]} dims but the target side "
+        raise UserError(f"`target_encoder` {target_encoder} makes {embedded.shape[1]} dims but the target side "
                         f"has {sides.tgt.shape[1]}; give the encoder of the target space")
     sides.pairs = np.stack([rows, np.arange(len(rows)) + len(sides.tgt)], axis=1)
     sides.tgt = np.concatenate([sides.tgt, embedded])
@@ -307,9 +307,9 @@ def low_confidence_warning(confidence: dict) -> str:
                 f"only {check['top1']:.0%} of {check['pairs']} held-out known pairs find their own target first "
                 f"among {check['pool']} rows")
     return (f"{evidence}: this translator probably does not map the spaces onto each other. Try a pivot "
-            "encoder close to one side (--pivot minilm-l6; the default, auto, tries each built-in on 2,000+ rows), "
-            "known pairs (--pairs: a few dozen are often enough; "
-            "with 16 or more, a quarter validate the map), more vectors per side or another --seed; check with "
+            "encoder close to one side (`pivots` minilm-l6; the default, auto, tries each built-in on 2,000+ rows), "
+            "known pairs (`pairs`: a few dozen are often enough; "
+            "with 16 or more, a quarter validate the map), more vectors per side or another `seed`; check with "
             "`vecbridge eval` if you have paired vectors.")
 
 
@@ -319,7 +319,7 @@ def _paired_rows(src_ids: list, tgt_ids: list, target) -> np.ndarray:
     missing = [i for i in src_ids if str(i) not in where]
     if missing or len(where) != len(tgt_ids):
         reason = f"has no id {missing[0]!r}" if missing else "repeats ids"
-        raise UserError(f"--target {target} {reason}; eval pairs stores by id: give the same ids on both sides")
+        raise UserError(f"`target` {target} {reason}; eval pairs stores by id: give the same ids on both sides")
     return np.array([where[str(i)] for i in src_ids])
 
 
@@ -330,29 +330,29 @@ def evaluate(translator: Translator | str | os.PathLike, source: str | os.PathLi
     """Translate `source` and score it against the paired `target` (vector files or stores: the same text under
     the same id where both have ids, else row i in both)."""
     if pool < MIN_EVAL_POOL:
-        raise UserError(f"--pool must be at least {MIN_EVAL_POOL}: smaller pools say nothing about retrieval")
+        raise UserError(f"`pool` must be at least {MIN_EVAL_POOL}: smaller pools say nothing about retrieval")
     if not isinstance(translator, Translator):
         translator = Translator.load(translator)
-    with stores.open_reader(source, "--source") as src_reader, stores.open_reader(target, "--target") as tgt_reader:
+    with stores.open_reader(source, "`source`") as src_reader, stores.open_reader(target, "`target`") as tgt_reader:
         src_info, tgt_info = src_reader.info, tgt_reader.info
-        check_space(translator, f"--source {source}", src_info.dim, src_info.encoder, reverse,
+        check_space(translator, f"`source` {source}", src_info.dim, src_info.encoder, reverse,
                     allow_encoder_mismatch)
         dim_out = direction(translator, reverse)[1]
         if tgt_info.dim != dim_out:
-            raise UserError(f"--target {target} has {tgt_info.dim} dims but the translator's output space has "
+            raise UserError(f"`target` {target} has {tgt_info.dim} dims but the translator's output space has "
                             f"{dim_out}; give the same texts embedded by the other encoder")
         if src_info.count != tgt_info.count:
-            raise UserError(f"--source has {src_info.count} rows and --target {tgt_info.count}; eval needs paired "
+            raise UserError(f"`source` has {src_info.count} rows and `target` {tgt_info.count}; eval needs paired "
                             "vectors (the same texts embedded by both encoders: the same ids, or row i = row i)")
         if src_info.count < MIN_EVAL_POOL:
             raise UserError(f"eval needs at least {MIN_EVAL_POOL} paired rows to rank among; got {src_info.count}")
         if search:
             translator.check_search()
-        src, src_ids, _ = stores.read_all(src_reader, "--source")
-        tgt, tgt_ids, _ = stores.read_all(tgt_reader, "--target")
+        src, src_ids, _ = stores.read_all(src_reader, "`source`")
+        tgt, tgt_ids, _ = stores.read_all(tgt_reader, "`target`")
     if src_info.id_type != "row" and tgt_info.id_type != "row":
         tgt = tgt[_paired_rows(src_ids, tgt_ids, target)]
-    pred = translate_vectors(translator, src, reverse, search, name=f"--source {source}")
+    pred = translate_vectors(translator, src, reverse, search, name=f"`source` {source}")
     metrics = evaluate_metrics(pred, tgt, pool=pool)
     metrics["method"] = (getattr(translator, "config_", {}) or {}).get("method", translator.method)
     metrics["output"] = "search" if search else "faithful"

@@ -70,8 +70,8 @@ def recommendation(check: dict, confidence_verdict: str | None = None) -> dict:
     says = {
         "migrate": "migrate: the translated store should serve the new model's queries "
                    + ("better than staying on the old model" if "stay" in options else
-                      "(staying on the old model was not measured: give --source-encoder if it still runs)"),
-        "query_side": "translate the new model's queries into the old space (--reverse) and keep the old store: "
+                      "(staying on the old model was not measured: give `source_encoder` if it still runs)"),
+        "query_side": "translate the new model's queries into the old space (`reverse`) and keep the old store: "
                       "it should serve them better than migrating the store",
         "stay": "do not migrate: the translated store would serve the new model's queries worse than staying on the "
                 "old model; re-embed the documents to change models",

@@ -118,13 +118,13 @@ def _backend(spec: StoreSpec):
     return importlib.import_module(f"vecbridge.stores.{BACKENDS[spec.scheme]}")
 
 
-def open_reader(spec, what: str = "--input") -> StoreReader:
+def open_reader(spec, what: str = "`input`") -> StoreReader:
     """A read-only reader of `spec`; it never creates or changes anything in the store."""
     spec = parse_spec(spec, what)
     return _backend(spec).Reader(spec, what)
 
 
-def open_writer(spec, what: str = "--output", **kwargs) -> StoreWriter:
+def open_writer(spec, what: str = "`output`", **kwargs) -> StoreWriter:
     """A writer for a new store at `spec` (see `StoreWriter`); checks the destination before any work."""
     spec = parse_spec(spec, what)
     return _backend(spec).Writer(spec, what=what, **kwargs)

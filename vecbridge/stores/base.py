@@ -119,7 +119,7 @@ class StoreWriter:
     """
 
     def __init__(self, spec: StoreSpec, *, dim: int, count: int, metric: str | None, provenance: dict,
-                 overwrite: bool = False, source: StoreInfo | None = None, what: str = "--output",
+                 overwrite: bool = False, source: StoreInfo | None = None, what: str = "`output`",
                  fingerprint: str | None = None, resume: bool = False) -> None:
         self.spec, self.dim, self.count, self.overwrite, self.what = spec, dim, count, overwrite, what
         self.metric = metric if metric in METRICS else "cosine"
@@ -127,8 +127,8 @@ class StoreWriter:
         self.fingerprint, self.resume = fingerprint, resume
         if spec.url is not None:  # a server: no local place for resume records
             if resume:
-                raise UserError(f"{what} {spec}: --resume needs a local store; a server's unfinished collection is "
-                                "removed when its run fails: run again without --resume")
+                raise UserError(f"{what} {spec}: `resume` needs a local store; a server's unfinished collection is "
+                                "removed when its run fails: run again without `resume`")
             self.fingerprint = None
         self.committed = False
         self.dropped: list[str] = []  # fields of the source this backend cannot hold

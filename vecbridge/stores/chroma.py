@@ -168,11 +168,11 @@ class Writer(StoreWriter):
         self.client = self.client if spec.url is not None else client(spec.path)
         if spec.name in _names(self.client):
             if not self.overwrite:
-                raise UserError(f"{self.what} {spec}: collection {spec.name!r} already exists; pass --overwrite to "
+                raise UserError(f"{self.what} {spec}: collection {spec.name!r} already exists; pass `overwrite` to "
                                 "replace it or choose another name")
             if not is_vecbridge_collection(self.client.get_collection(spec.name, embedding_function=None)):
                 raise UserError(f"{self.what} {spec}: collection {spec.name!r} was not written by vecbridge; "
-                                "--overwrite only replaces vecbridge's own collections: choose another name")
+                                "`overwrite` only replaces vecbridge's own collections: choose another name")
 
     def open_tmp(self, state):
         if self.spec.url is None:
@@ -183,12 +183,12 @@ class Writer(StoreWriter):
         if state:
             if state["collection"] not in _names(self.client):
                 raise UserError(f"{self.what} {self.spec}: the unfinished collection {state['collection']!r} its "
-                                "record names is gone; run without --resume to start over")
+                                "record names is gone; run without `resume` to start over")
             self.collection = self.client.get_collection(state["collection"], embedding_function=None)
             self.collection.modify(name=self.tmp)  # this run's name: no other run's sweep takes it
             if self.collection.count() < self.resumed_rows:
                 raise UserError(f"{self.what} {self.spec}: the unfinished collection holds fewer rows than its "
-                                "record says; run without --resume to start over")
+                                "record says; run without `resume` to start over")
             self.rows = self.resumed_rows
         # a server's leftovers may belong to live runs on other hosts: only local ones are swept
         for name in _names(self.client) if self.spec.url is None else ():

@@ -16,7 +16,6 @@ from vecbridge.errors import UserError
 from vecbridge.stores import npy
 from vecbridge.stores.base import (
     PROVENANCE_KEY,
-    STORE_FORMAT,
     Batch,
     StoreInfo,
     StoreReader,
@@ -118,13 +117,6 @@ def _fit_factory(factory: str, dim: int) -> str:
     return f"{head}PQ{m}" + (f"x{nbits}" if nbits else "")
 
 
-def is_vecbridge_faiss(path) -> bool:
-    try:
-        return parse_provenance(npy.read_sidecar(path).get(PROVENANCE_KEY)) is not None
-    except UserError:
-        return False
-
-
 class Writer(SpilledIndexWriter):
     """Rows are spilled to staged files as they come (what a resume continues from); the index is built from
     them at commit (IVF / PQ need all vectors to train), written to a staged file and published with its
@@ -133,13 +125,11 @@ class Writer(SpilledIndexWriter):
     backend = "faiss"
 
     def __init__(self, spec, **kwargs):
-        super().__init__(spec, marker=is_vecbridge_faiss, **kwargs)
+        super().__init__(spec, **kwargs)
         self.factory = _fit_factory(self.layout.get("faiss_factory", "Flat"), self.dim)
 
-    def commit(self) -> None:
+    def build_index(self, x, labels):
         f = _faiss()
-        with files.disk_errors(self.spec.path):
-            x, labels = self.spill.arrays()
         metric = f.METRIC_INNER_PRODUCT if self.metric in ("ip", "cosine") else f.METRIC_L2
         factory = f"IDMap2,{self.factory}" if self.keep_ids else self.factory
         try:
@@ -153,15 +143,4 @@ class Writer(SpilledIndexWriter):
         except RuntimeError as e:
             raise UserError(f"{self.what} {self.spec}: faiss could not build {factory} on {len(x)} vectors "
                             f"({first_line(e).split(': ')[-1]})") from None
-        meta = {"format": STORE_FORMAT, "backend": "faiss", "factory": factory, "dim": self.dim, "count": len(x),
-                "metric": self.metric, "encoder": self.provenance.get("encoder"), PROVENANCE_KEY: self.provenance}
-        with files.disk_errors(self.spec.path), files.staged() as stage:
-            tmp = stage.file(self.spec.path)
-            f.write_index(index, str(tmp))
-            files.write_json_file(stage.file(npy.sidecar_path(self.spec.path)), meta)
-        self.spill.discard()
-        self.committed = True
-
-    def abort(self) -> None:
-        if self.spill is not None:
-            self.spill.discard()
+        return (lambda path: f.write_index(index, str(path))), {"factory": factory, "metric": self.metric}

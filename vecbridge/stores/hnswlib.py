@@ -14,7 +14,6 @@ from vecbridge.errors import UserError
 from vecbridge.stores import npy
 from vecbridge.stores.base import (
     PROVENANCE_KEY,
-    STORE_FORMAT,
     Batch,
     StoreInfo,
     StoreReader,
@@ -79,40 +78,18 @@ class Reader(StoreReader):
             yield Batch(labels.tolist(), vectors)
 
 
-def is_vecbridge_hnswlib(path) -> bool:
-    try:
-        return parse_provenance(npy.read_sidecar(path).get(PROVENANCE_KEY)) is not None
-    except UserError:
-        return False
-
-
 class Writer(SpilledIndexWriter):
     """Rows spilled to staged files as they come (what a resume continues from); the index is built from them
     at commit and saved to a staged file with its sidecar."""
 
     backend = "hnswlib"
 
-    def __init__(self, spec, **kwargs):
-        super().__init__(spec, marker=is_vecbridge_hnswlib, **kwargs)
-
-    def commit(self) -> None:
+    def build_index(self, vectors, labels):
         import hnswlib
 
-        with files.disk_errors(self.spec.path):
-            vectors, labels = self.spill.arrays()
         rows = len(vectors)
         index = hnswlib.Index(space=self.metric, dim=self.dim)
         index.init_index(max_elements=max(rows, 1), M=self.layout.get("hnswlib_M", 16),
                          ef_construction=self.layout.get("hnswlib_ef_construction", 200), random_seed=0)
         index.add_items(np.asarray(vectors), labels if labels is not None else np.arange(rows), num_threads=1)
-        meta = {"format": STORE_FORMAT, "backend": "hnswlib", "dim": self.dim, "space": self.metric,
-                "count": rows, "encoder": self.provenance.get("encoder"), PROVENANCE_KEY: self.provenance}
-        with files.disk_errors(self.spec.path), files.staged() as stage:
-            index.save_index(str(stage.file(self.spec.path)))
-            files.write_json_file(stage.file(npy.sidecar_path(self.spec.path)), meta)
-        self.spill.discard()
-        self.committed = True
-
-    def abort(self) -> None:
-        if self.spill is not None:
-            self.spill.discard()
+        return (lambda path: index.save_index(str(path))), {"space": self.metric}

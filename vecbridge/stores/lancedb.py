@@ -17,22 +17,13 @@ from vecbridge.files import claim, is_stale_tmp, tmp_name
 from vecbridge.stores.base import (
     PROVENANCE_KEY,
     Batch,
-    StoreReader,
     StoreWriter,
     check_parent_dir,
     existing_dir,
     first_line,
     provenance_json,
 )
-from vecbridge.stores.parquet import (
-    arrow_store_info,
-    arrow_table,
-    id_arrow_type,
-    schema_provenance,
-    split_columns,
-    vector_dim,
-    vectors_from_arrow,
-)
+from vecbridge.stores.parquet import ArrowReader, arrow_table, id_arrow_type, schema_provenance
 
 
 def _connect(path):
@@ -45,7 +36,9 @@ def _tables(db) -> list[str]:
     return list(db.list_tables().tables)
 
 
-class Reader(StoreReader):
+class Reader(ArrowReader):
+    backend = "lancedb"
+
     def __init__(self, spec, what):
         self.spec, self.what = spec, what
         existing_dir(spec, what)
@@ -61,33 +54,18 @@ class Reader(StoreReader):
             raise
         except Exception as e:
             raise UserError(f"{what} {spec} cannot be opened by lancedb ({first_line(e)})") from None
-        names = schema.names
-        if "vector" not in names:
-            raise UserError(f"{what} {spec}: table {spec.name!r} has no 'vector' column (columns: {', '.join(names)})")
-        dim = vector_dim(schema.field("vector"), spec, what)
-        if count == 0:
-            raise UserError(f"{what} {spec}: table {spec.name!r} is empty")
-        self.names = names
-        self.id_col, self.doc_col, self.info = arrow_store_info(spec, "lancedb", schema, names, count, dim)
+        self.describe(schema, count, f": table {spec.name!r}")
 
     def batches(self, size: int) -> Iterator[Batch]:
-        start = 0
         try:
-            for rb in self.table.search().limit(None).to_batches(size):
-                if rb.num_rows == 0:
-                    continue
-                rb = rb.select(self.names)
-                ids, docs, meta = split_columns(rb, self.names, self.id_col, self.doc_col, "vector")
-                vectors = vectors_from_arrow(rb.column("vector"), self.spec, self.what, self.info.dim)
-                yield Batch(ids if ids is not None else list(range(start, start + rb.num_rows)), vectors, docs, meta)
-                start += rb.num_rows
+            yield from self.rows(self.table.search().limit(None).to_batches(size))
         except UserError:
             raise
         except Exception as e:
-            raise UserError(f"{self.what} {self.spec}: reading failed at row {start} ({first_line(e)})") from None
-        if start != self.info.count:
+            raise UserError(f"{self.what} {self.spec}: reading failed at row {self.start} ({first_line(e)})") from None
+        if self.start != self.info.count:
             raise UserError(f"{self.what} {self.spec} changed while being read ({self.info.count} rows at the start, "
-                            f"{start} read); stop the writers and run again")
+                            f"{self.start} read); stop the writers and run again")
 
 
 class Writer(StoreWriter):
@@ -101,11 +79,11 @@ class Writer(StoreWriter):
             self.db = _connect(spec.path)
             if spec.name in _tables(self.db):
                 if not self.overwrite:
-                    raise UserError(f"{self.what} {spec}: table {spec.name!r} already exists; pass --overwrite to "
+                    raise UserError(f"{self.what} {spec}: table {spec.name!r} already exists; pass `overwrite` to "
                                     "replace it or choose another name")
                 if schema_provenance(self.db.open_table(spec.name).schema) is None:
                     raise UserError(f"{self.what} {spec}: table {spec.name!r} was not written by vecbridge; "
-                                    "--overwrite only replaces vecbridge's own tables: choose another name")
+                                    "`overwrite` only replaces vecbridge's own tables: choose another name")
         self.tmp = self.table = None
         self.rows = 0
 
@@ -124,10 +102,10 @@ class Writer(StoreWriter):
                 rows = self.table.count_rows()
             except Exception as e:
                 raise UserError(f"{self.what} {self.spec}: the unfinished table cannot be resumed ({first_line(e)}); "
-                                "run without --resume to start over") from None
+                                "run without `resume` to start over") from None
             if rows != self.resumed_rows:
                 raise UserError(f"{self.what} {self.spec}: the unfinished table holds {rows} rows, its record "
-                                f"{self.resumed_rows}; run without --resume to start over")
+                                f"{self.resumed_rows}; run without `resume` to start over")
             self.schema = self.table.schema
             self.id_type = self.schema.field("id").type if "id" in self.schema.names else None
             self.meta_schema = self.source.metadata_schema if self.source else None

@@ -83,7 +83,40 @@ def split_columns(table_or_batch, names, id_col, doc_col, vec_col):
     return ids, docs, meta
 
 
-class Reader(StoreReader):
+class ArrowReader(StoreReader):
+    """What the Arrow-schema stores (Parquet, LanceDB) share: the schema's checks, and record batches as Batches."""
+
+    backend = ""
+
+    def describe(self, schema: pa.Schema, count: int, where: str = "") -> None:
+        """Check the schema (`where`: what in the store it is, for messages) and set `info`."""
+        names = schema.names
+        if "vector" not in names:
+            raise UserError(f"{self.what} {self.spec}{where} has no 'vector' column (columns: {', '.join(names)}); "
+                            "vecbridge reads columns id, vector (fixed-size list of float32), document and metadata")
+        dim = vector_dim(schema.field("vector"), self.spec, self.what)
+        if count == 0:
+            raise UserError(f"{self.what} {self.spec}{where} holds no rows")
+        self.names = names
+        self.id_col, self.doc_col, self.info = arrow_store_info(self.spec, self.backend, schema, names, count, dim)
+
+    def rows(self, record_batches) -> Iterator[Batch]:
+        """Batches from Arrow record batches; `self.start` counts the rows read (for messages)."""
+        self.start = 0
+        for rb in record_batches:
+            if rb.num_rows == 0:
+                continue
+            rb = rb.select(self.names)
+            ids, docs, meta = split_columns(rb, self.names, self.id_col, self.doc_col, "vector")
+            vectors = vectors_from_arrow(rb.column("vector"), self.spec, self.what, self.info.dim)
+            yield Batch(ids if ids is not None else list(range(self.start, self.start + rb.num_rows)), vectors, docs,
+                        meta)
+            self.start += rb.num_rows
+
+
+class Reader(ArrowReader):
+    backend = "parquet"
+
     def __init__(self, spec, what):
         self.spec, self.what = spec, what
         if not spec.path.exists():
@@ -94,29 +127,14 @@ class Reader(StoreReader):
             count = self.dataset.count_rows()
         except (pa.ArrowException, OSError) as e:
             raise UserError(f"{what} {spec} is not readable Parquet ({first_line(e)}); it may be truncated") from None
-        names = schema.names
-        if "vector" not in names:
-            raise UserError(f"{what} {spec} has no 'vector' column (columns: {', '.join(names)}); vecbridge reads "
-                            "columns id, vector (fixed-size list of float32), document and metadata")
-        dim = vector_dim(schema.field("vector"), spec, what)
-        if count == 0:
-            raise UserError(f"{what} {spec} holds no rows")
-        self.names = names
-        self.id_col, self.doc_col, self.info = arrow_store_info(spec, "parquet", schema, names, count, dim)
+        self.describe(schema, count)
 
     def batches(self, size: int) -> Iterator[Batch]:
-        start = 0
         try:
-            for rb in self.dataset.to_batches(batch_size=size):
-                if rb.num_rows == 0:
-                    continue
-                ids, docs, meta = split_columns(rb, self.names, self.id_col, self.doc_col, "vector")
-                vectors = vectors_from_arrow(rb.column("vector"), self.spec, self.what, self.info.dim)
-                yield Batch(ids if ids is not None else list(range(start, start + rb.num_rows)), vectors, docs, meta)
-                start += rb.num_rows
+            yield from self.rows(self.dataset.to_batches(batch_size=size))
         except (pa.ArrowException, OSError) as e:
-            raise UserError(f"{self.what} {self.spec}: reading failed at row {start} ({first_line(e)}); the file "
-                            "may be truncated or changing") from None
+            raise UserError(f"{self.what} {self.spec}: reading failed at row {self.start} ({first_line(e)}); the "
+                            "file may be truncated or changing") from None
 
 
 def arrow_table(batch: Batch, dim: int, id_type: pa.DataType | None, meta_schema: pa.Schema | None,

@@ -182,12 +182,12 @@ class Writer(StoreWriter):
         if not c.collection_exists(spec.name):
             return
         if not self.overwrite:
-            raise UserError(f"{self.what} {spec}: collection {spec.name!r} already exists; pass --overwrite to "
+            raise UserError(f"{self.what} {spec}: collection {spec.name!r} already exists; pass `overwrite` to "
                             "replace it or choose another name")
         if spec.name not in _aliases(c) or parse_provenance(
                 (c.get_collection(spec.name).config.metadata or {}).get(PROVENANCE_KEY)) is None:
             raise UserError(f"{self.what} {spec}: collection {spec.name!r} was not written by vecbridge; "
-                            "--overwrite only replaces vecbridge's own collections: choose another name")
+                            "`overwrite` only replaces vecbridge's own collections: choose another name")
 
     def open_tmp(self, state):
         from qdrant_client import models
@@ -201,7 +201,7 @@ class Writer(StoreWriter):
             if not self.client.collection_exists(self.tmp) or \
                     self.client.count(self.tmp, exact=True).count < self.resumed_rows:
                 raise UserError(f"{self.what} {self.spec}: the unfinished collection {self.tmp!r} its record names "
-                                "is gone or holds fewer rows; run without --resume to start over")
+                                "is gone or holds fewer rows; run without `resume` to start over")
             self.rows = self.resumed_rows
         published = set(_aliases(self.client).values())
         for col in self.client.get_collections().collections:

@@ -53,7 +53,7 @@ class ResumeRecords:
             if others:
                 raise UserError(f"{self.what} {self.spec}: the unfinished translation there was made with another "
                                 "translator, input or options; resuming it would mix two translations: run "
-                                "without --resume to discard it and start over")
+                                "without `resume` to discard it and start over")
             return None
         rows, self.taken, record = max(mine, key=lambda m: m[0])
         return rows, record.get("state") or {}

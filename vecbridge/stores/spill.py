@@ -4,14 +4,16 @@ files beside the destination: what a resumed run continues from."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from vecbridge import files
 from vecbridge.errors import UserError
-from vecbridge.files import RowFile, claim
-from vecbridge.stores.base import Batch, StoreWriter, int_ids
+from vecbridge.files import RowFile, claim, sidecar_path
+from vecbridge.stores.base import PROVENANCE_KEY, STORE_FORMAT, Batch, StoreWriter, int_ids, parse_provenance
+from vecbridge.stores.npy import read_sidecar
 
 
 class Spill:
@@ -31,7 +33,7 @@ class Spill:
             if key in held:
                 os.rename(held[key], path)
             elif state:
-                raise UserError(f"the unfinished {key} of {dest} are missing; run without --resume to start over")
+                raise UserError(f"the unfinished {key} of {dest} are missing; run without `resume` to start over")
             self.files[key] = RowFile(path, shape, dtype, rows if state else None)
 
     @property
@@ -61,13 +63,22 @@ class Spill:
         self.staging.discard()
 
 
+def has_vecbridge_sidecar(path) -> bool:
+    """Whether the index file `path` has a sidecar with vecbridge's provenance (vecbridge wrote it)."""
+    try:
+        return parse_provenance(read_sidecar(path).get(PROVENANCE_KEY)) is not None
+    except UserError:
+        return False
+
+
 class SpilledIndexWriter(StoreWriter):
     """A writer for index-file stores (faiss, hnswlib): rows are spilled to staged files as they come (what a
-    resume continues from) and the subclass builds the index from them in `commit`."""
+    resume continues from); at commit the subclass's `build_index` makes the index from them, and it is
+    published with its sidecar."""
 
     backend = ""
 
-    def __init__(self, spec, marker, **kwargs):
+    def __init__(self, spec, marker=has_vecbridge_sidecar, **kwargs):
         super().__init__(spec, **kwargs)
         same = self.source and self.source.backend == self.backend
         inputs = [self.source.spec.split(":", 1)[1].split("?")[0]] if same else []
@@ -90,3 +101,23 @@ class SpilledIndexWriter(StoreWriter):
     def durable_state(self) -> dict:
         with files.disk_errors(self.spec.path):
             return self.spill.state()
+
+    def build_index(self, vectors: np.ndarray, labels: np.ndarray | None) -> tuple[Callable[[Path], None], dict]:
+        """(a function that saves the index built from the rows to a path, the sidecar's backend fields)."""
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        with files.disk_errors(self.spec.path):
+            vectors, labels = self.spill.arrays()
+        save, fields = self.build_index(vectors, labels)
+        meta = {"format": STORE_FORMAT, "backend": self.backend, "dim": self.dim, "count": len(vectors), **fields,
+                "encoder": self.provenance.get("encoder"), PROVENANCE_KEY: self.provenance}
+        with files.disk_errors(self.spec.path), files.staged() as stage:
+            save(stage.file(self.spec.path))
+            files.write_json_file(stage.file(sidecar_path(self.spec.path)), meta)
+        self.spill.discard()
+        self.committed = True
+
+    def abort(self) -> None:
+        if self.spill is not None:
+            self.spill.discard()
