@@ -179,6 +179,17 @@ def is_vecbridge_vectors(path: Path) -> bool:
     return isinstance(meta, dict) and (meta.get("format") == VECTORS_FORMAT or {"dim", "count"} <= set(meta))
 
 
+def _check_replace(dest: Path, overwrite: bool, what: str, right_kind: Callable[[], bool], kind: str,
+                   ours: Callable[[Path], bool], not_ours: str) -> None:
+    """Refuse to replace an existing `dest` without `overwrite`, of another kind, or not vecbridge's own."""
+    if not overwrite:
+        raise UserError(f"{what} {dest} already exists; pass `overwrite` to replace it or choose another path")
+    if not right_kind():
+        raise UserError(f"{what} {dest} exists and is not {kind}; vecbridge will not replace it")
+    if not ours(dest):
+        raise UserError(f"{what} {dest} {not_ours}")
+
+
 def check_file_output(dest: str | os.PathLike, overwrite: bool, inputs: Iterable[str | os.PathLike] = (),
                       sidecar: bool = True, what: str = "output", marker: Callable[[Path], bool] | None = None
                       ) -> Path:
@@ -198,13 +209,9 @@ def check_file_output(dest: str | os.PathLike, overwrite: bool, inputs: Iterable
         if _same_file(dest, Path(src)):
             raise UserError(f"{what} {dest} is the same file as the input {src}; write to another path")
     if dest.exists() or dest.is_symlink():
-        if not overwrite:
-            raise UserError(f"{what} {dest} already exists; pass `overwrite` to replace it or choose another path")
-        if not dest.is_file():
-            raise UserError(f"{what} {dest} exists and is not a regular file; vecbridge will not replace it")
-        if not (marker or is_vecbridge_vectors)(dest):
-            raise UserError(f"{what} {dest} was not written by vecbridge (no vecbridge sidecar {side.name}); "
-                            "`overwrite` only replaces vecbridge's own outputs: move it away or choose another path")
+        _check_replace(dest, overwrite, what, dest.is_file, "a regular file", marker or is_vecbridge_vectors,
+                       f"was not written by vecbridge (no vecbridge sidecar {side.name}); `overwrite` only replaces "
+                       "vecbridge's own outputs: move it away or choose another path")
     elif sidecar and side.is_file() and not overwrite:
         raise UserError(f"the sidecar {side} of {what} {dest} already exists; pass `overwrite` or remove it")
     return dest
@@ -225,13 +232,9 @@ def check_dir_output(dest: str | os.PathLike, overwrite: bool, is_artifact: Call
         if _contains(dest, Path(src)):
             raise UserError(f"{what} {dest} contains the input {src}; choose another directory")
     if dest.exists() or dest.is_symlink():
-        if not overwrite:
-            raise UserError(f"{what} {dest} already exists; pass `overwrite` to replace it or choose another path")
-        if dest.is_symlink() or not dest.is_dir():
-            raise UserError(f"{what} {dest} exists and is not a {kind} directory; vecbridge will not replace it")
-        if not is_artifact(dest):
-            raise UserError(f"{what} {dest} is not a {kind} that vecbridge wrote; `overwrite` only replaces "
-                            f"vecbridge's own {kind}s: move it away or choose another directory")
+        _check_replace(dest, overwrite, what, lambda: dest.is_dir() and not dest.is_symlink(), f"a {kind} directory",
+                       is_artifact, f"is not a {kind} that vecbridge wrote; `overwrite` only replaces vecbridge's own "
+                       f"{kind}s: move it away or choose another directory")
     return dest
 
 
