@@ -21,20 +21,7 @@ from attacks.defences import (
 )
 from attacks.inversion import KeywordDecoder, NearestTexts, content_words, recovered_items, sensitive_items
 from attacks.metrics import chance, item_f1, keyword_scores, top_k_accuracy
-
-TOPICS = {"weather": ["rain", "storm", "clouds", "forecast", "wind"],
-          "football": ["goal", "match", "striker", "league", "referee"],
-          "cooking": ["recipe", "oven", "flour", "sauce", "kitchen"],
-          "music": ["guitar", "concert", "melody", "album", "singer"]}
-
-
-def sentences(n: int, seed: int) -> tuple[list[str], list[str]]:
-    rng = np.random.default_rng(seed)
-    names = list(TOPICS)
-    labels = [names[i % 4] for i in range(n)]
-    texts = [f"The {' and the '.join(rng.choice(TOPICS[t], 2, replace=False))} were the talk of the day"
-             for t in labels]
-    return texts, labels
+from tests.helpers import TOPICS, sentences
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +81,9 @@ def test_keyword_decoder_and_retrieval_on_a_known_space(space):
 
 
 def test_attack_suite_reuses_a_fitted_decoder_and_index(space):
-    from vecbridge.jobs.audit import AttackSuite, AttributeSpec, Leak
+    from vecbridge.jobs.audit.attributes import AttributeSpec
+    from vecbridge.jobs.audit.leak import Leak
+    from vecbridge.jobs.audit.suite import AttackSuite
 
     _, x_train, y_train, train_texts, x, y, texts = space
     spec = AttributeSpec("topic", None, "probe.jsonl", "topic", rows=(train_texts, y_train))

@@ -8,63 +8,28 @@ files, unreadable or malformed inputs (files, sidecars, configs, pairs, corpora,
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from vecbridge.cli import build_parser, main
+from tests.helpers import (
+    assert_clean_failure,
+    big_file_and_translator,
+    cli,
+    fast_params_flags,
+    random_isometry,
+    snapshot,
+    vecbridge_process,
+    wait_for,
+)
+from vecbridge.cli import build_parser
 from vecbridge.stores import npy
-
-REPO = Path(__file__).resolve().parents[1]
-# geometric on small synthetic data in seconds: few restarts, small samples
-FAST = ["--param", "restarts=2", "--param", "qap_restarts=0", "--param", "init_sample=800",
-        "--param", "refine_iters=8", "--param", "centroid_rounds=4", "--param", "n_centroids=64",
-        "--param", "score_sample=300", "--param", "verbose=false"]
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every path under `root` with its content hash ('dir' for folders): what a failed run must not change."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        if p.is_symlink():
-            out[rel] = "link:" + os.readlink(p)
-        elif p.is_dir():
-            out[rel] = "dir"
-        elif p.is_file():
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-        else:
-            out[rel] = "special"
-    return out
-
-
-def cli(*argv) -> tuple[int, str, str]:
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main([str(a) for a in argv])
-        except SystemExit as e:  # argparse's own usage errors
-            rc = e.code
-    return rc, out.getvalue(), err.getvalue()
-
-
-def assert_clean_failure(rc, err, expected):
-    assert rc != 0, err
-    assert "Traceback" not in err, err
-    assert len(err.strip().splitlines()) == 1, err
-    assert expected in err, err
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +39,7 @@ def world(tmp_path_factory):
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(32, 16))
     z = centers[rng.integers(32, size=1400)] + 0.2 * rng.normal(size=(1400, 16))
-    q = np.linalg.qr(rng.normal(size=(24, 16)))[0]
+    q = random_isometry(rng, 24, 16)
     y = z @ q.T + 0.01 * rng.normal(size=(1400, 24))
     data = root / "data"
     data.mkdir()
@@ -84,7 +49,8 @@ def world(tmp_path_factory):
         files[name] = data / f"{name}.npy"
         npy.write_vectors(files[name], arr.astype(np.float32), meta={"encoder": enc})
     (data / "notes.txt").write_text("my notes\n")
-    assert cli("train", "--source", files["src"], "--target", files["tgt"], "--output", root / "geo", *FAST)[0] == 0
+    assert cli("train", "--source", files["src"], "--target", files["tgt"], "--output", root / "geo",
+               *fast_params_flags())[0] == 0
     assert cli("train", "--method", "procrustes", "--source", files["src"], "--target", files["tgt"],
                "--output", root / "proc")[0] == 0
     return root, files
@@ -317,30 +283,22 @@ def test_write_error_midway_publishes_nothing(w, monkeypatch):
 
 
 def test_sigkill_during_translate_leaves_only_a_temp_file_that_the_rerun_removes(tmp_path):
-    rng = np.random.default_rng(0)
-    big = tmp_path / "big.npy"
-    npy.write_vectors(big, rng.normal(size=(400_000, 16)).astype(np.float32), meta={"encoder": "enc-a"})
-    from align.paired import ProcrustesTranslator
-    from vecbridge.jobs import save_translator
-
-    x = rng.normal(size=(300, 16)).astype(np.float32)
-    save_translator(ProcrustesTranslator().fit(x, x @ np.linalg.qr(rng.normal(size=(16, 16)))[0]), tmp_path / "tr")
-    argv = [sys.executable, "-m", "vecbridge", "translate", "--translator", str(tmp_path / "tr"), "--input", str(big),
-            "--output", str(tmp_path / "out.npy"), "--chunk", "1000"]
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
+    big, tr = big_file_and_translator(tmp_path, np.random.default_rng(0), 400_000)
+    proc = vecbridge_process("translate", "--translator", tr, "--input", big, "--output", tmp_path / "out.npy",
+                             "--chunk", 1000)
     temps = []
-    while proc.poll() is None and time.monotonic() < deadline:
-        temps = [p for p in tmp_path.iterdir() if p.name.startswith(".out.npy.vecbridge-tmp-")]
-        if temps and temps[0].stat().st_size > 1_000_000:
-            break
-        time.sleep(0.01)
+
+    def big_temp_file():
+        temps[:] = [p for p in tmp_path.iterdir() if p.name.startswith(".out.npy.vecbridge-tmp-")]
+        return bool(temps) and temps[0].stat().st_size > 1_000_000
+
+    wait_for(big_temp_file, proc)
     proc.kill()
     proc.wait()
     if (tmp_path / "out.npy").exists():
         pytest.skip("the run finished before it could be killed")
     assert temps and not (tmp_path / "out.npy.json").exists()
-    assert cli("translate", "--translator", tmp_path / "tr", "--input", big, "--output", tmp_path / "out.npy")[0] == 0
+    assert cli("translate", "--translator", tr, "--input", big, "--output", tmp_path / "out.npy")[0] == 0
     assert np.load(tmp_path / "out.npy", mmap_mode="r").shape == (400_000, 16)
     assert not [p for p in tmp_path.iterdir() if "vecbridge-tmp" in p.name]
 
@@ -350,13 +308,10 @@ def test_two_concurrent_embed_runs_on_one_output_never_mix(tmp_path):
     a.write_text("".join(f"alpha sentence {i} about rivers and hills\n" for i in range(600)))
     b.write_text("".join(f"beta line {i} on markets\n" for i in range(40)))
     out = tmp_path / "out.npy"
-    first = subprocess.Popen([sys.executable, "-m", "vecbridge", "embed", "--encoder", "minilm-l6", "--input", str(a),
-                              "--output", str(out), "--chunk-size", "32"], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = vecbridge_process("embed", "--encoder", "minilm-l6", "--input", a, "--output", out, "--chunk-size", 32,
+                              stderr=subprocess.PIPE, text=True)
     manifest = tmp_path / ".out.npy.partial" / "manifest.json"
-    deadline = time.monotonic() + 120
-    while not manifest.exists() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(manifest.exists, first)
     rc, _, err = cli("embed", "--encoder", "minilm-l6", "--input", b, "--output", out, "--chunk-size", "32")
     first_rc = first.wait(timeout=300)
     if first_rc == 0 and rc == 0:

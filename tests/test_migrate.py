@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from align.vectors import unit_rows_np
-from tests.test_hostile import FAST, assert_clean_failure, cli, snapshot
-from tests.test_stores_train import texts  # noqa: F401  (module fixture: a LanceDB store of minilm-l6 documents)
+from tests.helpers import assert_clean_failure, cli, fast_params_flags, random_isometry, snapshot
 from vecbridge import stores
 from vecbridge.jobs.translators import document_pairs
 from vecbridge.jobs.verify import neighbourhood_check, pseudo_queries, pseudo_query_check, recommendation
@@ -19,7 +18,7 @@ from vecbridge.jobs.verify import neighbourhood_check, pseudo_queries, pseudo_qu
 def test_neighbourhood_check_ranks_the_options():
     rng = np.random.default_rng(0)
     new = unit_rows_np(rng.standard_normal((300, 24)))
-    q = np.linalg.qr(rng.standard_normal((24, 24)))[0]
+    q = random_isometry(rng, 24, 24)
     old = unit_rows_np(new @ q + 0.3 * rng.standard_normal((300, 24)))  # another model: noisier neighbourhoods
     good = unit_rows_np(new + 0.02 * rng.standard_normal(new.shape))  # a near-perfect migration
     bad = unit_rows_np(rng.standard_normal(new.shape))  # a failed one
@@ -45,7 +44,7 @@ def test_pseudo_queries_score_each_option():
     rng = np.random.default_rng(0)
     new = unit_rows_np(rng.standard_normal((200, 32)))
     queries = unit_rows_np(new + 0.3 * rng.standard_normal(new.shape))
-    q = np.linalg.qr(rng.standard_normal((32, 32)))[0]
+    q = random_isometry(rng, 32, 32)
     old = unit_rows_np(new @ q)
     check = pseudo_query_check(new, queries, migrated=unit_rows_np(new + 0.05 * rng.standard_normal(new.shape)),
                                old=old, queries_back=unit_rows_np(rng.standard_normal(new.shape)),
@@ -65,8 +64,8 @@ def test_document_pairs_never_use_held_out_rows():
     assert vecs.shape == (10, 384)
 
 
-def test_migrate_end_to_end(texts, tmp_path, monkeypatch):  # noqa: F811
-    d, src = texts
+def test_migrate_end_to_end(minilm_store, tmp_path, monkeypatch):
+    d, src = minilm_store
     monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
     before = snapshot(d)
     dest = f"chroma:{tmp_path}/chroma#new"
@@ -124,12 +123,12 @@ def test_migrate_end_to_end(texts, tmp_path, monkeypatch):  # noqa: F811
     assert snapshot(tmp_path) == snap
 
 
-def test_migrate_few_shot_from_documents(texts, tmp_path, monkeypatch):  # noqa: F811
-    d, src = texts
+def test_migrate_few_shot_from_documents(minilm_store, tmp_path, monkeypatch):
+    d, src = minilm_store
     monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
     rc, out, err = cli("migrate", "--from", src, "--to", f"{tmp_path}/new.parquet", "--target-encoder", "minilm-l6",
                        "--target-texts", d / "ref.txt", "--target-limit", 200, "--pairs-from-documents", 40,
-                       "--verify-documents", 40, "--json", *FAST, "--param", "pair_completions=1")
+                       "--verify-documents", 40, "--json", *fast_params_flags(pair_completions=1))
     assert rc == 0, err
     result = json.loads(out)
     assert result["plan"]["translator"].startswith("few-shot: 40 documents")

@@ -12,61 +12,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.test_hostile import assert_clean_failure, cli, snapshot
+from tests.helpers import (
+    D_IN,
+    D_OUT,
+    DOCS,
+    IDS,
+    META,
+    N,
+    assert_clean_failure,
+    cli,
+    close_to,
+    make_chroma,
+    read_chroma,
+    snapshot,
+)
 from vecbridge.stores import npy
 
-N, D_IN, D_OUT = 300, 16, 24
-IDS = [f"doc-{i}" for i in range(N)]
-DOCS = [f"text number {i}" for i in range(N)]
-META = [{"lang": "en" if i % 2 else "fr", "n": i} for i in range(N)]
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A procrustes translator 16 -> 24 (fake encoders enc-a -> enc-b) and the rotation it learned."""
-    root = tmp_path_factory.mktemp("stores")
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((1000, D_IN)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = np.linalg.qr(rng.standard_normal((D_OUT, D_IN)))[0].astype(np.float32)
-    npy.write_vectors(root / "a.npy", x, meta={"encoder": "enc-a"})
-    npy.write_vectors(root / "b.npy", x @ q.T, meta={"encoder": "enc-b"})
-    assert cli("train", "--method", "procrustes", "--source", root / "a.npy", "--target", root / "b.npy",
-               "--output", root / "tr")[0] == 0
-    v = rng.standard_normal((N, D_IN)).astype(np.float32)
-    return root / "tr", q, v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def close_to(translated, vectors, q):
-    expected = vectors @ q.T
-    cos = (np.asarray(translated) * expected).sum(1) / np.linalg.norm(translated, axis=1)
-    return cos.min() > 0.99
-
-
-# -- stores built with each library ----------------------------------------------------------------------
-def make_chroma(path, vectors, name="src"):
-    import chromadb
-    from chromadb.config import Settings
-
-    c = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
-    col = c.create_collection(name, embedding_function=None, metadata={"hnsw:space": "cosine"})
-    col.add(ids=IDS, embeddings=vectors, documents=DOCS, metadatas=META)
-    return f"chroma:{path}#{name}"
-
-
-def read_chroma(spec):
-    import chromadb
-    from chromadb.config import Settings
-
-    path, name = spec[len("chroma:"):].split("#")
-    c = chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
-    col = c.get_collection(name, embedding_function=None)
-    got = col.get(ids=IDS, include=["embeddings", "documents", "metadatas"])
-    order = [got["ids"].index(i) for i in IDS]
-    return (IDS, np.asarray(got["embeddings"])[order], [got["documents"][k] for k in order],
-            [got["metadatas"][k] for k in order])
-
-
+# -- stores built with each library (Chroma's in helpers, for the server's tests too) ----------------------------
 def make_qdrant(path, vectors, name="src"):
     from qdrant_client import QdrantClient, models
 
@@ -179,8 +142,8 @@ OUT_SPEC = {"chroma": "chroma:{d}/out#dst", "qdrant": "qdrant:{d}/out#dst/dense"
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
-def test_round_trip_through_translate(backend, world, tmp_path):
-    translator, q, vectors = world
+def test_round_trip_through_translate(backend, stores_world, tmp_path):
+    translator, q, vectors = stores_world
     make, read, rich = BACKENDS[backend]
     src = make(tmp_path / "src", vectors)
     before = snapshot(tmp_path)
@@ -210,8 +173,8 @@ def test_round_trip_through_translate(backend, world, tmp_path):
 
 @pytest.mark.parametrize("pair", [("npy", "parquet"), ("chroma", "npy"), ("parquet", "chroma"),
                                   ("hnswlib", "qdrant"), ("qdrant", "lancedb"), ("qdrant", "faiss")])
-def test_mixed_backends(pair, world, tmp_path):
-    translator, q, vectors = world
+def test_mixed_backends(pair, stores_world, tmp_path):
+    translator, q, vectors = stores_world
     a, b = pair
     if a == "npy":
         npy.write_vectors(tmp_path / "src.npy", vectors, meta={"encoder": "enc-a"})
@@ -296,8 +259,8 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_fails_cleanly(case, world, tmp_path):
-    translator, _, vectors = world
+def test_bad_input_fails_cleanly(case, stores_world, tmp_path):
+    translator, _, vectors = stores_world
     make_input, output, expected = BAD[case]
     src = make_input(tmp_path, vectors)
     if case == "existing_collection":
@@ -309,8 +272,8 @@ def test_bad_input_fails_cleanly(case, world, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-def test_overwrite_replaces_only_vecbridge_collections(world, tmp_path):
-    translator, q, vectors = world
+def test_overwrite_replaces_only_vecbridge_collections(stores_world, tmp_path):
+    translator, q, vectors = stores_world
     src = make_chroma(tmp_path / "ch", vectors)
     make_chroma(tmp_path / "ch", vectors, name="theirs")
     rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output",
@@ -330,10 +293,10 @@ def test_overwrite_replaces_only_vecbridge_collections(world, tmp_path):
     assert names == {"src", "theirs", "dst"}
 
 
-def test_lossy_faiss_is_said(world, tmp_path):
+def test_lossy_faiss_is_said(stores_world, tmp_path):
     import faiss
 
-    translator, q, vectors = world
+    translator, q, vectors = stores_world
     index = faiss.index_factory(D_IN, "PQ4x4", faiss.METRIC_INNER_PRODUCT)
     index.train(vectors)
     index.add(vectors)

@@ -8,19 +8,25 @@ import json
 import multiprocessing
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.test_hostile import REPO, assert_clean_failure, cli, snapshot
+from tests.helpers import (
+    assert_clean_failure,
+    big_file_and_translator,
+    cli,
+    procrustes_translator,
+    random_isometry,
+    random_unit_rows,
+    snapshot,
+    vecbridge_process,
+    wait_for,
+)
 from vecbridge import stores
 from vecbridge.jobs.translate import translate
-from vecbridge.stores import npy
 
 N, D_IN, D_OUT, CHUNK = 300, 16, 24, 64
 OUT = {"npy": "{d}/out.npy", "parquet": "{d}/out.parquet", "parquet_dir": "parquet:{d}/outdir",
@@ -34,18 +40,13 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((500, D_IN)).astype(np.float32)
-    q = np.linalg.qr(rng.standard_normal((D_OUT, D_IN)))[0].astype(np.float32)
-    npy.write_vectors(root / "a.npy", x, meta={"encoder": "enc-a"})
-    npy.write_vectors(root / "b.npy", x @ q.T, meta={"encoder": "enc-b"})
-    assert cli("train", "--method", "procrustes", "--source", root / "a.npy", "--target", root / "b.npy",
-               "--output", root / "tr")[0] == 0
-    v = rng.standard_normal((N, D_IN)).astype(np.float32)
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    translator = procrustes_translator(root, x, x @ random_isometry(rng, D_OUT, D_IN, np.float32).T)
+    v = random_unit_rows(rng, N, D_IN)
     pq.write_table(pa.table({"id": pa.array(np.arange(N) * 3, pa.int64()),
                              "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), D_IN),
                              "document": [f"text {i}" for i in range(N)], "n": list(range(N))}),
                    root / "src.parquet")
-    return root / "tr", str(root / "src.parquet")
+    return translator, str(root / "src.parquet")
 
 
 def content(spec):
@@ -142,22 +143,11 @@ def _recorded_rows(record):
 
 def test_sigkill_of_the_cli_mid_run_then_resume(tmp_path):
     """A real `python -m vecbridge translate` process, killed once its first batches are recorded."""
-    rng = np.random.default_rng(1)
-    big = tmp_path / "big.npy"
-    npy.write_vectors(big, rng.normal(size=(300_000, 16)).astype(np.float32), meta={"encoder": "enc-a"})
-    from align.paired import ProcrustesTranslator
-    from vecbridge.jobs import save_translator
-
-    x = rng.normal(size=(300, 16)).astype(np.float32)
-    save_translator(ProcrustesTranslator().fit(x, x @ np.linalg.qr(rng.normal(size=(16, 16)))[0]), tmp_path / "tr")
-    argv = ["translate", "--translator", str(tmp_path / "tr"), "--input", str(big), "--chunk", "2000"]
+    big, tr = big_file_and_translator(tmp_path, np.random.default_rng(1), 300_000)
+    argv = ["translate", "--translator", str(tr), "--input", str(big), "--chunk", "2000"]
     out = f"parquet:{tmp_path}/out"
-    proc = subprocess.Popen([sys.executable, "-m", "vecbridge", *argv, "--output", out], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline and not any(
-            _recorded_rows(p) for p in tmp_path.glob(".out.vecbridge-tmp-*.resume.json")):
-        time.sleep(0.01)
+    proc = vecbridge_process(*argv, "--output", out)
+    wait_for(lambda: any(_recorded_rows(p) for p in tmp_path.glob(".out.vecbridge-tmp-*.resume.json")), proc)
     proc.kill()
     proc.wait()
     if (tmp_path / "out").exists():

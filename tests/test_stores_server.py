@@ -5,23 +5,15 @@ one line."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 
 import numpy as np
 import pytest
 
-from tests.test_hostile import assert_clean_failure, cli
-from tests.test_stores import DOCS, IDS, META, close_to, make_chroma, read_chroma, world  # noqa: F401
+from tests.helpers import DOCS, IDS, META, assert_clean_failure, cli, close_to, free_port, make_chroma, read_chroma
 
 CHROMA = shutil.which("chroma", path=f"{__import__('sys').prefix}/bin") or shutil.which("chroma")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +21,7 @@ def server(tmp_path_factory):
     if CHROMA is None:
         pytest.skip("the chroma command (chromadb's server) is not installed")
     d = tmp_path_factory.mktemp("chroma-server")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([CHROMA, "run", "--path", str(d / "data"), "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import chromadb
@@ -51,8 +43,8 @@ def server(tmp_path_factory):
     proc.wait(timeout=30)
 
 
-def test_translate_to_and_from_a_server(world, server, tmp_path):  # noqa: F811
-    tr, q, v = world
+def test_translate_to_and_from_a_server(stores_world, server, tmp_path):
+    tr, q, v = stores_world
     url, client = server
     src = make_chroma(tmp_path / "local", v)
     dest = f"{url}#migrated"
@@ -94,8 +86,8 @@ def test_bad_server_specs(spec, expected):
     assert_clean_failure(*cli("stores", "inspect", spec)[::2], expected)
 
 
-def test_server_refuses_resume_and_a_missing_collection(world, server, tmp_path):  # noqa: F811
-    tr, _, v = world
+def test_server_refuses_resume_and_a_missing_collection(stores_world, server, tmp_path):
+    tr, _, v = stores_world
     url, _ = server
     src = make_chroma(tmp_path / "local", v)
     assert_clean_failure(*cli("translate", "--translator", tr, "--input", src, "--output", f"{url}#r",

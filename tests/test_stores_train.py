@@ -9,32 +9,22 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_hostile import FAST, assert_clean_failure, cli, snapshot
-from vecbridge import stores
-from vecbridge.stores.base import STORE_FORMAT, Batch
-
-TOPICS = ["weather", "market", "garden", "music", "football", "cooking", "travel", "physics"]
-
-
-def write_store(spec, vectors, ids=None, documents=None, encoder="enc-a"):
-    """A store written by vecbridge's own writer (with the real library), recording `encoder`."""
-    ids = list(range(len(vectors))) if ids is None else ids
-    info = stores.StoreInfo(spec, "test", len(vectors), vectors.shape[1], "cosine", id_type="int",
-                            documents=documents is not None)
-    with stores.open_writer(spec, dim=vectors.shape[1], count=len(vectors), metric="cosine", source=info,
-                            provenance={"format": STORE_FORMAT, "encoder": encoder}) as writer:
-        writer.write(Batch(ids, vectors.astype(np.float32), documents))
-        writer.commit()
-    return spec
+from tests.helpers import (
+    assert_clean_failure,
+    cli,
+    fast_params_flags,
+    random_isometry,
+    random_unit_rows,
+    snapshot,
+    write_store,
+)
 
 
 @pytest.fixture
 def paired(tmp_path):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((400, 16)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = np.linalg.qr(rng.standard_normal((24, 16)))[0].astype(np.float32)
-    return tmp_path, x, x @ q.T
+    x = random_unit_rows(rng, 400, 16)
+    return tmp_path, x, x @ random_isometry(rng, 24, 16, np.float32).T
 
 
 def test_train_and_eval_read_stores(paired):
@@ -65,27 +55,11 @@ def test_train_and_eval_read_stores(paired):
     assert snapshot(d) == before
 
 
-@pytest.fixture(scope="module")
-def texts(tmp_path_factory):
-    """Two disjoint small text files, a source store of the first embedded by minilm-l6 (with documents) and
-    a reference file of the second, and a private VECBRIDGE_HOME."""
-    from encoders.registry import get_encoder
-
-    d = tmp_path_factory.mktemp("texts")
-    lines = [f"note {i}: a short {TOPICS[i % 8]} report about item {i * 7 % 23} and {TOPICS[i * 3 % 8]}"
-             for i in range(400)]
-    (d / "ref.txt").write_text("".join(line + "\n" for line in lines[200:]))
-    docs = lines[:200]
-    src = write_store(f"lancedb:{d}/ld#docs", get_encoder("minilm-l6").encode(docs), documents=docs,
-                      encoder="minilm-l6")
-    return d, src
-
-
-def test_target_encoder_and_public_pairs(texts, tmp_path, monkeypatch):
-    d, src = texts
+def test_target_encoder_and_public_pairs(minilm_store, tmp_path, monkeypatch):
+    d, src = minilm_store
     monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
     ref = ["--target-encoder", "minilm-l6", "--target-texts", d / "ref.txt", "--target-limit", 200]
-    rc, out, err = cli("train", "--source", src, *ref, "--output", tmp_path / "unsup", "--json", *FAST)
+    rc, out, err = cli("train", "--source", src, *ref, "--output", tmp_path / "unsup", "--json", *fast_params_flags())
     assert rc == 0, err
     config = json.loads((tmp_path / "unsup" / "config.json").read_text())
     assert config["method"] == "geometric" and config["target_encoder"] == "minilm-l6"
@@ -108,12 +82,12 @@ def test_target_encoder_and_public_pairs(texts, tmp_path, monkeypatch):
     assert not (tmp_path / "x").exists()
 
 
-def test_pairs_from_documents(texts, tmp_path, monkeypatch):
-    d, src = texts
+def test_pairs_from_documents(minilm_store, tmp_path, monkeypatch):
+    d, src = minilm_store
     monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
     ref = ["--target-encoder", "minilm-l6", "--target-texts", d / "ref.txt", "--target-limit", 200]
     rc, out, err = cli("train", "--source", src, *ref, "--pairs-from-documents", 40, "--output", tmp_path / "tr",
-                       "--json", *FAST, "--param", "pair_completions=1")
+                       "--json", *fast_params_flags(pair_completions=1))
     assert rc == 0, err
     result = json.loads(out)
     assert result["confidence"]["validation"]["pairs"] == 10  # a quarter of the 40 held out
