@@ -5,17 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from vecbridge.cli import main
+from tests.helpers import cli, fast_params_flags, random_isometry, random_unit_rows
 from vecbridge.stores import npy
 
 
 @pytest.fixture
 def files(tmp_path):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((1200, 16)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = np.linalg.qr(rng.standard_normal((24, 16)))[0].astype(np.float32)
-    y = x @ q.T + 0.01 * rng.standard_normal((1200, 24)).astype(np.float32)
+    x = random_unit_rows(rng, 1200, 16)
+    y = x @ random_isometry(rng, 24, 16, np.float32).T + 0.01 * rng.standard_normal((1200, 24)).astype(np.float32)
     paths = {}
     for name, arr in {"src": x[:1000], "tgt": y[:1000], "src_eval": x[1000:], "tgt_eval": y[1000:]}.items():
         paths[name] = tmp_path / f"{name}.npy"
@@ -23,36 +21,32 @@ def files(tmp_path):
     return tmp_path, paths
 
 
-def run(*argv):
-    return main([str(a) for a in argv])
-
-
-def test_train_eval_translate_round_trip(files, capsys):
+def test_train_eval_translate_round_trip(files):
     tmp, p = files
-    assert run("train", "--method", "procrustes", "--source", p["src"], "--target", p["tgt"],
-               "--output", tmp / "tr") == 0
+    assert cli("train", "--method", "procrustes", "--source", p["src"], "--target", p["tgt"],
+               "--output", tmp / "tr")[0] == 0
     config = json.loads((tmp / "tr" / "config.json").read_text())
     assert config["source_encoder"] == "fake-src" and config["target_encoder"] == "fake-tgt"
-    capsys.readouterr()
-    assert run("eval", "--translator", tmp / "tr", "--source", p["src_eval"], "--target", p["tgt_eval"],
-               "--pool", 100, "--json") == 0
-    metrics = json.loads(capsys.readouterr().out)
+    rc, out, _ = cli("eval", "--translator", tmp / "tr", "--source", p["src_eval"], "--target", p["tgt_eval"],
+                     "--pool", 100, "--json")
+    assert rc == 0
+    metrics = json.loads(out)
     assert metrics["top1"] == 1.0 and metrics["pool"] == 100
-    assert run("translate", "--translator", tmp / "tr", "--input", p["src_eval"], "--output", tmp / "y.npy",
-               "--chunk", 64) == 0
+    assert cli("translate", "--translator", tmp / "tr", "--input", p["src_eval"], "--output", tmp / "y.npy",
+               "--chunk", 64)[0] == 0
     out = np.load(tmp / "y.npy")
     assert out.shape == (200, 24) and out.dtype == np.float32
     assert json.loads((tmp / "y.npy.json").read_text())["encoder"] == "fake-tgt"
-    assert run("translate", "--translator", tmp / "tr", "--input", tmp / "y.npy", "--output",
-               tmp / "back.npy", "--reverse") == 0
+    assert cli("translate", "--translator", tmp / "tr", "--input", tmp / "y.npy", "--output",
+               tmp / "back.npy", "--reverse")[0] == 0
     back = np.load(tmp / "back.npy")
     assert (back * np.load(p["src_eval"])).sum(1).min() > 0.99
 
 
-def test_bad_inputs_fail_cleanly(files, capsys):
+def test_bad_inputs_fail_cleanly(files):
     tmp, p = files
-    assert run("train", "--method", "procrustes", "--source", p["src"], "--target", p["tgt"],
-               "--output", tmp / "tr") == 0
+    assert cli("train", "--method", "procrustes", "--source", p["src"], "--target", p["tgt"],
+               "--output", tmp / "tr")[0] == 0
     nan = tmp / "nan.npy"
     arr = np.load(p["src_eval"])
     arr[3] = np.nan
@@ -104,29 +98,27 @@ def test_bad_inputs_fail_cleanly(files, capsys):
          "only available for geometric"),
     ]
     for argv, message in cases:
-        capsys.readouterr()
-        assert run(*argv) == 2, argv
-        err = capsys.readouterr().err
+        rc, _, err = cli(*argv)
+        assert rc == 2, argv
         assert message in err and "Traceback" not in err, (argv, err)
         assert len(err.strip().splitlines()) == 1, err
     assert not (tmp / "o2.npy").exists() and not list(tmp.glob(".o2.npy*"))
     assert p["tgt"].read_bytes() == before  # the refused --output was left intact
 
 
-def test_train_warns_when_confidence_is_low(tmp_path, capsys):
+def test_train_warns_when_confidence_is_low(tmp_path):
     # two unrelated clouds: whatever map is fitted, the label-free confidence must say it is not trustworthy
     rng = np.random.default_rng(1)
     for name, dim in (("a", 16), ("b", 24)):
         npy.write_vectors(tmp_path / f"{name}.npy", rng.standard_normal((600, dim)).astype(np.float32))
-    capsys.readouterr()
-    assert run("train", "--method", "procrustes", "--source", tmp_path / "a.npy", "--target", tmp_path / "b.npy",
-               "--output", tmp_path / "tr", "--json") == 0
-    captured = capsys.readouterr()
-    assert json.loads(captured.out)["confidence"]["verdict"] == "low"
-    assert "confidence" in captured.err and "is low" in captured.err
+    rc, out, err = cli("train", "--method", "procrustes", "--source", tmp_path / "a.npy", "--target",
+                       tmp_path / "b.npy", "--output", tmp_path / "tr", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["confidence"]["verdict"] == "low"
+    assert "confidence" in err and "is low" in err
 
 
-def test_pivot_auto_is_the_default_and_tries_the_other_built_in_encoders(tmp_path, capsys, monkeypatch):
+def test_pivot_auto_is_the_default_and_tries_the_other_built_in_encoders(tmp_path, monkeypatch):
     # unrelated spaces: no direct start passes, so `--pivot auto` (the default) steps through every installed
     # built-in encoder but the sides' own (the target claims mpnet-base), each embedding the pivot texts for real
     # (none of them can bridge random vectors: every chain stops at its first leg, and the verdict stays low)
@@ -142,13 +134,12 @@ def test_pivot_auto_is_the_default_and_tries_the_other_built_in_encoders(tmp_pat
     texts = tmp_path / "pivot.txt"
     texts.write_text("".join(f"note {i}: the {w} report on item {i * 7 % 13}\n"
                              for i, w in enumerate(["weather", "market", "garden", "music"] * 55)))
-    fast = [a for kv in ("restarts=2", "qap_restarts=0", "refine_iters=4", "centroid_rounds=2", "n_centroids=64",
-                         "anchor_starts=1", "verbose=false") for a in ("--param", kv)]
+    # lighter than FAST: a leg for each installed encoder
+    fast = fast_params_flags(refine_iters=4, centroid_rounds=2, n_centroids=64, anchor_starts=1)
     argv = ["train", "--source", tmp_path / "a.npy", "--target", tmp_path / "b.npy", "--pivot-texts", texts,
             "--pivot-rows", 210, "--json", *fast]
-    capsys.readouterr()
-    assert run(*argv, "--output", tmp_path / "tr") == 0
-    out, err = capsys.readouterr()
+    rc, out, err = cli(*argv, "--output", tmp_path / "tr")
+    assert rc == 0, err
     config = json.loads((tmp_path / "tr" / "config.json").read_text())
     record = config["trained_on"]["pivots"]
     installed = [e["name"] for e in list_encoders() if e.get("installed") and ":" not in e["name"]]
@@ -162,17 +153,17 @@ def test_pivot_auto_is_the_default_and_tries_the_other_built_in_encoders(tmp_pat
     assert "pivot minilm-l6: no direct start has passed so far" in err
     assert json.loads(out)["confidence"]["verdict"] == "low"
     # --no-pivot forbids it; fewer rows than the bar skip it (recorded)
-    assert run(*argv, "--no-pivot", "--output", tmp_path / "t2") == 0
+    assert cli(*argv, "--no-pivot", "--output", tmp_path / "t2")[0] == 0
     assert json.loads((tmp_path / "t2" / "config.json").read_text())["trained_on"]["pivots"] is None
     monkeypatch.setattr(pivots, "AUTO_MIN_ROWS", 2000)
-    assert run(*argv, "--output", tmp_path / "t3") == 0
+    assert cli(*argv, "--output", tmp_path / "t3")[0] == 0
     assert "fewer than 2000 rows" in json.loads((tmp_path / "t3" / "config.json").read_text())["trained_on"][
         "pivots"]["skipped"]
-    assert run(*argv, "--pivot", "auto", "--pivot", "minilm-l6", "--output", tmp_path / "t4") == 2
-    assert "give it alone" in capsys.readouterr().err
+    rc, _, err = cli(*argv, "--pivot", "auto", "--pivot", "minilm-l6", "--output", tmp_path / "t4")
+    assert rc == 2 and "give it alone" in err
 
 
-def test_train_through_a_pivot_encoder(files, tmp_path, capsys, monkeypatch):
+def test_train_through_a_pivot_encoder(files, tmp_path, monkeypatch):
     # --pivot embeds the pivot texts with the real built-in encoder once (cached under VECBRIDGE_HOME) and hands
     # them to geometric. These synthetic spaces share nothing with minilm-l6, so the chain stops at its first
     # leg and says so in the report (the align tests cover a chain that works).
@@ -181,13 +172,11 @@ def test_train_through_a_pivot_encoder(files, tmp_path, capsys, monkeypatch):
     texts = tmp_path / "pivot.txt"
     texts.write_text("".join(f"note {i}: the {w} report on item {i * 7 % 13}\n"
                              for i, w in enumerate(["weather", "market", "garden", "music"] * 55)))
-    fast = [a for kv in ("restarts=2", "qap_restarts=0", "refine_iters=8", "centroid_rounds=4", "n_centroids=64",
-                         "verbose=false") for a in ("--param", kv)]
+    fast = fast_params_flags(n_centroids=64)
     argv = ["train", "--source", p["src"], "--target", p["tgt"], "--pivot", "minilm-l6",
             "--pivot-texts", texts, "--pivot-rows", 210, "--json", *fast]
-    capsys.readouterr()
-    assert run(*argv, "--output", tmp / "tr") == 0
-    assert "pivot minilm-l6: source to pivot" in capsys.readouterr().err
+    rc, _, err = cli(*argv, "--output", tmp / "tr")
+    assert rc == 0 and "pivot minilm-l6: source to pivot" in err
     config = json.loads((tmp / "tr" / "config.json").read_text())
     assert config["trained_on"]["pivots"] == {"encoders": ["minilm-l6"], "texts": str(texts), "rows": 210}
     init = config["fit_report"]["stages"]["init"]
@@ -200,17 +189,15 @@ def test_train_through_a_pivot_encoder(files, tmp_path, capsys, monkeypatch):
     for extra, message in ((["--method", "procrustes"], "--pivot does not apply"),
                            (["--pivot", "nope"], "unknown encoder 'nope'"),
                            (["--pivot-rows", "0"], "--pivot-rows")):
-        capsys.readouterr()
         args = [a for a in argv if a not in fast] if "procrustes" in extra else argv
-        assert run(*args, *extra, "--output", tmp / "t2") == 2
-        err = capsys.readouterr().err
+        rc, _, err = cli(*args, *extra, "--output", tmp / "t2")
+        assert rc == 2
         assert message in err and "Traceback" not in err, err
     assert not (tmp / "t2").exists()
     # the geometric translator also writes search output (queries against native target vectors)
-    assert run("translate", "--translator", tmp / "tr", "--input", p["src_eval"], "--output", tmp / "q.npy",
-               "--search") == 0
+    assert cli("translate", "--translator", tmp / "tr", "--input", p["src_eval"], "--output", tmp / "q.npy",
+               "--search")[0] == 0
     assert json.loads((tmp / "q.npy.json").read_text())["translated_by"]["output"] == "search"
-    capsys.readouterr()
-    assert run("eval", "--translator", tmp / "tr", "--source", p["src_eval"], "--target", p["tgt_eval"],
-               "--search", "--pool", 100, "--json") == 0
-    assert json.loads(capsys.readouterr().out)["output"] == "search"
+    rc, out, _ = cli("eval", "--translator", tmp / "tr", "--source", p["src_eval"], "--target", p["tgt_eval"],
+                     "--search", "--pool", 100, "--json")
+    assert rc == 0 and json.loads(out)["output"] == "search"

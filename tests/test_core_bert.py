@@ -40,13 +40,6 @@ def sample_texts(n: int) -> list[str]:
     return (longs + sentences * (n // len(sentences) + 1))[:n]
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    from encoders.registry import get_encoder
-
-    return get_encoder("minilm-l6", device="cpu")
-
-
 def test_minilm_l6_matches_sentence_transformers(minilm):
     """The one parity check of the core against sentence-transformers on the real model."""
     from sentence_transformers import SentenceTransformer

@@ -7,18 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from encoders.registry import get_encoder
-from vecbridge import cli
+from tests.helpers import REPO, cli, wait_for
 from vecbridge.jobs import embedding as embed
 from vecbridge.stores import npy
 
-REPO = Path(__file__).resolve().parents[1]
 TEXTS = [f"Sentence number {i} talks about {topic}." for i, topic in
          enumerate(["cats", "stock markets", "rain", "football", "bread", "jazz", "volcanoes", "tax law",
                     "knitting", "satellites", "tea", "chess", "rivers"])]
@@ -28,30 +25,15 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    return get_encoder("minilm-l6", device="cpu")
-
-
 def write_txt(path: Path, texts: list[str]) -> Path:
     path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     return path
 
 
-def run_cli(argv: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    try:
-        rc = cli.main(argv)
-    except SystemExit as e:  # argparse's usage errors
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def test_embed_writes_normalised_rows_in_order_with_sidecar(tmp_path, minilm, capsys, monkeypatch):
+def test_embed_writes_normalised_rows_in_order_with_sidecar(tmp_path, minilm):
     src = write_txt(tmp_path / "in.txt", TEXTS + ["word " * 400])
     out = tmp_path / "vecs.npy"
-    rc, stdout, _ = run_cli(["embed", "--encoder", "minilm-l6", "--input", str(src), "--output", str(out),
-                             "--chunk-size", "4"], capsys, monkeypatch)
+    rc, stdout, _ = cli("embed", "--encoder", "minilm-l6", "--input", src, "--output", out, "--chunk-size", 4)
     assert rc == 0 and "wrote 14 x 384" in stdout
     vecs = np.load(out, allow_pickle=False)
     assert vecs.dtype == np.float32 and vecs.shape == (14, 384)
@@ -128,9 +110,7 @@ def test_killed_process_resumes(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code, src, str(out)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = embed.work_dir(out) / "chunk-000000.npy.json"
-    deadline = time.monotonic() + 120
-    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(first.exists, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     if out.exists():
@@ -142,21 +122,21 @@ def test_killed_process_resumes(tmp_path):
     assert out.read_bytes() == full.read_bytes()
 
 
-def test_overwrite_replaces_only_vecbridge_outputs(tmp_path, capsys, monkeypatch):
+def test_overwrite_replaces_only_vecbridge_outputs(tmp_path):
     src = str(write_txt(tmp_path / "in.txt", TEXTS[:3]))
     out = tmp_path / "v.npy"
     argv = ["embed", "--encoder", "minilm-l6", "--input", src, "--output", str(out)]
-    assert run_cli(argv, capsys, monkeypatch)[0] == 0
+    assert cli(*argv)[0] == 0
     first = out.read_bytes()
-    rc, _, err = run_cli(argv, capsys, monkeypatch)
+    rc, _, err = cli(*argv)
     assert rc == 2 and "already exists" in err and "--overwrite" in err and out.read_bytes() == first
     write_txt(tmp_path / "in.txt", TEXTS[3:7])
-    assert run_cli([*argv, "--overwrite"], capsys, monkeypatch)[0] == 0
+    assert cli(*argv, "--overwrite")[0] == 0
     assert np.load(out).shape == (4, 384) and npy.read_sidecar(out)["count"] == 4
     # a file vecbridge did not write (no sidecar of its own) is never replaced, --overwrite or not
     mine = tmp_path / "mine.npy"
     mine.write_bytes(b"keep me")
-    rc, _, err = run_cli([*argv[:-1], str(mine), "--overwrite"], capsys, monkeypatch)
+    rc, _, err = cli(*argv[:-1], str(mine), "--overwrite")
     assert rc == 2 and "not written by vecbridge" in err and mine.read_bytes() == b"keep me"
 
 
@@ -171,7 +151,7 @@ def test_overwrite_replaces_only_vecbridge_outputs(tmp_path, capsys, monkeypatch
     ("bad_limit", "--limit: expected a positive integer"),
     ("is_dir", "is a directory"),
 ])
-def test_bad_input_is_one_line_error_and_no_output(tmp_path, capsys, monkeypatch, case, expected):
+def test_bad_input_is_one_line_error_and_no_output(tmp_path, case, expected):
     good = write_txt(tmp_path / "good.txt", TEXTS[:2])
     (tmp_path / "empty.txt").write_text("\n\n")
     (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"text": oops}\n')
@@ -187,17 +167,17 @@ def test_bad_input_is_one_line_error_and_no_output(tmp_path, capsys, monkeypatch
             "bad_limit": ["--input", str(good), "--limit", "0"],
             "is_dir": ["--input", str(good), "--output", str(tmp_path / "adir.npy"), "--overwrite"]}[case]
     argv = ["embed", "--encoder", "minilm-l6", "--output", str(out), *args]
-    rc, _, err = run_cli(argv, capsys, monkeypatch)
+    rc, _, err = cli(*argv)
     assert rc == 2
     assert err.count("\n") == 1 and "Traceback" not in err and expected in err, err
     leftovers = sorted(p.name for p in tmp_path.iterdir())
     assert leftovers == ["adir.npy", "bad.jsonl", "empty.txt", "good.txt"], leftovers
 
 
-def test_encoders_command(capsys, monkeypatch):
-    rc, out, _ = run_cli(["encoders", "--json"], capsys, monkeypatch)
+def test_encoders_command():
+    rc, out, _ = cli("encoders", "--json")
     rows = {r["name"]: r for r in json.loads(out)}
     assert rc == 0 and rows["minilm-l6"]["dim"] == 384 and rows["minilm-l6"]["installed"] is True
-    rc, out, _ = run_cli(["encoders"], capsys, monkeypatch)
+    rc, out, _ = cli("encoders")
     assert rc == 0 and out.splitlines()[0].split() == ["name", "dim", "backend", "installed"]
     assert any(line.startswith("mpnet-base") and "768" in line for line in out.splitlines())

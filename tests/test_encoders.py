@@ -20,8 +20,8 @@ from encoders import packages, registry
 from encoders.base import resolve_device
 from encoders.batching import token_budget_batches
 from encoders.errors import EncoderError
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TEXTS = [
     "The cat sat on the mat.",
     "A feline rested on a rug.",
@@ -56,11 +56,6 @@ def test_token_budget_batches_edge_cases():
 
 
 # --- the shared batching loop, on minilm-l6 (parity with sentence-transformers: test_core_bert.py) ----------
-
-@pytest.fixture(scope="module")
-def minilm():
-    return registry.get_encoder("minilm-l6", device="cpu")
-
 
 @pytest.fixture(scope="module")
 def one_by_one(minilm):
