@@ -14,6 +14,7 @@ from align.confidence import (
     with_start_check,
 )
 from align.errors import AlignError
+from tests.helpers import random_isometry
 
 DIM = 48
 
@@ -26,8 +27,7 @@ def _clustered(n, seed, clusters=30):
 
 
 def _rotation(seed):
-    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(DIM, DIM)))
-    return q.astype(np.float32)
+    return random_isometry(seed, DIM, DIM, np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_map_agreement_tells_one_map_from_two(rotated):
     assert map_agreement(src, rot, rot) == pytest.approx(1.0, abs=1e-5)
     assert abs(map_agreement(src, rot, _rotation(11))) < 0.3
     # a partial isometry into a bigger space and its slight perturbation still agree
-    wide = np.linalg.qr(np.random.default_rng(2).normal(size=(2 * DIM, DIM)))[0].T.astype(np.float32)
+    wide = random_isometry(2, 2 * DIM, DIM, np.float32).T
     assert map_agreement(src, wide, wide + 0.01 * np.random.default_rng(3).normal(size=wide.shape)) > 0.95
 
 

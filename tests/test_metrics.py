@@ -6,6 +6,7 @@ import pytest
 from align.errors import AlignError
 from align.metrics import evaluate
 from align.vectors import check_vectors, closest_isometry, orthogonal_map, ranks_in_pool
+from tests.helpers import random_isometry
 
 
 def test_perfect_translation_is_rank_one_even_with_near_duplicates():
@@ -70,7 +71,7 @@ def test_check_vectors_returns_float32_rows():
 
 def test_procrustes_recovers_a_partial_isometry():
     rng = np.random.default_rng(0)
-    q = np.linalg.qr(rng.standard_normal((12, 8)))[0].T.astype(np.float32)  # 8 -> 12 dims
+    q = random_isometry(rng, 12, 8, np.float32).T  # 8 -> 12 dims
     x = rng.standard_normal((50, 8)).astype(np.float32)
     np.testing.assert_allclose(orthogonal_map(x, x @ q), q, atol=1e-5)
     np.testing.assert_allclose(closest_isometry(2.0 * q), q, atol=1e-6)

@@ -7,13 +7,13 @@ import pytest
 from align import AlignError, Translator
 from align.metrics import evaluate
 from align.paired import MLPTranslator, ProcrustesTranslator, RidgeTranslator
+from tests.helpers import random_isometry, random_unit_rows
 
 
 def paired_data(n=1500, d_src=24, d_tgt=40, noise=0.05, seed=0):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d_src)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = np.linalg.qr(rng.standard_normal((d_tgt, d_src)))[0].astype(np.float32)  # d_tgt x d_src, orthonormal cols
+    x = random_unit_rows(rng, n, d_src)
+    q = random_isometry(rng, d_tgt, d_src, np.float32)
     y = x @ q.T + 0.3 + noise * rng.standard_normal((n, d_tgt)).astype(np.float32)
     return x, y / np.linalg.norm(y, axis=1, keepdims=True)
 

@@ -8,6 +8,7 @@ import pytest
 
 from align.errors import AlignError
 from align.references import profile, profile_distance, rank_in_space, rank_references
+from tests.helpers import random_isometry
 
 
 def domain(rng, n, centre, spread, d=64):
@@ -20,7 +21,7 @@ def domain(rng, n, centre, spread, d=64):
 def test_profile_is_rotation_invariant():
     rng = np.random.default_rng(0)
     x = domain(rng, 800, np.eye(64)[0], 0.2)
-    q, _ = np.linalg.qr(rng.normal(size=(64, 64)))
+    q = random_isometry(rng, 64, 64)
     a, b = profile(x), profile(x @ q)
     assert profile_distance(a, b) < 1e-6
     assert a.concentration == pytest.approx(b.concentration, abs=1e-6)
@@ -30,7 +31,7 @@ def test_the_source_domain_ranks_first_in_another_space():
     rng = np.random.default_rng(1)
     centre = rng.normal(size=64)
     centre /= np.linalg.norm(centre)
-    q, _ = np.linalg.qr(rng.normal(size=(64, 96)).T)  # a 64 -> 96 isometry: the "other encoder"
+    q = random_isometry(rng, 96, 64)  # a 64 -> 96 isometry: the "other encoder"
     leak = domain(rng, 1500, centre, 0.15)  # narrow: one field
     same = domain(rng, 2000, centre, 0.15) @ q.T  # other texts of that field, in the target space
     broad = domain(rng, 2000, 0.2 * centre, 1.0) @ q.T  # a general mix
