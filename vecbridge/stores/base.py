@@ -98,6 +98,12 @@ class StoreReader:
     def batches(self, size: int) -> Iterator[Batch]:
         raise NotImplementedError
 
+    def read_range(self, start: int, stop: int) -> Batch:
+        """Rows `start` to `stop` (excluded) in the order of `batches`, without reading the rows before them: what
+        lets the workers of an engine read one store in parallel. Backends that cannot do it cheaply leave it
+        unimplemented."""
+        raise NotImplementedError
+
     def close(self) -> None:
         pass
 

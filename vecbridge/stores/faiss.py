@@ -24,7 +24,8 @@ from vecbridge.stores.base import (
 )
 from vecbridge.stores.spill import SpilledIndexWriter
 
-EXACT = ("IndexFlat", "IndexFlatIP", "IndexFlatL2", "IndexIVFFlat", "IndexHNSWFlat")
+FLAT = ("IndexFlat", "IndexFlatIP", "IndexFlatL2")
+EXACT = (*FLAT, "IndexIVFFlat", "IndexHNSWFlat")
 APPROXIMATE = ("IndexPQ", "IndexIVFPQ", "IndexScalarQuantizer", "IndexIVFScalarQuantizer", "IndexHNSWPQ",
                "IndexHNSWSQ")
 
@@ -93,16 +94,23 @@ class Reader(StoreReader):
                               layout={"faiss_factory": _factory(index), "idmap": self.ids is not None})
 
     def batches(self, size: int) -> Iterator[Batch]:
-        n = self.index.ntotal
-        for i in range(0, n, size):
-            k = min(size, n - i)
-            try:
-                vectors = np.ascontiguousarray(self.index.reconstruct_n(i, k), dtype=np.float32)
-            except RuntimeError as e:
-                raise UserError(f"{self.what} {self.spec}: cannot reconstruct rows {i}-{i + k} "
-                                f"({first_line(e).split(': ')[-1]})") from None
-            ids = self.ids[i:i + k].tolist() if self.ids is not None else list(range(i, i + k))
-            yield Batch(ids, vectors)
+        for i in range(0, self.index.ntotal, size):
+            yield self._reconstruct(i, i + size)
+
+    def read_range(self, start: int, stop: int) -> Batch:
+        if type(self.index).__name__ not in FLAT:  # every worker would load and index a whole approximate index
+            raise NotImplementedError
+        return self._reconstruct(start, stop)
+
+    def _reconstruct(self, start: int, stop: int) -> Batch:
+        start, stop = min(start, self.index.ntotal), min(stop, self.index.ntotal)
+        try:
+            vectors = np.ascontiguousarray(self.index.reconstruct_n(start, stop - start), dtype=np.float32)
+        except RuntimeError as e:
+            raise UserError(f"{self.what} {self.spec}: cannot reconstruct rows {start}-{stop} "
+                            f"({first_line(e).split(': ')[-1]})") from None
+        ids = self.ids[start:stop].tolist() if self.ids is not None else list(range(start, stop))
+        return Batch(ids, vectors)
 
 
 def _fit_factory(factory: str, dim: int) -> str:

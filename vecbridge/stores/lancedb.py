@@ -67,6 +67,14 @@ class Reader(ArrowReader):
             raise UserError(f"{self.what} {self.spec} changed while being read ({self.info.count} rows at the start, "
                             f"{self.start} read); stop the writers and run again")
 
+    def read_range(self, start: int, stop: int) -> Batch:
+        try:
+            rows = self.table.take_offsets(list(range(start, min(stop, self.info.count)))).to_arrow()
+        except Exception as e:
+            raise UserError(f"{self.what} {self.spec}: reading rows {start}-{stop} failed ({first_line(e)}); it may be "
+                            "changing: stop the writers and run again") from None
+        return self.batch(rows, start)
+
 
 class Writer(StoreWriter):
     def __init__(self, spec, **kwargs):

@@ -100,8 +100,11 @@ class Reader(StoreReader):
 
     def batches(self, size: int) -> Iterator[Batch]:
         for i in range(0, len(self.array), size):
-            block = np.array(self.array[i:i + size], dtype=np.float32)
-            yield Batch(list(range(i, i + len(block))), block)
+            yield self.read_range(i, i + size)
+
+    def read_range(self, start: int, stop: int) -> Batch:
+        block = np.array(self.array[start:stop], dtype=np.float32)  # a slice of the memory-mapped file
+        return Batch(list(range(start, start + len(block))), block)
 
 
 class Writer(StoreWriter):

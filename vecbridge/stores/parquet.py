@@ -6,6 +6,9 @@ Columns: `id` (optional: row numbers without it), `vector` (a fixed-size list of
 
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,12 +109,15 @@ class ArrowReader(StoreReader):
         for rb in record_batches:
             if rb.num_rows == 0:
                 continue
-            rb = rb.select(self.names)
-            ids, docs, meta = split_columns(rb, self.names, self.id_col, self.doc_col, "vector")
-            vectors = vectors_from_arrow(rb.column("vector"), self.spec, self.what, self.info.dim)
-            yield Batch(ids if ids is not None else list(range(self.start, self.start + rb.num_rows)), vectors, docs,
-                        meta)
+            yield self.batch(rb, self.start)
             self.start += rb.num_rows
+
+    def batch(self, rows, first: int) -> Batch:
+        """Arrow rows (a record batch or a table) as a Batch; `first` numbers them where the store has no ids."""
+        rows = rows.select(self.names)
+        ids, docs, meta = split_columns(rows, self.names, self.id_col, self.doc_col, "vector")
+        vectors = vectors_from_arrow(rows.column("vector"), self.spec, self.what, self.info.dim)
+        return Batch(ids if ids is not None else list(range(first, first + rows.num_rows)), vectors, docs, meta)
 
 
 class Reader(ArrowReader):
@@ -135,6 +141,33 @@ class Reader(ArrowReader):
         except (pa.ArrowException, OSError) as e:
             raise UserError(f"{self.what} {self.spec}: reading failed at row {self.start} ({first_line(e)}); the "
                             "file may be truncated or changing") from None
+
+    @functools.cached_property
+    def row_groups(self) -> tuple[list[int], list[tuple[ds.ParquetFileFragment, int]]]:
+        """The first row of every row group, and its (file, row group id), in the order `batches` reads them."""
+        firsts, groups, row = [], [], 0
+        for fragment in self.dataset.get_fragments():
+            for group in fragment.row_groups:
+                firsts.append(row)
+                groups.append((fragment, group.id))
+                row += group.num_rows
+        return firsts, groups
+
+    def read_range(self, start: int, stop: int) -> Batch:
+        """Reads the row groups that hold the rows: cheap where they are no longer than a batch (vecbridge writes
+        groups of at most PART_ROWS rows; other writers' groups may be far longer)."""
+        try:
+            firsts, groups = self.row_groups
+            lo, hi = max(bisect.bisect_right(firsts, start) - 1, 0), bisect.bisect_left(firsts, stop)
+            tables = [fragment.subset(row_group_ids=[g for _, g in run]).to_table(schema=self.dataset.schema,
+                                                                                  columns=self.names)
+                      for fragment, run in itertools.groupby(groups[lo:hi], key=lambda group: group[0])]
+            rows = pa.concat_tables(tables).slice(start - firsts[lo], max(stop - start, 0)) if tables \
+                else self.dataset.schema.empty_table()
+        except (pa.ArrowException, OSError) as e:
+            raise UserError(f"{self.what} {self.spec}: reading rows {start}-{stop} failed ({first_line(e)}); the "
+                            "file may be truncated or changing") from None
+        return self.batch(rows, start)
 
 
 def arrow_table(batch: Batch, dim: int, id_type: pa.DataType | None, meta_schema: pa.Schema | None,
