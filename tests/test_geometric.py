@@ -14,11 +14,7 @@ from align.geometric import SEARCH_WEIGHT, GeometricTranslator
 from align.metrics import evaluate
 from align.paired import ProcrustesTranslator
 from align.vectors import unit_rows
-
-FAST = dict(n_clusters=48, restarts=2, qap_restarts=0, init_sample=1200, refine_iters=8, refine_sample=600,
-            score_sample=600, centroid_rounds=4, n_centroids=96, bag_starts=0, verbose=False)
-# bagging (several refined anchor starts averaged on small fits) is off here but in its own test: it multiplies a
-# small fit's time, and each test below is about another stage
+from tests.helpers import FAST  # bagging off: it has its own test, each test below is about another stage
 
 
 def clustered_pair(n=2000, n_eval=500, d=16, d_target=24, k=48, noise=0.05, seed=0, iso=None):

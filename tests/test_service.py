@@ -14,9 +14,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,19 +25,12 @@ import numpy as np
 import openai
 import pytest
 
-from tests.test_hostile import cli
+from tests.helpers import cli, free_port, procrustes_translator, random_isometry, random_unit_rows, vecbridge_process
 from vecbridge.stores import npy as npy_store
 
-REPO = Path(__file__).resolve().parents[1]
 KEY = "test-key-0123456789abcdef"
 TEXTS = [f"Sentence {i} is about {topic}." for i, topic in enumerate(
     ["cats", "stock markets", "rain", "football", "bread", "jazz", "volcanoes", "tax law", "knitting", "tea"])]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -49,10 +40,9 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"server-{self.port}.log"
-        argv = [sys.executable, "-m", "vecbridge", "serve", "--port", str(self.port), *map(str, args)]
         with open(self.log, "wb") as err:
-            self.proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err,
-                                         env={**os.environ, **(env or {})})
+            self.proc = vecbridge_process("serve", "--port", self.port, *args, stderr=err,
+                                          env={**os.environ, **(env or {})})
 
     def wait_ready(self, timeout: float = 120.0) -> Server:
         deadline = time.monotonic() + timeout
@@ -76,25 +66,12 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
 
-
-def unit(rows: int, dim: int, seed: int) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def rotation(d_in: int, d_out: int) -> np.ndarray:
-    return np.linalg.qr(np.random.default_rng(2).standard_normal((d_out, d_in)))[0].astype(np.float32)
-
-
-def train(root: Path, name: str, d_in: int, d_out: int, enc_in: str, enc_out: str) -> Path:
-    """A procrustes translator d_in -> d_out fitted by `vecbridge train` on a random rotation."""
-    x = unit(600, d_in, 1)
-    npy_store.write_vectors(root / f"{name}-a.npy", x, meta={"encoder": enc_in})
-    npy_store.write_vectors(root / f"{name}-b.npy", x @ rotation(d_in, d_out).T, meta={"encoder": enc_out})
-    rc, _, err = cli("train", "--method", "procrustes", "--source", root / f"{name}-a.npy", "--target",
-                     root / f"{name}-b.npy", "--output", root / name)
-    assert rc == 0, err
-    return root / name
+    def serving(self):
+        """Yield the server once it is healthy and stop it afterwards: a module fixture's body."""
+        try:
+            yield self.wait_ready()
+        finally:
+            self.stop()
 
 
 def rotation_translator(root: Path, name: str) -> Path:
@@ -103,7 +80,7 @@ def rotation_translator(root: Path, name: str) -> Path:
     from align.paired import ProcrustesTranslator
     from vecbridge.jobs import save_translator
 
-    q = rotation(384, 768)
+    q = random_isometry(2, 768, 384, np.float32)
     tr = ProcrustesTranslator()
     tr.forward_weight_, tr.forward_bias_ = q.T.copy(), np.zeros(768, np.float32)
     tr.backward_weight_, tr.backward_bias_ = q.copy(), np.zeros(384, np.float32)
@@ -115,7 +92,8 @@ def rotation_translator(root: Path, name: str) -> Path:
 def world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("service")
     rotation_translator(root, "tr")
-    train(root, "small", 16, 24, "enc-a", "enc-b")
+    x = random_unit_rows(1, 600, 16)  # a procrustes translator 16 -> 24 fitted on a random rotation
+    procrustes_translator(root, x, x @ random_isometry(2, 24, 16, np.float32).T, name="small")
     return root
 
 
@@ -124,21 +102,14 @@ def server(world):
     srv = Server(world, "--encoder", "minilm-l6", "--translator", f"tr={world / 'tr'}", "--translator",
                  f"small={world / 'small'}", "--max-inputs", 64, "--max-body-mb", 1,
                  env={"VECBRIDGE_API_KEY": ""})
-    try:
-        yield srv.wait_ready()
-    finally:
-        srv.stop()
+    yield from srv.serving()
 
 
 @pytest.fixture(scope="module")
 def keyed(world):
     """A server with an API key and a queue of one request (so that 429 is easy to reach)."""
     (world / "key").write_text(KEY + "\n")
-    srv = Server(world, "--encoder", "minilm-l6", "--api-key-file", world / "key", "--max-queue", 1)
-    try:
-        yield srv.wait_ready()
-    finally:
-        srv.stop()
+    yield from Server(world, "--encoder", "minilm-l6", "--api-key-file", world / "key", "--max-queue", 1).serving()
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +165,7 @@ def test_embed_then_translate_equals_embed_then_translate_on_the_command_line(se
 
 
 def test_translate_is_bit_identical_to_vecbridge_translate(server, world, tmp_path):
-    x = unit(50, 384, 7)
+    x = random_unit_rows(7, 50, 384)
     expected = cli_translate(world, tmp_path, x)
     r = httpx.post(f"{server.url}/v1/translate", json={"translator": "tr", "vectors": x.tolist()})
     assert r.status_code == 200, r.text
@@ -208,7 +179,7 @@ def test_translate_is_bit_identical_to_vecbridge_translate(server, world, tmp_pa
     assert r.headers["x-vecbridge-direction"] == "forward"
     np.testing.assert_array_equal(np.load(io.BytesIO(r.content)), expected)
 
-    y = unit(20, 768, 8)
+    y = random_unit_rows(8, 20, 768)
     back = cli_translate(world, tmp_path, y, "--reverse")
     r = httpx.post(f"{server.url}/v1/translate", json={"translator": "tr", "vectors": y.tolist(), "reverse": True},
                    headers={"accept": "application/x-npy"})
@@ -219,7 +190,7 @@ def test_translate_is_bit_identical_to_vecbridge_translate(server, world, tmp_pa
 def test_vecbridge_client(server, world, tmp_path):
     from vecbridge.client import Client, ServiceError
 
-    x = unit(30, 384, 9)
+    x = random_unit_rows(9, 30, 384)
     with Client(server.url, api_key="") as vb:
         assert vb.health()["status"] == "ok"
         np.testing.assert_array_equal(vb.embeddings(TEXTS[:3], model="minilm-l6"), cli_embed(tmp_path, TEXTS[:3]))
@@ -280,10 +251,10 @@ ERROR_CASES = {
                              "only available for geometric"),
     "npy garbage": (T, {"params": {"translator": "tr"}, "content": b"not an array",
                         "headers": {"content-type": "application/x-npy"}}, 400, "not a readable .npy"),
-    "npy lying header": (T, {"params": {"translator": "tr"}, "content": npy(unit(4, 384, 0))[:-8],
+    "npy lying header": (T, {"params": {"translator": "tr"}, "content": npy(random_unit_rows(0, 4, 384))[:-8],
                              "headers": {"content-type": "application/x-npy"}}, 400, "damaged"),
-    "npy without translator": (T, {"content": npy(unit(2, 384, 0)), "headers": {"content-type": "application/x-npy"}},
-                               400, "?translator=NAME"),
+    "npy without translator": (T, {"content": npy(random_unit_rows(0, 2, 384)),
+                                   "headers": {"content-type": "application/x-npy"}}, 400, "?translator=NAME"),
     "other media type": (T, {"content": b"1,2", "headers": {"content-type": "text/csv"}}, 415, "Content-Type"),
 }
 
