@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_attacks import TOPICS, sentences
-from tests.test_hostile import assert_clean_failure, cli, snapshot
+from tests.helpers import TOPICS, assert_clean_failure, cli, sentences, snapshot
 from vecbridge.stores import npy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +170,6 @@ def test_a_given_translator_is_adapted_to_the_leak(world, tmp_path):
     # not (cosine 0.76, keyword F1 0.90 vs 1.00 when measured)
     from align.paired import ProcrustesTranslator
     from encoders.registry import get_encoder
-    from tests.test_attacks import sentences
     from vecbridge.jobs import save_translator
 
     enc = get_encoder("minilm-l6")
