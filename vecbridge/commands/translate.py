@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vecbridge import engine as engines
 from vecbridge import jobs, stores
 from vecbridge.commands.args import positive_int
 from vecbridge.report import emit
@@ -42,6 +43,13 @@ def register(sub) -> None:
                    help="continue the unfinished destination of a killed run of the same translation (same "
                         "translator, input, output and options) from its last recorded batch; without it, such a "
                         "leftover is removed and the run starts over")
+    p.add_argument("--engine", choices=engines.ENGINES, default="local",
+                   help="where the batches are translated: local (this process, the default) or ray (a Ray "
+                        "cluster; .npy, Parquet, LanceDB and faiss Flat sources; needs pip install "
+                        "'vecbridge[scale]'); both write the same store")
+    p.add_argument("--address", metavar="ADDRESS",
+                   help="with --engine ray: join the running Ray cluster at ADDRESS (its head's HOST:PORT, or auto "
+                        "for the one `ray start` runs here; default: start a local one for the run)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(func=run)
 
@@ -49,7 +57,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     summary = jobs.translate(args.translator, args.input, args.output, reverse=args.reverse, search=args.search,
                              batch=args.chunk, overwrite=args.overwrite,
-                             allow_encoder_mismatch=args.allow_encoder_mismatch, resume=args.resume)
+                             allow_encoder_mismatch=args.allow_encoder_mismatch, resume=args.resume,
+                             engine=args.engine, address=args.address)
     if not summary["exact"]:
         print(f"vecbridge translate: note: {args.input} stores approximate vectors (a lossy faiss index); "
               "the translation starts from its reconstructions", file=sys.stderr)

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from align import Translator
 from align.vectors import check_vectors
+from vecbridge import engine as engines
 from vecbridge import stores
 from vecbridge.errors import UserError, user_errors
 from vecbridge.jobs.checks import check_space, direction, same_store
@@ -60,38 +60,38 @@ def _provenance(translator: Translator, translator_path: str | None, info: store
                               "source_encoder": info.encoder, "source_exact": info.exact}}
 
 
-def _copy_translated(reader, writer, translator, reverse: bool, search: bool, batch: int, progress) -> int:
-    """Stream the reader's batches through the translator into the writer, after the rows a resumed run holds;
-    return the rows read."""
-    info, resumed, rows = reader.info, writer.resumed_rows, 0
-    with tqdm(total=info.count, initial=resumed, unit="vec", unit_scale=True, desc="translate",
-              disable=None if progress is None else not progress) as bar:
-        for block in reader.batches(batch):
-            if rows + len(block) <= resumed:  # already in the temporary store
-                rows += len(block)
-                continue
-            if rows < resumed:
-                block, rows = block.tail(resumed - rows), resumed
-            block.vectors = translate_vectors(translator, block.vectors, reverse, search,
-                                              name=f"`input` {info.spec} (batch from row {rows})")
-            writer.write(block)
-            writer.checkpoint()
-            rows += len(block)
-            bar.update(len(block))
-    return rows
+class TranslateBatch:
+    """`translate`'s step for an engine: a batch's vectors (from row `first` of `source`) -> translated vectors.
+    Picklable: a copy in another process loads the translator once from its directory `path` (an in-memory
+    translator without one travels with the copy)."""
+
+    def __init__(self, translator: Translator, path: str | None, reverse: bool, search: bool, source: str):
+        self.translator, self.path, self.reverse, self.search, self.source = translator, path, reverse, search, source
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "translator": None} if self.path is not None else self.__dict__
+
+    def __call__(self, vectors: np.ndarray, first: int) -> np.ndarray:
+        if self.translator is None:
+            self.translator = Translator.load(self.path)
+        return translate_vectors(self.translator, vectors, self.reverse, self.search,
+                                 name=f"`input` {self.source} (batch from row {first})")
 
 
 @user_errors
 def translate(translator: Translator | str | os.PathLike, input, output, *, reverse: bool = False,
               search: bool = False, batch: int | None = None, overwrite: bool = False,
-              allow_encoder_mismatch: bool = False, resume: bool = False, progress: bool | None = None) -> dict:
+              allow_encoder_mismatch: bool = False, resume: bool = False, engine: str = "local",
+              address: str | None = None, progress: bool | None = None) -> dict:
     """Translate every vector of the store `input` into a new store `output` (any two specs, `.npy` included).
 
     The source is only read. The destination is built under a temporary name and swapped in when complete; it
     records its provenance (encoder, translator, method, direction, source). Its last committed batch is recorded
     beside it: with `resume`, the temporary store of a killed run of the same translation (same translator, input
     and options) is continued from there, and the result is the store one run would write. `batch`: rows per
-    batch (default: the destination backend's). Returns a summary that says whether the source's vectors were
+    batch (default: the destination backend's). `engine`: where the batches are translated, `local` (this
+    process) or `ray` (a Ray cluster: the one at `address`, or a local one started for the run); both write the
+    same store, and either resumes the other's. Returns a summary that says whether the source's vectors were
     exact, which of its fields the destination cannot hold and how many rows a killed run had written.
     """
     if batch is not None and batch < 1:
@@ -111,11 +111,16 @@ def translate(translator: Translator | str | os.PathLike, input, output, *, reve
         dim_out = direction(translator, reverse)[1]
         fingerprint = run_fingerprint(translator, translator_path, in_spec, info, out_spec,
                                       {"reverse": reverse, "search": search, "batch": batch})
+        engines.check(engine, address, reader, "`input`")
         start = time.perf_counter()
         with stores.open_writer(out_spec, "`output`", dim=int(dim_out), count=info.count, metric=info.metric,
                                 provenance=_provenance(translator, translator_path, info, in_spec, reverse, search),
                                 overwrite=overwrite, source=info, fingerprint=fingerprint, resume=resume) as writer:
-            rows = _copy_translated(reader, writer, translator, reverse, search, batch, progress)
+            step = TranslateBatch(translator, translator_path and os.path.abspath(translator_path), reverse, search,
+                                  str(in_spec))
+            flow = engines.Flow(in_spec, "`input`", reader, writer, step, batch, skip=writer.resumed_rows,
+                                desc="translate")
+            rows = engines.run(flow, engine, address, progress)
             if rows != info.count:
                 raise UserError(f"`input` {in_spec} changed while being read ({info.count} rows at the start, "
                                 f"{rows} read); stop the writers and run again")

@@ -1,0 +1,141 @@
+"""The `ray` engine on Ray Data: a dataset of the flow's batches as row ranges, read by the workers themselves
+(`StoreReader.read_range`) and mapped by a pool of actors that each open the source and load the step once; the
+mapped batches come back in order and are written by this process, so every destination store works."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import pickle
+import socket
+from collections.abc import Iterator
+
+import pyarrow as pa
+
+from vecbridge import stores
+from vecbridge.engine.flow import Flow, row_ranges
+from vecbridge.errors import ROOM_ERRORS, UserError
+from vecbridge.stores.base import Batch, StoreReader, StoreSpec, first_line
+
+INSTALL = "pip install 'vecbridge[scale]'"
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise UserError(f"the ray engine needs Ray Data, which is not installed: {INSTALL}") from None
+    return ray
+
+
+def mapped(flow: Flow, address: str | None) -> Iterator[Batch]:
+    """The flow's batches, mapped by its step on a Ray cluster, in order. `address`: a running cluster to join;
+    None starts a local one for the job (or uses the one this process is already connected to)."""
+    ray = import_ray()
+    started = connect(ray, address)
+    try:
+        data = ray.data.from_items([{"start": start, "stop": stop} for start, stop in
+                                    row_ranges(flow.reader.info.count, flow.batch, flow.skip)])
+        data.context.execution_options.preserve_order = True
+        data.context.enable_progress_bars = data.context.print_on_execution_start = False  # the job shows its own
+        workers, gpus_each = pool_size(ray, flow.gpu)
+        source = flow.source  # the workers need not share this process's working directory
+        if source.path is not None:
+            source = dataclasses.replace(source, path=source.path.resolve())
+        out = data.map_batches(RangeWorker, fn_constructor_args=(source, flow.what, flow.step), batch_size=1,
+                               batch_format="pyarrow", num_gpus=gpus_each or None,
+                               compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers))
+        with console_quiet(logging.getLogger("ray.data")):
+            for table in out.iter_batches(batch_size=None, batch_format="pyarrow"):
+                for chunk in table.column("batch").chunks:
+                    for k in range(len(chunk)):
+                        result = pickle.loads(chunk[k].as_buffer())
+                        if isinstance(result, Exception):
+                            raise result
+                        yield result
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def connect(ray, address: str | None) -> bool:
+    """Join the cluster at `address`, or start a local one on this machine's cores; whether this call did."""
+    if ray.is_initialized():
+        return False
+    options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        if address:
+            check_reachable(address)
+            ray.init(address=address, **options)
+        else:
+            ray.init(num_cpus=len(os.sched_getaffinity(0)), **options)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"join the Ray cluster at `address` {address}" if address else "start a local Ray cluster"
+        raise UserError(f"cannot {where} ({first_line(e)}); check that it runs, or leave `address` out to start a "
+                        "local one") from None
+    return True
+
+
+def check_reachable(address: str) -> None:
+    """A head's HOST:PORT that does not answer, refused at once (Ray itself would retry for minutes)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():  # `auto`, ray://: Ray's own checks are quick
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as e:
+        raise ConnectionError(f"nothing answers at {address}: {e.strerror or e}") from None
+
+
+@contextlib.contextmanager
+def console_quiet(logger: logging.Logger):
+    """Only errors from `logger` on the console meanwhile (its log file keeps every line): Ray Data announces
+    each execution and its end there, and the job shows its own progress and says its own errors."""
+    handlers = [h for h in logger.handlers if h.get_name() == "console"]
+    levels = [h.level for h in handlers]
+    for h in handlers:
+        h.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for h, level in zip(handlers, levels, strict=True):
+            h.setLevel(level)
+
+
+def pool_size(ray, gpu: bool) -> tuple[int, int]:
+    """(most actors, GPUs per actor): one actor per CPU of the cluster, or per GPU where the step uses one."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0)) if gpu else 0
+    return (gpus, 1) if gpus else (max(int(resources.get("CPU", 1)), 1), 0)
+
+
+class RangeWorker:
+    """A Ray actor: opens the source once, then reads each row range it is given and maps its vectors by `step`.
+    The job's own errors come back as the batch's result, raised by the driver as the job would raise them (Ray
+    would wrap them, and lose them on the way)."""
+
+    def __init__(self, source: StoreSpec, what: str, step):
+        self.source, self.what, self.step, self.reader = source, what, step, None
+
+    def __call__(self, ranges: pa.Table) -> pa.Table:
+        start, stop = ranges["start"][0].as_py(), ranges["stop"][0].as_py()  # batch_size=1: one range a call
+        try:
+            if self.reader is None:
+                self.reader = stores.open_reader(self.source, self.what)
+            result = self.reader.read_range(start, stop)
+            result.vectors = self.step(result.vectors, start)
+        except (UserError, OSError, *ROOM_ERRORS) as e:
+            result = e
+        return pa.table({"batch": pa.array([pickle.dumps(result, protocol=5)], pa.large_binary())})
+
+
+def check_source(reader: StoreReader, what: str) -> None:
+    """Refuse, before any work, a source the workers cannot read in row ranges."""
+    try:
+        reader.read_range(0, 1)
+    except NotImplementedError:
+        raise UserError(f"{what} {reader.info.spec} cannot be read in row ranges by the ray engine's workers (it "
+                        "reads .npy, Parquet, LanceDB and faiss Flat stores); use `engine` local") from None
