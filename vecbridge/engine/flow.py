@@ -15,15 +15,15 @@ from vecbridge.stores.base import StoreReader, StoreSpec, StoreWriter
 class Flow:
     """The rows of `reader` in batches cut at multiples of `batch` rows, each batch's vectors mapped by
     `step(vectors, first_row) -> vectors`, written into `writer` in the reader's order with a checkpoint after
-    each batch; the first `skip` rows (a resumed destination holds them) are neither read nor written, except
-    those in the batch of row `skip`, mapped with it.
+    each batch. The first `skip` rows are in a resumed destination already: they are not written, and not read
+    either, except those in the batch of row `skip`, mapped with it.
 
     Every engine cuts the same batches, so a row is mapped in the same company whichever engine runs the flow
     and wherever a resumed run starts (a step's output may depend on it: a one-row matrix product takes another
-    BLAS path than a longer one). `step` is picklable:
-    an engine with workers sends each a copy, which loads its model once, and each worker opens `source` itself
-    (`what`: how messages name it) to read its batches with `StoreReader.read_range`. `gpu`: the step runs on a
-    GPU where the workers have one (one worker per GPU then); `desc` names the progress bar."""
+    BLAS path than a longer one). `step` is picklable: an engine with workers sends each a copy, which loads its
+    model once, and each worker opens `source` itself (`what`: how messages name it) to read its batches with
+    `StoreReader.read_range`. `gpu`: the step runs on a GPU where the workers have one (then one worker per
+    GPU); `desc` names the progress bar."""
 
     source: StoreSpec
     what: str

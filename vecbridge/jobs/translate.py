@@ -65,7 +65,8 @@ class TranslateBatch:
     Picklable: a copy in another process loads the translator once from its directory `path` (an in-memory
     translator without one travels with the copy)."""
 
-    def __init__(self, translator: Translator, path: str | None, reverse: bool, search: bool, source: str):
+    def __init__(self, translator: Translator | None, path: str | None, reverse: bool, search: bool,
+                 source: str):
         self.translator, self.path, self.reverse, self.search, self.source = translator, path, reverse, search, source
 
     def __getstate__(self) -> dict:
