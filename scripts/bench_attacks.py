@@ -12,7 +12,8 @@ builtin:pool:train_b (the reference). Three translators are measured where asked
   it knows (the first K pool texts, embedded by both encoders), given to the fit as known pairs (the issue's
   e5-small victim, where the unsupervised start fails);
 - `adapted`: `own`'s fit started from the `pool` translator's map (a general map adapted to the leak's domain),
-  kept or dropped by the audit's rule (`vecbridge.jobs.audit._adapted`; `adaptation` in the row says which);
+  kept or dropped by the audit's rule (`vecbridge.jobs.audit.adaptation.choose_adapted`; `adaptation` in the
+  row says which);
 - `paired` (a bound, not an attack): orthogonal Procrustes fitted on the leak's own true pairs (victim vector,
   known-encoder vector of the same text), 2-fold, scored with the `adapted` (else `own`) attacker's reference;
 - `own`: the audit's own path, trained from the leak's vectors alone against a reference of the attacker's:
@@ -29,6 +30,7 @@ The keyword decoder and retrieval index are fitted once and shared by every task
     python scripts/bench_attacks.py --victim minilm-l3 --known minilm-l6 --leak-size 200 --tasks brown \
         --pool-rows 3000 --defenses rotation,int8
     python scripts/bench_attacks.py --victim e5-small --known minilm-l6 --known-pairs 64 --translators pool,adapted
+
 """
 
 from __future__ import annotations
@@ -47,16 +49,11 @@ from align import Translator, translator_class  # noqa: E402
 from attacks.defences import parse_defences  # noqa: E402
 from attacks.inversion import DECODERS  # noqa: E402
 from vecbridge.corpora import load_corpus  # noqa: E402
-from vecbridge.jobs.audit import (  # noqa: E402
-    AttackSuite,
-    AttributeSpec,
-    Leak,
-    _adaptation_start,
-    _adapted,
-    _probe_rows,
-    attack_table,
-    defence_utility,
-)
+from vecbridge.jobs.audit.adaptation import adaptation_start, choose_adapted  # noqa: E402
+from vecbridge.jobs.audit.attributes import AttributeSpec, probe_rows  # noqa: E402
+from vecbridge.jobs.audit.defences import defence_utility  # noqa: E402
+from vecbridge.jobs.audit.leak import Leak  # noqa: E402
+from vecbridge.jobs.audit.suite import AttackSuite, attack_table  # noqa: E402
 from vecbridge.jobs.pivots import cached_vectors  # noqa: E402
 from vecbridge.jobs.references import AUTO, choose_reference  # noqa: E402
 from vecbridge.texts import read_texts  # noqa: E402
@@ -96,7 +93,7 @@ def probe_specs(corpus: str, rows: int | None, seed: int) -> list[AttributeSpec]
     a seeded sample)."""
     specs = [AttributeSpec(a, None, f"builtin:{corpus}:train_a", a) for a in TASKS[corpus][1]]
     for a in specs:
-        texts, labels = _probe_rows(a, seed)
+        texts, labels = probe_rows(a, seed)
         if rows is not None and len(texts) > rows:
             keep = sorted(np.random.default_rng(seed).choice(len(texts), rows, replace=False).tolist())
             texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
@@ -122,7 +119,7 @@ PARAMS: dict = {}  # --param NAME=VALUE: geometric's hyper-parameters (e.g. fewe
 def fit(src: np.ndarray, tgt: np.ndarray, seed: int, start: np.ndarray | None = None, pairs=None,
         refine_only: bool = False):
     """geometric with --param's; `refine_only`: `start` is refined whatever its screen score (the audit's
-    adaptation, `vecbridge.jobs.audit.audit`)."""
+    adaptation, `vecbridge.jobs.audit.adaptation.ReferenceFit`)."""
     params = {"seed": seed, **PARAMS, **({"accept_score": 0.0} if refine_only else {})}
     return translator_class("geometric")(**params).fit(src, tgt, start=start, pairs=pairs)
 
@@ -158,7 +155,7 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
             continue
         t, c = time.perf_counter(), time.process_time()
         profiled = x_leak if name == "own" else pool_translator.transform(x_leak)
-        start = None if name == "own" else _adaptation_start(pool_translator, x_leak, profiled)
+        start = None if name == "own" else adaptation_start(pool_translator, x_leak, profiled)
         spec, choice = choose_reference(profiled, args.known, same_space=name == "adapted") \
             if args.own_reference == AUTO else \
             (args.own_reference, None)
@@ -176,7 +173,7 @@ def own_rows(args, specs: list[AttributeSpec], texts: list[str], x_leak: np.ndar
         model = fit(x_leak, ref_vectors, args.seed, start=start, refine_only=name == "adapted")
         adaptation = None
         if name == "adapted":  # the map the audit would use: the adaptation, or the pool translator as given
-            model, adaptation = _adapted(pool_translator, model, x_leak, ref_vectors, args.seed)
+            model, adaptation = choose_adapted(pool_translator, model, x_leak, ref_vectors, args.seed)
         out[name] = {**score(suite, model, x_leak, leak, ideal, naive), "reference": spec, "adaptation": adaptation,
                      "reference_rows": len(ref_texts),
                      "reference_distance": None if choice is None else choice["candidates"][0]["distance"],

@@ -217,7 +217,7 @@ def test_a_given_translator_is_adapted_to_the_leak(world, tmp_path):
 def test_maps_re_fitted_from_a_given_translator_keep_its_output_stage():
     from align.geometric import GeometricTranslator
     from align.paired import ProcrustesTranslator
-    from vecbridge.jobs.audit import output_stage
+    from vecbridge.jobs.audit.adaptation import output_stage
 
     x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
     assert output_stage(GeometricTranslator(affine=0.03)) == {"affine": 0.03}
@@ -237,17 +237,17 @@ def test_an_adapted_map_starts_from_a_geometric_translators_own_rotation():
     from align.confidence import map_agreement
     from align.geometric import GeometricTranslator
     from align.paired import ProcrustesTranslator
-    from vecbridge.jobs.audit import _adaptation_start
+    from vecbridge.jobs.audit.adaptation import adaptation_start
 
     x = _clustered(800, 16, 0)
     rotation = np.linalg.qr(np.random.default_rng(1).normal(size=(16, 16)))[0].astype(np.float32)
     geo = GeometricTranslator(seed=0, verbose=False).fit(x[:400], x[400:] @ rotation, start=rotation)
     leak = x[:300] + 3.0  # off-domain: far from the mean the translator was trained around
-    assert np.array_equal(_adaptation_start(geo, leak, geo.transform(leak)), geo.weight_)
+    assert np.array_equal(adaptation_start(geo, leak, geo.transform(leak)), geo.weight_)
     # any other method: the rotation closest to what it does to the rows (its outputs are unit rows, so only
     # near its own rotation: mean cosine 0.96 of the images measured)
     lin = ProcrustesTranslator().fit(x, x @ rotation)
-    start = _adaptation_start(lin, leak, lin.transform(leak))
+    start = adaptation_start(lin, leak, lin.transform(leak))
     assert np.allclose(start @ start.T, np.eye(16), atol=1e-4)
     assert map_agreement(leak - leak.mean(0), start, rotation) > 0.85
 
@@ -258,7 +258,7 @@ def test_an_adaptation_read_low_is_used_only_when_it_grew_from_the_given_map_and
     from align.geometric import GeometricTranslator
     from align.paired import ProcrustesTranslator
     from encoders.registry import get_encoder
-    from vecbridge.jobs.audit import _adapted
+    from vecbridge.jobs.audit.adaptation import choose_adapted
 
     enc = get_encoder("minilm-l6")
     rotation = np.linalg.qr(np.random.default_rng(5).normal(size=(384, 384)))[0].astype(np.float32)
@@ -281,7 +281,7 @@ def test_an_adaptation_read_low_is_used_only_when_it_grew_from_the_given_map_and
         g = ProcrustesTranslator()
         g.__dict__.update(given.__dict__)
         g.confidence_ = {**given.confidence_, "verdict": given_verdict}
-        return _adapted(g, a, leak, reference, seed=0)
+        return choose_adapted(g, a, leak, reference, seed=0)
 
     model, report = case("ok", "given")
     assert report["used"] and model.confidence_["verdict"] == "ok"
@@ -297,3 +297,4 @@ def test_an_adaptation_read_low_is_used_only_when_it_grew_from_the_given_map_and
     assert report["used"] and model.confidence_["verdict"] == "low"
     model, report = case("low", "given", given_verdict=None)  # a translator without a verdict lends none
     assert not report["used"] and isinstance(model, ProcrustesTranslator)
+
