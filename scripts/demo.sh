@@ -52,12 +52,14 @@ $VB migrate --from "chroma:$DIR/chroma#glosses" --to "chroma:$DIR/chroma#glosses
   --translator "$DIR/$SRC-to-$TGT" --verify-documents 500 --overwrite
 $VB stores inspect "chroma:$DIR/chroma#glosses-$TGT"
 
-step "audit the old collection for leakage: an attacker with only its vectors, $TGT and public glosses (report in $DIR/audit)"
+step "audit the old collection for leakage: an attacker with only its vectors, $TGT and public glosses infers each gloss's WordNet class (lexname); three defences (report in $DIR/audit)"
 # the attacker adapts the translator to the leak against public texts of its domain (WordNet's train_b split,
-# disjoint from the stored eval glosses): adaptation against an off-domain reference can drift (BENCHMARKS.md)
+# disjoint from the stored eval glosses: adaptation against an off-domain reference can drift) and trains its
+# lexname probe on the train_a split; the owner's truth is the eval split the collection was embedded from
+printf '{"lexname": {"train": "builtin:wordnet:train_a", "column": "lexname"}}\n' > "$DIR/attributes.json"
 $VB audit --vectors "chroma:$DIR/chroma#glosses" --known-encoder "$TGT" --translator "$DIR/$SRC-to-$TGT" \
-  --reference builtin:wordnet:train_b --reference-limit "$NREF" --defenses noise:0.05,int8,rotation \
-  --report "$DIR/audit" --overwrite
+  --reference builtin:wordnet:train_b --reference-limit "$NREF" --attributes "$DIR/attributes.json" \
+  --truth builtin:wordnet:eval --defenses noise:0.05,int8,rotation --report "$DIR/audit" --overwrite
 
 step "serve $TGT and the translator over HTTP (OpenAI-compatible), one request, then a graceful stop"
 $VB serve --encoder "$TGT" --translator "demo=$DIR/$SRC-to-$TGT" --port "$PORT" &

@@ -298,3 +298,34 @@ def test_an_adaptation_read_low_is_used_only_when_it_grew_from_the_given_map_and
     model, report = case("low", "given", given_verdict=None)  # a translator without a verdict lends none
     assert not report["used"] and isinstance(model, ProcrustesTranslator)
 
+
+def test_truth_from_the_builtin_split_a_store_was_embedded_from(tmp_path, monkeypatch):
+    # `vecbridge embed --input builtin:CORPUS:SPLIT` gives row k the id k: --truth builtin:CORPUS:SPLIT reads each
+    # id's text and labels from that row, and refuses a store whose documents are not those rows
+    from tests.helpers import write_store
+    from vecbridge.corpora import load_corpus, store
+    from vecbridge.errors import UserError
+    from vecbridge.jobs.audit.attributes import AttributeSpec
+    from vecbridge.jobs.audit.leak import read_leak
+
+    monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
+    store.build("wordnet", ROOT / "tests" / "fixtures" / "corpora" / "wordnet")
+    table = load_corpus("wordnet", "train_a").with_format("arrow")[:]
+    texts, labels = table["text"].to_pylist(), table["lexname"].to_pylist()
+    x = np.random.default_rng(0).normal(size=(len(texts) - 2, 8)).astype(np.float32)
+    lexname = [AttributeSpec("lexname", None, "builtin:wordnet:train_b", "lexname")]
+    npy.write_vectors(tmp_path / "leak.npy", x)
+    leak = read_leak(str(tmp_path / "leak.npy"), lexname, "builtin:wordnet:train_a")
+    assert leak.texts == texts[:len(x)] and leak.truth["lexname"] == labels[:len(x)]
+    assert leak.truth_source == "builtin:wordnet:train_a"
+    same = write_store(f"chroma:{tmp_path}/db#same", x, documents=texts[:len(x)])
+    assert read_leak(same, lexname, "builtin:wordnet:train_a").truth == leak.truth
+    other = write_store(f"chroma:{tmp_path}/db#other", x, documents=texts[2:])
+    for spec, truth, expected in [
+            (other, "builtin:wordnet:train_a", "the store's document of id '0' is not that split's row 0"),
+            (str(tmp_path / "leak.npy"), "builtin:wordnet", "name the split the store was embedded from"),
+            (str(tmp_path / "leak.npy"), "builtin:icd10:eval", "has no column 'lexname'")]:
+        if truth.startswith("builtin:icd10"):
+            store.build("icd10", ROOT / "tests" / "fixtures" / "corpora" / "icd10")
+        with pytest.raises(UserError, match=expected):
+            read_leak(spec, lexname, truth)

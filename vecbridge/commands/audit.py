@@ -37,8 +37,9 @@ def register(sub) -> None:
                    help='attributes to infer: {"attr": ["label", ...]} (zero-shot) or {"attr": {"labels": [...], '
                         '"train": SPEC, "column": NAME}} (a probe trained on labelled public texts)')
     p.add_argument("--truth", metavar="TRUTH.jsonl",
-                   help='the owner\'s truth: rows {"id": ..., "text": ..., "<attr>": "<value>"} (default: the '
-                        "store's own documents and metadata)")
+                   help='the owner\'s truth: rows {"id": ..., "text": ..., "<attr>": "<value>"}, or '
+                        "builtin:CORPUS:SPLIT for a store `vecbridge embed` filled from that split (id k: its row k, "
+                        "its text and label columns) (default: the store's own documents and metadata)")
     p.add_argument("--victim-encoder", metavar="NAME",
                    help="the encoder that made the stored vectors, to measure each defence's cost on real queries")
     p.add_argument("--defenses", metavar="LIST", help="defences to measure, e.g. noise:0.01,int8,binary,pq:48,"

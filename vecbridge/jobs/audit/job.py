@@ -78,14 +78,15 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
     """Run the leakage audit on the store `vectors` and publish `report` (report.json, report.html, and the
     translator it trained). With `translator` and `adapt`, the given map is adapted to the leak's domain: a
     geometric fit of the leaked vectors against the reference, started from the given map (see
-    `adaptation.choose_adapted`). Returns report.json's content."""
+    `adaptation.choose_adapted`). `truth`: TRUTH.jsonl, or builtin:CORPUS:SPLIT for a store embedded from that
+    split. Returns report.json's content."""
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     check_encoder(known_encoder, "--known-encoder", builtin=True)
     if victim_encoder is not None:
         check_encoder(victim_encoder, "--victim-encoder", builtin=True)
     if top_k < 1:
         raise UserError(f"--top-k must be a positive integer, got {top_k}")
-    files_given = [p for p in (truth, attributes) if p is not None]
+    files_given = [p for p in (truth, attributes) if p is not None and not str(p).startswith("builtin:")]
     report = files.check_dir_output(report, overwrite, is_report_dir, "audit report",
                                     inputs=[*stores.spec_paths(vectors), *files_given])
     inputs = read_inputs(vectors, known_encoder, translator, attributes, truth, victim_encoder, defenses, seed)

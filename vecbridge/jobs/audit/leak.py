@@ -1,5 +1,5 @@
-"""The leak: the store's vectors and ids, with the owner's truth for the rows that have one (TRUTH.jsonl, or the
-store's own documents and metadata)."""
+"""The leak: the store's vectors and ids, with the owner's truth for the rows that have one (TRUTH.jsonl, a
+built-in corpus split the store was embedded from, or the store's own documents and metadata)."""
 
 from __future__ import annotations
 
@@ -33,10 +33,12 @@ class Leak:
 
 
 def read_leak(spec: str, attributes: list[AttributeSpec], truth_path=None) -> Leak:
-    """The leaked vectors with their ids, and the owner's truth (TRUTH.jsonl, else the store's documents and
-    metadata) for every row that has one."""
+    """The leaked vectors with their ids, and the owner's truth (TRUTH.jsonl or builtin:CORPUS:SPLIT, else the
+    store's documents and metadata) for every row that has one."""
     vectors, ids, documents, metadata, info = _read_store(spec)
-    if truth_path is not None:
+    if truth_path is not None and str(truth_path).startswith("builtin:"):
+        texts, truth = _builtin_truth(str(truth_path), ids, documents, attributes)
+    elif truth_path is not None:
         texts, truth = _read_truth(truth_path, ids, attributes)
     else:
         texts = documents or [None] * len(ids)
@@ -118,6 +120,44 @@ def _truth_rows(path, what: str, attributes: list[AttributeSpec]) -> list[tuple[
     if not rows:
         raise UserError(f"{what} holds no rows")
     return rows
+
+
+def _builtin_truth(spec: str, ids: list, documents: list | None,
+                   attributes: list[AttributeSpec]) -> tuple[list, dict]:
+    """The truth of a store `vecbridge embed` filled from the built-in split `spec`: id k is the split's row k,
+    its text and its attribute columns. Where the store holds documents, each must be its row's text: ids that
+    are not those row numbers would score every attack against another record's truth."""
+    from vecbridge.corpora import load_corpus
+
+    what = f"--truth {spec}"
+    name, _, split = spec.removeprefix("builtin:").partition(":")
+    if not split:
+        raise UserError(f"{what}: name the split the store was embedded from, e.g. builtin:{name}:eval")
+    ds = load_corpus(name, split)
+    missing = [a.name for a in attributes if a.name not in ds.column_names]
+    if missing:
+        raise UserError(f"{what} has no column {missing[0]!r} for that attribute; its columns: "
+                        f"{', '.join(ds.column_names)}")
+    rows = [_row_number(i, len(ds)) for i in ids]
+    if all(r is None for r in rows):
+        raise UserError(f"{what}: no id of --vectors is a row number of that split ({len(ds)} rows); give the "
+                        "split the store was embedded from, or a TRUTH.jsonl")
+    table = ds.with_format("arrow")[:]
+    column = {c: table[c].to_pylist() for c in ["text", *(a.name for a in attributes)]}
+    texts = [None if r is None else column["text"][r] for r in rows]
+    for k, (text, document) in enumerate(zip(texts, documents or [], strict=False)):
+        if text is not None and document is not None and document != text:
+            raise UserError(f"{what}: the store's document of id {ids[k]!r} is not that split's row {ids[k]}; "
+                            "the store was not embedded from it in order: give its TRUTH.jsonl")
+    truth = {a.name: [None if r is None or column[a.name][r] in (None, "") else str(column[a.name][r])
+                      for r in rows] for a in attributes}
+    return texts, truth
+
+
+def _row_number(store_id, rows: int) -> int | None:
+    """The row number a store id names (stores that keep ids as strings give "12" for row 12), or None."""
+    text = str(store_id)
+    return int(text) if text.isdigit() and str(int(text)) == text and int(text) < rows else None
 
 
 def _check_truth_labels(attributes: list[AttributeSpec], truth: dict) -> None:
