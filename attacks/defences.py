@@ -7,6 +7,8 @@ owner's own queries must be changed to search them (`transform_query`). Parsed f
 
 from __future__ import annotations
 
+import inspect
+
 import faiss
 import numpy as np
 
@@ -22,7 +24,9 @@ class Defence:
 
     @property
     def params(self) -> dict:
-        return {}
+        """The defence's own settings (its `__init__` arguments but the seed), scikit-learn style."""
+        names = [k for k in inspect.signature(type(self).__init__).parameters if k not in ("self", "seed")]
+        return {k: getattr(self, k) for k in names}
 
     @property
     def label(self) -> str:
@@ -46,10 +50,6 @@ class GaussianNoise(Defence):
     def __init__(self, scale: float, seed: int = 0) -> None:
         super().__init__(seed)
         self.scale = scale
-
-    @property
-    def params(self) -> dict:
-        return {"scale": self.scale}
 
     def transform(self, x):
         rng = np.random.default_rng(self.seed)
@@ -88,10 +88,6 @@ class ProductQuantisation(Defence):
         super().__init__(seed)
         self.m = m
 
-    @property
-    def params(self) -> dict:
-        return {"m": self.m}
-
     def fit(self, x):
         if x.shape[1] % self.m:
             raise AttackError(f"pq:{self.m}: the vectors' {x.shape[1]} dims are not a multiple of {self.m}; "
@@ -116,10 +112,6 @@ class DimensionReduction(Defence):
     def __init__(self, dims: int, seed: int = 0) -> None:
         super().__init__(seed)
         self.dims = dims
-
-    @property
-    def params(self) -> dict:
-        return {"dims": self.dims}
 
     def fit(self, x):
         if not 1 <= self.dims < x.shape[1] or self.dims > len(x):

@@ -65,19 +65,13 @@ def free_port() -> int:
 
 
 def start(argv: list[str], url: str, timeout: float = 300) -> subprocess.Popen:
-    import httpx
+    from vecbridge.client import wait_until_healthy
 
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}: {' '.join(argv[:6])}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
+    if wait_until_healthy(url, timeout, alive=lambda: proc.poll() is None):
+        return proc
+    if proc.poll() is not None:
+        raise SystemExit(f"server exited with {proc.returncode}: {' '.join(argv[:6])}")
     proc.kill()
     raise SystemExit(f"server not healthy after {timeout} s")
 

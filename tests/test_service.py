@@ -26,6 +26,7 @@ import openai
 import pytest
 
 from tests.helpers import cli, free_port, procrustes_translator, random_isometry, random_unit_rows, vecbridge_process
+from vecbridge.client import wait_until_healthy
 from vecbridge.stores import npy as npy_store
 
 KEY = "test-key-0123456789abcdef"
@@ -45,16 +46,10 @@ class Server:
                                           env={**os.environ, **(env or {})})
 
     def wait_ready(self, timeout: float = 120.0) -> Server:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        if wait_until_healthy(self.url, timeout, alive=lambda: self.proc.poll() is None):
+            return self
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
         raise AssertionError(f"server not healthy after {timeout} s: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import io
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import httpx
 import numpy as np
@@ -26,6 +27,21 @@ class ServiceError(Exception):
                  code: str | None = None):
         super().__init__(f"{status}: {message}")
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+
+def wait_until_healthy(url: str, timeout: float = 60.0, alive: Callable[[], bool] = lambda: True,
+                       interval: float = 0.2) -> bool:
+    """Poll `GET {url}/health` until it answers 200 (True), or `alive()` turns false or `timeout` seconds pass
+    (False): for a service that is starting."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        try:
+            if httpx.get(f"{url.rstrip('/')}/health", timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(interval)
+    return False
 
 
 class Client:

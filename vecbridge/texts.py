@@ -4,34 +4,48 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from vecbridge.errors import UserError
 
 
+def jsonl_rows(path, what: str, shape: str = '{"text": "..."}') -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a JSONL file; a line that is not a JSON object is a
+    one-line error naming `what` and the line (`shape`: what a line should look like)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UserError(f"{what}: line {number} is not valid JSON ({e.msg}); each line must be an "
+                                    f"object such as {shape}") from None
+                if not isinstance(row, dict):
+                    raise UserError(f"{what}: line {number} is not an object; each line must be one such as "
+                                    f"{shape}")
+                yield number, row
+    except UnicodeDecodeError:
+        raise UserError(f"{what} is not UTF-8 text") from None
+
+
 def _read_jsonl(path: Path) -> list[str]:
     texts = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}: line {number} is not valid JSON ({e.msg}); "
-                                "each line must be an object such as {\"text\": \"...\"}") from None
-            if not isinstance(record, dict) or "text" not in record:
-                raise UserError(f"{path}: line {number} has no `text` field; "
-                                "each line must be an object such as {\"text\": \"...\"}")
-            if not isinstance(record["text"], str) or not record["text"].strip():
-                raise UserError(f"{path}: line {number}: `text` must be a non-empty string")
-            try:
-                record["text"].encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise UserError(f"{path}: line {number}: `text` holds an invalid character "
-                                f"({record['text'][e.start]!r}, a lone surrogate escape); fix the text's "
-                                "encoding") from None
-            texts.append(record["text"])
+    for number, record in jsonl_rows(path, str(path)):
+        if "text" not in record:
+            raise UserError(f"{path}: line {number} has no `text` field; "
+                            "each line must be an object such as {\"text\": \"...\"}")
+        if not isinstance(record["text"], str) or not record["text"].strip():
+            raise UserError(f"{path}: line {number}: `text` must be a non-empty string")
+        try:
+            record["text"].encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise UserError(f"{path}: line {number}: `text` holds an invalid character "
+                            f"({record['text'][e.start]!r}, a lone surrogate escape); fix the text's "
+                            "encoding") from None
+        texts.append(record["text"])
     return texts
 
 

@@ -3,7 +3,6 @@ and the probe's labelled rows read once."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from vecbridge import files
 from vecbridge.errors import UserError
+from vecbridge.texts import jsonl_rows
 
 PROBE_LIMIT = 20000  # labelled training rows per probe, a seeded sample of the rest
 TEMPLATES = ["This text is about {}."]
@@ -99,16 +99,9 @@ def _builtin_rows(a: AttributeSpec, where: str) -> tuple[list, list]:
 def _jsonl_rows(a: AttributeSpec, where: str) -> tuple[list, list]:
     path = files.check_regular_file(a.train, where)
     texts, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise UserError(f"{where}: line {number} is not valid JSON") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or a.column not in row:
-                raise UserError(f"{where}: line {number} needs \"text\" and {a.column!r}")
-            texts.append(row["text"])
-            labels.append(row[a.column])
+    for number, row in jsonl_rows(path, where, f'{{"text": "...", "{a.column}": "<value>"}}'):
+        if not isinstance(row.get("text"), str) or a.column not in row:
+            raise UserError(f"{where}: line {number} needs \"text\" and {a.column!r}")
+        texts.append(row["text"])
+        labels.append(row[a.column])
     return texts, labels

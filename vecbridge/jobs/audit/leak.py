@@ -3,7 +3,6 @@ built-in corpus split the store was embedded from, or the store's own documents 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +11,7 @@ from align.vectors import check_vectors
 from vecbridge import files, stores
 from vecbridge.errors import UserError
 from vecbridge.jobs.audit.attributes import AttributeSpec
+from vecbridge.texts import jsonl_rows
 
 
 @dataclass
@@ -96,27 +96,17 @@ def _read_truth(path, ids: list, attributes: list[AttributeSpec]) -> tuple[list,
 def _truth_rows(path, what: str, attributes: list[AttributeSpec]) -> list[tuple[int, dict]]:
     """(line number, row) of each TRUTH.jsonl row, each checked to hold an id and every attribute."""
     rows = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{what}: line {number} is not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict) or "id" not in row:
-                    raise UserError(f"{what}: line {number} has no \"id\"; each row is "
-                                    '{"id": ..., "text": ..., "<attribute>": "<value>"}')
-                if "text" in row and not (row["text"] is None or isinstance(row["text"], str)):
-                    raise UserError(f"{what}: line {number}: \"text\" must be a string")
-                for a in attributes:
-                    if a.name not in row:
-                        raise UserError(f"{what}: line {number} (id {row['id']!r}) has no attribute {a.name!r}; "
-                                        "give it on every row (null where unknown)")
-                rows.append((number, row))
-    except UnicodeDecodeError:
-        raise UserError(f"{what} is not UTF-8 text") from None
+    shape = '{"id": ..., "text": ..., "<attribute>": "<value>"}'
+    for number, row in jsonl_rows(path, what, shape):
+        if "id" not in row:
+            raise UserError(f"{what}: line {number} has no \"id\"; each row is {shape}")
+        if "text" in row and not (row["text"] is None or isinstance(row["text"], str)):
+            raise UserError(f"{what}: line {number}: \"text\" must be a string")
+        for a in attributes:
+            if a.name not in row:
+                raise UserError(f"{what}: line {number} (id {row['id']!r}) has no attribute {a.name!r}; "
+                                "give it on every row (null where unknown)")
+        rows.append((number, row))
     if not rows:
         raise UserError(f"{what} holds no rows")
     return rows
