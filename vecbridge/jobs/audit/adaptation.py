@@ -7,6 +7,7 @@ import numpy as np
 
 from align import Translator, translator_class
 from align.confidence import REPORT_DRAWS, translation_confidence
+from align.geometric.translator import SHORT_START_ROWS
 from align.vectors import orthogonal_map
 from vecbridge.errors import UserError
 
@@ -30,17 +31,31 @@ class ReferenceFit:
     def __init__(self, reference: np.ndarray, seed: int, given: Translator | None = None):
         self.reference, self.seed, self.kept = reference, seed, output_stage(given)
 
-    def __call__(self, x: np.ndarray, what: str, start: np.ndarray | None = None,
-                 refine_only: bool = False) -> Translator:
+    def __call__(self, x: np.ndarray, what: str, start: np.ndarray | None = None, refine_only: bool = False,
+                 defended: bool = False) -> Translator:
         """A fit of `x` (named `what` in errors). `refine_only`: the given `start` is refined whatever its screen
         score (adapting a translator refines it); otherwise a start the screen rejects gives way to the fit's own
-        search."""
+        search. `defended`: a defence row's fit (`search_params`)."""
         cls = translator_class(METHOD)
         if len(x) < cls.min_rows:
             raise UserError(f"{what} hold {len(x)} rows; training a translator needs at least {cls.min_rows} "
                             "(or give --translator)")
-        params = {**self.kept, "accept_score": 0.0} if refine_only else self.kept
+        params = {**self.kept, **(search_params(len(x)) if defended else {}),
+                  **({"accept_score": 0.0} if refine_only else {})}
         return cls(seed=self.seed, **params).fit(x, self.reference, start=start)
+
+    @staticmethod
+    def start_passes(model: Translator) -> bool:
+        """Whether the start `model` was refined from cleared the screen's default bar, where a fit with its own
+        search accepts it (and refines it the same way) instead of searching. Strictly above: the report rounds."""
+        return model.fit_report_["stages"]["init"]["score"] > translator_class(METHOD)().accept_score
+
+
+def search_params(rows: int) -> dict:
+    """A defence row's search on a leak of `rows` rows: no bagged start from `SHORT_START_ROWS` leaked rows on.
+    Bagging steadies a lucky anchor start on a few thousand rows; a leak that large finds the same map without it
+    (a small reference alone would bag it), and bagging is most of a searching row's time."""
+    return {"bag_starts": 0} if rows >= SHORT_START_ROWS else {}
 
 
 def adaptation_start(given: Translator, x: np.ndarray, given_x: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from vecbridge.jobs.audit.adaptation import ReferenceFit, adaptation_start
 from vecbridge.jobs.audit.leak import Leak
 from vecbridge.jobs.audit.suite import AttackSuite, attack_table
 from vecbridge.jobs.pivots import cached_vectors
-from vecbridge.jobs.translators import translate_vectors
+from vecbridge.jobs.translate import translate_vectors
 from vecbridge.texts import read_texts
 
 UTILITY_QUERIES = ("builtin:pool:eval", 200)  # the owner's queries, embedded by --victim-encoder
@@ -47,15 +47,17 @@ def _score(model: Translator) -> float:
 
 def adapted_to_defence(given: Translator, defended: np.ndarray, fit: ReferenceFit, what: str) -> Translator:
     """The adaptive attacker's map for the defended vectors: the given map refined on them first (the right map
-    when the defence only blurs the vectors: the screen can reject a blurred start, and a search from scratch
-    then finds nothing off-domain); where that reads low, the fit's own search too (a secret rotation leaves
-    the given start nothing to refine), and the better-scoring of the two. Another dim: its own search."""
+    when the defence only blurs the vectors); where that reads low and the start failed the fit's own screen,
+    the fit's own search too (a secret rotation leaves the given start nothing to refine), and the
+    better-scoring of the two. Another dim: its own search."""
     if defended.shape[1] != given.dim_source_:
-        return fit(defended, what)
+        return fit(defended, what, defended=True)
     start = adaptation_start(given, defended, translate_vectors(given, defended, name=what))
     model = fit(defended, what, start=start, refine_only=True)
-    if (model.confidence_ or {}).get("verdict") == "low":
-        searched = fit(defended, what, start=start)
+    # a start that passes the screen's own bar is what a fit with a search would choose and refine again: the
+    # same map, so only a rejected start calls for a search
+    if (model.confidence_ or {}).get("verdict") == "low" and not fit.start_passes(model):
+        searched = fit(defended, what, start=start, defended=True)
         if _score(searched) > _score(model):
             model = searched
     return model
@@ -82,7 +84,7 @@ def defence_row(defence: Defence, leak: Leak, queries: np.ndarray | None, given:
         model = given
     else:
         row["attacker"] = "translator re-trained on the defended vectors"
-        model = fit(defended, what)
+        model = fit(defended, what, defended=True)
     confidence = model.confidence_ or {}
     attributes, inversion = attack_table(suite.run(translate_vectors(model, defended, name=what), leak), ideal, None)
     row.update(translator={"confidence": confidence.get("score"), "verdict": confidence.get("verdict")},

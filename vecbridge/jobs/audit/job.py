@@ -26,7 +26,8 @@ from vecbridge.jobs.audit.suite import AttackSuite, attack_table, similarity
 from vecbridge.jobs.audit.summary import summary_lines
 from vecbridge.jobs.checks import check_encoder
 from vecbridge.jobs.pivots import cached_vectors
-from vecbridge.jobs.translators import REFERENCE_LIMIT, low_confidence_warning, save_translator, translate_vectors
+from vecbridge.jobs.translate import translate_vectors
+from vecbridge.jobs.translators import REFERENCE_LIMIT, low_confidence_warning, save_translator
 from vecbridge.texts import read_texts
 
 REPORT_FORMAT = "vecbridge-audit"
