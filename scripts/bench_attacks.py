@@ -31,12 +31,19 @@ The keyword decoder and retrieval index are fitted once and shared by every task
         --pool-rows 3000 --defenses rotation,int8
     python scripts/bench_attacks.py --victim e5-small --known minilm-l6 --known-pairs 64 --translators pool,adapted
 
+`--demo-audit N` times instead the demo's audit end to end (`vecbridge.jobs.audit.audit`, what `vecbridge audit`
+runs): N WordNet eval glosses embedded by minilm-l3 into Chroma (made once under --demo-dir), the demo's
+translator (scripts/demo.sh makes DEMO_DIR/minilm-l3-to-minilm-l6), the lexname probe, three defences; it prints
+one JSON object: wall and CPU seconds in all and per stage, the load average, and what the attacker recovers.
+
+    python scripts/bench_attacks.py --demo-audit 10000 --demo-dir out/demo
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -209,8 +216,73 @@ def paired_bound(x_leak: np.ndarray, y_truth: np.ndarray) -> np.ndarray:
     return y
 
 
+DEMO_DEFENCES = "noise:0.05,int8,rotation"
+DEMO_ATTRIBUTES = {"lexname": {"train": "builtin:wordnet:train_a", "column": "lexname"}}
+# the audit's steps, timed by wrapping the names its job module calls; `embedding` (every cached_vectors call:
+# a cache read once the texts were embedded) runs inside the steps that need vectors and is counted in them too
+DEMO_STAGES = {"inputs": "read_inputs", "reference": "attacker_reference", "translator": "attacker_translator",
+               "attack_models": "AttackSuite", "attacks": "attack", "defences": "defence_row", "report": "publish",
+               "embedding": "cached_vectors"}
+
+
+def demo_audit(rows: int, demo_dir: Path, defences: str, reference_rows: int) -> dict:
+    """The demo's audit on `rows` stored glosses, timed end to end and per stage."""
+    from vecbridge.jobs import embed
+    from vecbridge.jobs.audit import audit, job
+
+    translator = demo_dir / "minilm-l3-to-minilm-l6"
+    if not (translator / "config.json").is_file():
+        raise SystemExit(f"{translator} holds no translator: run scripts/demo.sh (DEMO_DIR={demo_dir}) first")
+    store = f"chroma:{demo_dir}/chroma-{rows}#glosses"
+    if not (demo_dir / f"chroma-{rows}").is_dir():
+        embed("minilm-l3", "builtin:wordnet:eval", store, limit=rows, progress=False)
+    attributes = demo_dir / "attributes.json"
+    attributes.write_text(json.dumps(DEMO_ATTRIBUTES) + "\n", encoding="utf-8")
+    stages = {name: 0.0 for name in DEMO_STAGES}
+
+    def timed(name: str, function):
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                stages[name] += time.perf_counter() - t
+        return wrapper
+
+    for name, attr in DEMO_STAGES.items():
+        setattr(job, attr, timed(name, getattr(job, attr)))
+    load = os.getloadavg()
+    t, c = time.perf_counter(), time.process_time()
+    r = audit(store, "minilm-l6", demo_dir / f"audit-{rows}", translator=translator,
+              reference="builtin:wordnet:train_b", reference_limit=reference_rows, attributes=attributes,
+              truth="builtin:wordnet:eval", defenses=defences, overwrite=True, progress=False)
+    a = r["attributes"]["lexname"]
+    return {"rows": rows, "defences": defences, "reference_rows": reference_rows,
+            "wall_s": round(time.perf_counter() - t, 1), "cpu_s": round(time.process_time() - c, 1),
+            "load_average_before": [round(x, 2) for x in load],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "stages_s": {k: round(v, 1) for k, v in stages.items()},
+            "translator": {k: r["translator"][k] for k in ("source", "verdict")},
+            "lexname": {k: a[k] for k in ("accuracy", "top_k_accuracy", "ideal_accuracy", "naive_accuracy", "chance",
+                                          "n")},
+            "keywords_f1": r["inversion"]["keywords"]["f1"],
+            "keywords_ideal_f1": r["inversion"]["keywords"]["ideal_f1"],
+            "defenses": [{"label": d["label"], "verdict": (d.get("translator") or {}).get("verdict"),
+                          "lexname_accuracy": ((d.get("attributes") or {}).get("lexname") or {}).get("accuracy"),
+                          "keywords_f1": (d.get("inversion") or {}).get("keywords_f1"),
+                          "neighbour_overlap_at_10": d["utility"]["neighbour_overlap_at_10"]}
+                         for d in r["defenses"]],
+            "summary": r["summary"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--demo-audit", type=int, default=None, metavar="N",
+                    help="time the demo's audit of N stored WordNet glosses end to end and per stage, and stop")
+    ap.add_argument("--demo-dir", type=Path, default=Path("out/demo"), metavar="DIR",
+                    help="--demo-audit's folder: scripts/demo.sh's DEMO_DIR, holding its translator")
+    ap.add_argument("--demo-reference-rows", type=int, default=5000, metavar="N",
+                    help="--demo-audit's reference texts (the demo's DEMO_REF)")
     ap.add_argument("--victim", default="mpnet-base")
     ap.add_argument("--known", default="minilm-l6")
     ap.add_argument("--leak-size", type=int, default=2000)
@@ -246,6 +318,10 @@ def main() -> None:
     ap.add_argument("--out", default=None, metavar="FILE", help="also write the result (so far) to FILE")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.demo_audit is not None:
+        result = demo_audit(args.demo_audit, args.demo_dir, args.defenses or DEMO_DEFENCES, args.demo_reference_rows)
+        print(json.dumps(result, indent=2) if args.json else json.dumps(result))
+        return
     for item in args.param:
         name, _, value = item.partition("=")
         PARAMS[name] = json.loads(value) if value[:1] in "-0123456789tfn[{\"" else value
