@@ -119,7 +119,7 @@ class KeywordDecoder:
         return out
 
 
-# the keyword decoders by name (an MLP was measured and did not beat ridge: BENCHMARKS, leakage audit)
+# the keyword decoders by name, for AttackSuite(decoder=...)
 DECODERS = {"ridge": KeywordDecoder}
 
 

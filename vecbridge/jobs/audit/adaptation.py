@@ -12,7 +12,7 @@ from align.vectors import orthogonal_map
 from vecbridge.errors import UserError
 
 METHOD = "geometric"
-# geometric parameters of the output stage, carried from a given translator into the maps the audit re-fits
+# a given translator's output stage, kept by every map the audit re-fits from it: the same kind of map
 OUTPUT_STAGES = ("affine", "whiten")
 
 

@@ -54,8 +54,7 @@ def adapted_to_defence(given: Translator, defended: np.ndarray, fit: ReferenceFi
         return fit(defended, what, defended=True)
     start = adaptation_start(given, defended, translate_vectors(given, defended, name=what))
     model = fit(defended, what, start=start, refine_only=True)
-    # a start that passes the screen's own bar is what a fit with a search would choose and refine again: the
-    # same map, so only a rejected start calls for a search
+    # a searching fit would accept a start that clears the screen's bar and refine it again: search past a rejected one
     if (model.confidence_ or {}).get("verdict") == "low" and not fit.start_passes(model):
         searched = fit(defended, what, start=start, defended=True)
         if _score(searched) > _score(model):

@@ -93,8 +93,7 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
     inputs = read_inputs(vectors, known_encoder, translator, attributes, truth, victim_encoder, defenses, seed)
     if reference_limit < 1:
         raise UserError("--reference-limit must be a positive number of texts")
-    # the leak through the given translator, translated once: the reference's ranking, the adaptation's start and
-    # (when it is used as it is) the attack all read it
+    # translated once: the reference's ranking, the adaptation's start and (used as it is) the attack all read it
     given_x = None if inputs.given is None else translate_vectors(inputs.given, inputs.leak.vectors,
                                                                   name=f"--vectors {vectors}")
     ref = attacker_reference(inputs, reference, reference_limit, given_x)
@@ -169,8 +168,7 @@ def attacker_reference(inputs: Inputs, spec: str, limit: int, given_x: np.ndarra
     `limit`, embedded by the known encoder."""
     choice = None
     if spec == references.AUTO:
-        # through a given translator the leak compares with the candidates in the known space; the raw leak only
-        # by its rotation-invariant profile, which carries its own encoder's traits
+        # through a translator the leak compares in the known space; raw, only by its rotation-invariant profile
         ranked = inputs.leak.vectors if inputs.given is None else given_x
         spec, choice = references.choose_reference(ranked, inputs.known_encoder, same_space=inputs.given is not None)
         choice["profiled"] = "the leaked vectors" if inputs.given is None else \
