@@ -367,7 +367,7 @@ class RowFile:
     def write(self, block) -> None:
         import numpy as np
 
-        self.file.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.file.write(memoryview(np.ascontiguousarray(block, dtype=self.dtype)).cast("B"))
         self.rows += len(block)
 
     def sync(self) -> None:

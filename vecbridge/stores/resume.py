@@ -16,8 +16,9 @@ from vecbridge.errors import UserError
 
 RESUME_FORMAT = "vecbridge-resume"
 RESUME_SUFFIX = ".resume.json"
-# Least seconds between two records: each costs an fsync, and a batch takes milliseconds.
-CHECKPOINT_SECONDS = 1.0
+# Least seconds between two records: each fsyncs the rows written since the last one, which stalls the writer
+# while it lasts; a resumed run redoes at most this much work.
+CHECKPOINT_SECONDS = 10.0
 
 
 class ResumeRecords:
@@ -62,7 +63,7 @@ class ResumeRecords:
         files.sweep_stale(self.dest)
 
     def checkpoint(self, durable_state: Callable[[], dict | None], force: bool = False) -> None:
-        """Record `durable_state()` (which holds `rows`), at most once a second unless `force`."""
+        """Record `durable_state()` (which holds `rows`), at most every `CHECKPOINT_SECONDS` unless `force`."""
         if self.fingerprint is None or (not force and time.monotonic() - self.last < CHECKPOINT_SECONDS):
             return
         state = durable_state()
