@@ -204,7 +204,8 @@ class StoreWriter:
         return None
 
     def checkpoint(self, force: bool = False) -> None:
-        """Record the rows the temporary store durably holds (at most every `resume.CHECKPOINT_SECONDS` unless `force`)."""
+        """Record the rows the temporary store durably holds (at most every `resume.CHECKPOINT_SECONDS`, unless
+        `force`)."""
         if self.records is not None:
             self.records.checkpoint(self.durable_state, force)
 
