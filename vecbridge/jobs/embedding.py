@@ -129,7 +129,7 @@ def embed(encoder: str, input_spec: str, output, *, limit: int | None = None, de
         _open_work_dir(wd, manifest, log or (lambda msg: None))
         meta = _embed_chunks(enc, texts, wd, manifest, chunk_size, batch_tokens, progress, after_chunk)
         meta.update(source=input_spec, limit=limit)
-        _write_store(spec, wd, texts, meta, chunk_size, metric, overwrite)
+        _write_store(spec, wd, texts, meta, enc.dim, chunk_size, metric, overwrite)
         run.finished = True
     return {**meta, "dim": enc.dim, "output": str(spec)}
 
@@ -162,10 +162,9 @@ def _locked(wd: Path, spec) -> Iterator[_Run]:
         lock.release()
 
 
-def _write_store(spec, wd: Path, texts: Sequence[str], meta: dict, chunk_size: int, metric: str,
+def _write_store(spec, wd: Path, texts: Sequence[str], meta: dict, dim: int, chunk_size: int, metric: str,
                  overwrite: bool) -> None:
     """Publish the finished chunks as the store `spec`, chunk by chunk (memory bounded by one chunk)."""
-    dim = int(npy.open_vectors(_chunk_path(wd, 0), "chunk").shape[1])
     info = stores.StoreInfo(meta["source"], "texts", len(texts), dim, metric, id_type="int", documents=True)
     with stores.open_writer(spec, "`output`", dim=dim, count=len(texts), metric=metric, source=info,
                             provenance={"format": STORE_FORMAT, **meta}, overwrite=overwrite) as writer:

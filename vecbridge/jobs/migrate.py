@@ -170,7 +170,7 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
                 source_encoder=source_encoder, reference_texts=reference_texts, reference_limit=reference_limit,
                 pairs_from_documents=pairs_from_documents, exclude_document_rows=held, log=log)
             loaded = Translator.load(out_dir)
-        confidence = trained["confidence"] if trained is not None else getattr(loaded, "confidence_", None)
+        confidence = getattr(loaded, "confidence_", None)  # a fresh translator's too: it was just loaded
         check = _verify(loaded, held, held_rows, target_encoder, old_encoder, seed, log) if len(held) else None
         rec = recommendation(check, (confidence or {}).get("verdict")) if check is not None else None
         summary = translate(loaded, in_spec.text, out_spec.text, overwrite=overwrite, resume=resume,

@@ -135,7 +135,7 @@ def spec_paths(*specs) -> list[Path]:
     return [parse_spec(s).path for s in specs if s is not None and parse_spec(s).path is not None]
 
 
-def read_all(reader: StoreReader, what: str, min_rows: int = 1, batch: int = 65536) -> tuple:
+def read_all(reader: StoreReader, what: str, min_rows: int = 1, batch: int = FILE_BATCH_ROWS) -> tuple:
     """Every row of an open store in memory: (float32 vectors, every row validated; ids; documents or None)."""
     import numpy as np
 

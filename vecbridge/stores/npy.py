@@ -83,7 +83,11 @@ def write_vectors(path: str | os.PathLike, vectors: np.ndarray, meta: dict | Non
     files.check_file_output(path, overwrite)
     with files.disk_errors(path), files.staged() as stage:
         out = RowFile(stage.file(path), vectors.shape)
-        out.write(vectors)
+        try:
+            out.write(vectors)
+        except BaseException:
+            out.file.close()  # the staged file goes with the stage; nothing to sync
+            raise
         out.close()
         files.write_json_file(stage.file(sidecar_path(path)), vectors_meta(meta, vectors.shape))
     return path
