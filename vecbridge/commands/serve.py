@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import signal
+import socket
 import sys
 
 import uvicorn
@@ -107,17 +108,19 @@ def run(args: argparse.Namespace) -> int:
                             timeout_graceful_shutdown=args.shutdown_timeout, lifespan="on")
     server = _Server(config)
     app.state.on_load_failure = lambda: setattr(server, "should_exit", True)
+    sock = _listening_socket(args.host, args.port)
     # uvicorn takes SIGINT / SIGTERM for a graceful shutdown and re-raises the signal afterwards under the handler
     # it found; the command line's own handler would turn that into "terminated" and exit 143, so a stopped server
     # is not an error, it finds a no-op handler here.
     previous = {s: signal.signal(s, _stopped) for s in (signal.SIGINT, signal.SIGTERM)} \
         if _main_thread() else {}
     try:
-        server.run()
+        server.run(sockets=[sock])
     except SystemExit:  # uvicorn's way out when it cannot bind; its reason is already on stderr
         raise UserError(f"could not listen on {args.host}:{args.port}; is the port in use, or the address not "
                         "one of this machine's?") from None
     finally:
+        sock.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     models = app.state.models
@@ -126,6 +129,26 @@ def run(args: argparse.Namespace) -> int:
     if not server.started:
         raise UserError(f"could not listen on {args.host}:{args.port} (see the message above); is the port in use?")
     return 0
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound here before any model loads: a taken port is one line of ours, not uvicorn's
+    log line and then ours."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise UserError(f"could not listen on {host}:{port} ({e.strerror or e}); give an address of this machine "
+                        "as --host") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise UserError(f"could not listen on {host}:{port} ({e.strerror or e}); choose another --port, or stop "
+                        "what listens there") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 class _Server(uvicorn.Server):

@@ -27,7 +27,7 @@ def read_npy(body: bytes) -> np.ndarray:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ApiError(400, f"the body is not a readable .npy array ({reason}); send a float 2-D array written with "
                             "numpy.save", param="body", code="invalid_npy") from None
-    if len(shape) != 2 or dtype.kind != "f":
+    if len(shape) != 2 or dtype.kind != "f" or min(shape) < 0:
         raise ApiError(400, f"the .npy body holds {dtype} {shape}; send a float 2-D array (rows = vectors)",
                        param="body", code="invalid_npy")
     if shape[0] == 0:
