@@ -245,7 +245,7 @@ BAD = {
     "hnswlib_no_dim": (lambda d, v: (make_hnswlib(d / "h.bin", v), f"hnswlib:{d}/h.bin")[1], "{d}/out.parquet",
                        "does not record its dim"),
     "hnswlib_wrong_dim": (lambda d, v: (make_hnswlib(d / "h.bin", v), f"hnswlib:{d}/h.bin?dim=12")[1],
-                          "{d}/out.parquet", "probably wrong"),
+                          "{d}/out.parquet", "holds 16-dim vectors but dim 12 was given"),
     "dim_mismatch": (lambda d, v: make_lancedb(d / "ld", np.hstack([v, v]) / np.sqrt(2)), "{d}/out.parquet",
                      "has 32 dims but the translator's source space has 16"),
     "nan_to_chroma": (_nan_parquet, "chroma:{d}/out#dst", "contains NaN"),

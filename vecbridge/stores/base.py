@@ -114,6 +114,38 @@ class StoreReader:
         self.close()
 
 
+class UniqueIds:
+    """The ids written so far, as sorted runs of their 64-bit hashes (8 bytes a row; a run is merged into the one
+    before it once it is as long, so each hash is merged O(log n) times): `add` finds, in one pass over a batch,
+    an id written before or repeated within the batch. Ints are their own hash; two different string ids share
+    a hash with odds of about n² / 2^65 (1e-8 for a million rows)."""
+
+    MASK = 2**64 - 1
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []
+
+    def add(self, keys) -> int | None:
+        """Add a batch's ids (as the backend keys its rows); the index of the first that repeats an id (and then
+        none is added), or None."""
+        h = np.fromiter(((k if isinstance(k, int) else hash(k)) & self.MASK for k in keys), dtype=np.uint64,
+                        count=len(keys))
+        order = np.argsort(h, kind="stable")
+        run = h[order]
+        repeats = [order[1:][run[1:] == run[:-1]]]  # the later of two equal ids: stable order keeps them in turn
+        for old in self.runs:
+            at = np.minimum(np.searchsorted(old, h), len(old) - 1)
+            repeats.append(np.flatnonzero(old[at] == h))
+        first = min((int(r.min()) for r in repeats if len(r)), default=None)
+        if first is not None:
+            return first
+        self.runs.append(run)
+        while len(self.runs) > 1 and len(self.runs[-1]) >= len(self.runs[-2]):
+            newer, older = self.runs.pop(), self.runs.pop()
+            self.runs.append(np.sort(np.concatenate([older, newer]), kind="stable"))  # two sorted runs: a merge
+        return None
+
+
 class StoreWriter:
     """A destination store built under a temporary name. The constructor only checks (an existing destination
     is refused without `overwrite`, and replaced only if vecbridge wrote it); `write` adds batches to the
@@ -211,6 +243,26 @@ class StoreWriter:
 
     def write(self, batch: Batch) -> None:
         raise NotImplementedError
+
+    def check_unique(self, keys, batch: Batch, backend: str, written: int) -> None:
+        """Refuse a batch that repeats an id (`keys`: its ids as the backend keys rows, which keeps one row per
+        id; `written`: the rows before it): written, the rows would be lost in silence."""
+        if not hasattr(self, "_unique"):
+            self._unique = UniqueIds()
+        k = self._unique.add(keys)
+        if k is not None:
+            raise UserError(f"{self.what} {self.spec}: the source has the id {batch.ids[k]!r} more than once (again "
+                            f"at row {written + k}); {backend} keeps one row per id, so rows would be lost: give "
+                            "every row its own id, or write to a store that keeps every row (lancedb:, Parquet, "
+                            ".npy)")
+
+    def check_count(self, held: int, written: int, backend: str) -> None:
+        """Refuse to commit a store that holds another number of rows than were written (ids repeated across a
+        resumed run's two parts, which `check_unique` does not see)."""
+        if held != written:
+            raise UserError(f"{self.what} {self.spec}: {written} rows were written but the {backend} store holds "
+                            f"{held}; the source repeats ids ({backend} keeps one row per id): give every row its "
+                            "own id; nothing was published")
 
     def commit(self) -> None:
         raise NotImplementedError

@@ -204,6 +204,7 @@ class Writer(StoreWriter):
 
     def write(self, batch: Batch) -> None:
         ids = [str(i) for i in batch.ids]
+        self.check_unique(ids, batch, "chroma", self.rows)
         metas = None
         if batch.metadata is not None:
             metas = [{k: _metadata_value(v) for k, v in m.items() if v is not None} or None if m else None
@@ -222,6 +223,7 @@ class Writer(StoreWriter):
         self.rows += len(ids)
 
     def commit(self) -> None:
+        self.check_count(self.collection.count(), self.rows, "chroma")
         old = None
         if self.spec.name in _names(self.client):
             old = tmp_name(self.spec.name)

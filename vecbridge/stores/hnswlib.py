@@ -5,6 +5,7 @@ say its dim or space, so they come from the sidecar `PATH.json` (what vecbridge 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 
 import numpy as np
@@ -42,6 +43,18 @@ def _settings(spec, what, meta: dict) -> tuple[int, str]:
     return dim, space
 
 
+def file_dim(path) -> int | None:
+    """The dim of the float vectors an hnswlib index file holds, from its header (the bytes of a row's vector are
+    the gap between two offsets it records), or None when the header is not an index's."""
+    with open(path, "rb") as f:
+        header = f.read(48)
+    if len(header) < 48:
+        return None
+    offset_data, label_offset = struct.unpack("<6Q", header)[5], struct.unpack("<6Q", header)[4]
+    size = label_offset - offset_data
+    return size // 4 if 0 < size and size % 4 == 0 else None
+
+
 class Reader(StoreReader):
     def __init__(self, spec, what):
         import hnswlib
@@ -50,6 +63,11 @@ class Reader(StoreReader):
         path = files.check_regular_file(spec.path, f"{what} {spec}:")
         meta = npy.read_sidecar(path)
         dim, space = _settings(spec, what, meta)
+        # hnswlib loads a file with any dim it is told and reads misaligned rows: the header says the real one
+        held = file_dim(path)
+        if held is not None and held != dim:
+            raise UserError(f"{what} {spec}: the index holds {held}-dim vectors but dim {dim} was given (in the spec "
+                            f"or its sidecar); give dim={held}")
         self.index = hnswlib.Index(space=space, dim=dim)
         try:
             self.index.load_index(str(path))
@@ -83,6 +101,7 @@ class Writer(SpilledIndexWriter):
     at commit and saved to a staged file with its sidecar."""
 
     backend = "hnswlib"
+    unique_ids = True
 
     def build_index(self, vectors, labels):
         import hnswlib
@@ -92,4 +111,5 @@ class Writer(SpilledIndexWriter):
         index.init_index(max_elements=max(rows, 1), M=self.layout.get("hnswlib_M", 16),
                          ef_construction=self.layout.get("hnswlib_ef_construction", 200), random_seed=0)
         index.add_items(np.asarray(vectors), labels if labels is not None else np.arange(rows), num_threads=1)
+        self.check_count(index.get_current_count(), rows, "hnswlib")
         return (lambda path: index.save_index(str(path))), {"space": self.metric}

@@ -222,6 +222,7 @@ class Writer(StoreWriter):
         from qdrant_client import models
 
         ids = [_point_id(v, self.spec, self.what) for v in batch.ids]
+        self.check_unique(ids, batch, "qdrant", self.rows)
         points = []
         for i, pid in enumerate(ids):
             payload = dict(batch.metadata[i] or {}) if batch.metadata is not None else {}
@@ -240,6 +241,7 @@ class Writer(StoreWriter):
     def commit(self) -> None:
         from qdrant_client import models
 
+        self.check_count(self.client.count(self.tmp, exact=True).count, self.rows, "qdrant")
         old = _aliases(self.client).get(self.spec.name)
         ops = [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.spec.name))] if old else []
         ops.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=self.tmp,

@@ -77,6 +77,7 @@ class SpilledIndexWriter(StoreWriter):
     published with its sidecar."""
 
     backend = ""
+    unique_ids = False  # the index keeps one row per id: a repeated id is refused, not written over
 
     def __init__(self, spec, marker=has_vecbridge_sidecar, **kwargs):
         super().__init__(spec, **kwargs)
@@ -95,6 +96,8 @@ class SpilledIndexWriter(StoreWriter):
 
     def write(self, batch: Batch) -> None:
         labels = int_ids(batch, self.spec, self.what, self.backend) if self.keep_ids else None
+        if self.unique_ids and labels is not None:
+            self.check_unique(labels.tolist(), batch, self.backend, self.spill.rows)
         with files.disk_errors(self.spec.path):
             self.spill.write(batch.vectors, labels)
 

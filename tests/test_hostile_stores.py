@@ -1,0 +1,76 @@
+"""Stores under hostile input through the real CLI (issue 35): no row lost in silence, no wrong output in silence,
+`--overwrite` and resume records that touch nothing but vecbridge's own files, nothing left behind by a failed
+write, and a Chroma source whose data stays as it was. Each failure is one line, a non-zero exit, and the tree
+as it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.helpers import D_IN, N, assert_clean_failure, cli, snapshot
+
+
+def parquet_source(path, vectors, ids):
+    """A Parquet file a user made (no vecbridge provenance): `ids` and `vectors`."""
+    pq.write_table(pa.table({"id": ids, "vector": pa.FixedSizeListArray.from_arrays(
+        pa.array(np.asarray(vectors, np.float32).reshape(-1)), vectors.shape[1])}), path)
+    return str(path)
+
+
+def hnswlib_file(path, vectors, space="l2"):
+    import hnswlib
+
+    index = hnswlib.Index(space=space, dim=vectors.shape[1])
+    index.init_index(max_elements=len(vectors), M=8, random_seed=0)
+    index.add_items(vectors, np.arange(len(vectors)))
+    index.save_index(str(path))
+    return path
+
+
+# -- rows lost in silence: one id twice, in different batches ---------------------------------------------------
+@pytest.mark.parametrize("ids", ["int", "str"])
+@pytest.mark.parametrize("dest", ["chroma:{d}/out#dst", "qdrant:{d}/out#dst", "hnswlib:{d}/out.bin"])
+def test_an_id_repeated_in_another_batch_is_refused(stores_world, tmp_path, dest, ids):
+    translator, _, vectors = stores_world
+    if ids == "str" and not dest.startswith("chroma"):
+        pytest.skip("qdrant and hnswlib refuse string ids anyway")
+    keys = list(range(N)) if ids == "int" else [f"doc-{i}" for i in range(N)]
+    keys[250] = keys[10]  # batches of 64 rows: the repeat is four batches after the first
+    src = parquet_source(tmp_path / "src.parquet", vectors, keys)
+    before = snapshot(tmp_path)
+    rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output", dest.format(d=tmp_path),
+                     "--chunk", 64)
+    assert_clean_failure(rc, err, f"the source has the id {keys[10]!r} more than once (again at row 250)")
+    assert snapshot(tmp_path) == before
+
+
+def test_unique_ids_are_checked_in_one_pass_over_many_batches():
+    from vecbridge.stores.base import UniqueIds
+
+    rng = np.random.default_rng(0)
+    keys = rng.permutation(200_000).tolist()
+    seen = UniqueIds()
+    for i in range(0, len(keys), 1000):
+        assert seen.add(keys[i:i + 1000]) is None
+    assert len(seen.runs) <= 8 and sum(map(len, seen.runs)) == len(keys)
+    assert seen.add([200_001, keys[123_456], 200_002]) == 1
+    assert seen.add(["a", "b", "a"]) == 2
+
+
+# -- wrong output in silence: an hnswlib file read with another dim ------------------------------------------------
+@pytest.mark.parametrize("given", [8, 12, 32])
+def test_hnswlib_read_with_a_dim_not_the_files_is_refused(stores_world, tmp_path, given):
+    translator, _, vectors = stores_world
+    hnswlib_file(tmp_path / "h.bin", vectors * 3.0)  # an l2 index of vectors that are not unit length
+    spec = f"hnswlib:{tmp_path}/h.bin?dim={given}&space=l2"
+    before = snapshot(tmp_path)
+    for argv in (["stores", "inspect", spec], ["translate", "--translator", translator, "--input", spec, "--output",
+                                               tmp_path / "out.npy"]):
+        rc, out, err = cli(*argv)
+        assert_clean_failure(rc, err, f"the index holds {D_IN}-dim vectors but dim {given} was given")
+        assert snapshot(tmp_path) == before
+    rc, out, err = cli("stores", "inspect", f"hnswlib:{tmp_path}/h.bin?dim={D_IN}&space=l2", "--json")
+    assert rc == 0 and f'"dim": {D_IN}' in out, err
