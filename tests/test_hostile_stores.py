@@ -5,12 +5,15 @@ as it was."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import D_IN, N, assert_clean_failure, cli, snapshot
+from tests.helpers import D_IN, N, assert_clean_failure, cli, make_chroma, read_chroma, snapshot
 
 
 def parquet_source(path, vectors, ids):
@@ -74,3 +77,64 @@ def test_hnswlib_read_with_a_dim_not_the_files_is_refused(stores_world, tmp_path
         assert snapshot(tmp_path) == before
     rc, out, err = cli("stores", "inspect", f"hnswlib:{tmp_path}/h.bin?dim={D_IN}&space=l2", "--json")
     assert rc == 0 and f'"dim": {D_IN}' in out, err
+
+
+# -- a resume record names only vecbridge's own temporary files ----------------------------------------------------
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _plant_record(translator, src, out, batch, state):
+    """A record of a dead run of this very translation (its fingerprint), whose state is `state`."""
+    from align import Translator
+    from vecbridge import stores
+    from vecbridge.jobs.translate import run_fingerprint
+
+    in_spec, out_spec = stores.parse_spec(src), stores.parse_spec(out)
+    with stores.open_reader(in_spec) as reader:
+        fingerprint = run_fingerprint(Translator.load(translator), str(translator), in_spec, reader.info, out_spec,
+                                      {"reverse": False, "search": False, "batch": batch})
+    dest = out_spec.path.name + (f"#{out_spec.name}" if out_spec.name else "")
+    record = out_spec.path.parent / f".{dest}.vecbridge-tmp-{_dead_pid()}-0123abcd.resume.json"
+    record.write_text(json.dumps({"format": "vecbridge-resume", "fingerprint": fingerprint, "spec": out,
+                                  "rows": 64, "state": state}))
+    return record
+
+
+@pytest.mark.parametrize("out, key", [("{d}/out.npy", "file"), ("parquet:{d}/shards", "parts"),
+                                      ("hnswlib:{d}/out.bin", "vectors")])
+@pytest.mark.parametrize("target", ["mine/precious.npy", "precious.npy", "{d}/.out.npy.vecbridge-tmp-1-0123abcd/../x"])
+def test_a_resume_record_naming_a_file_not_vecbridges_is_refused(stores_world, tmp_path, out, key, target):
+    translator, _, vectors = stores_world
+    src = parquet_source(tmp_path / "src.parquet", vectors, list(range(N)))
+    (tmp_path / "mine").mkdir()
+    np.save(tmp_path / "mine" / "precious.npy", vectors)
+    np.save(tmp_path / "precious.npy", vectors)
+    out = out.format(d=tmp_path)
+    record = _plant_record(translator, src, out, 64, {key: str(tmp_path / target.format(d=tmp_path)), "part": 1})
+    before = snapshot(tmp_path)
+    rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output", out, "--chunk", 64,
+                     "--resume")
+    assert_clean_failure(rc, err, "not one of vecbridge's temporary files beside the destination")
+    assert snapshot(tmp_path) == before
+    rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output", out, "--chunk", 64)
+    assert rc == 0, err
+    assert not record.exists()
+    assert {k: v for k, v in snapshot(tmp_path).items() if "precious" in k} == \
+        {k: v for k, v in before.items() if "precious" in k}
+
+
+def test_a_resume_record_naming_a_collection_not_vecbridges_is_refused(stores_world, tmp_path):
+    translator, _, vectors = stores_world
+    src = parquet_source(tmp_path / "src.parquet", vectors, [f"doc-{i}" for i in range(N)])
+    theirs = make_chroma(tmp_path / "db", vectors, name="theirs")
+    before = read_chroma(theirs)
+    out = f"chroma:{tmp_path}/db#dst"
+    _plant_record(translator, src, out, 64, {"root": None, "collection": "theirs"})
+    rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output", out, "--chunk", 64,
+                     "--resume")
+    assert_clean_failure(rc, err, "names 'theirs', which is not one of vecbridge's temporary files")
+    after = read_chroma(theirs)
+    assert before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ RESUME_SUFFIX = ".resume.json"
 # Least seconds between two records: each fsyncs the rows written since the last one, which stalls the writer
 # while it lasts; a resumed run redoes at most this much work.
 CHECKPOINT_SECONDS = 10.0
+# the keys of a record's state that name a temporary collection or table; its other strings are paths
+NAME_KEYS = ("collection", "table")
 
 
 class ResumeRecords:
@@ -57,7 +60,27 @@ class ResumeRecords:
                                 "without `resume` to discard it and start over")
             return None
         rows, self.taken, record = max(mine, key=lambda m: m[0])
-        return rows, record.get("state") or {}
+        state = record.get("state") or {}
+        self.check_own(state)
+        return rows, state
+
+    def check_own(self, state) -> None:
+        """Refuse a record whose state names anything but this destination's own temporary files and folders
+        beside it (paths) or its own temporary collections and tables (names): a resume moves what it names."""
+        path = self.spec.path
+        own_file = re.compile(re.escape(f".{path.name}{files.TMP_TAG}") + r"\d+-[0-9a-f]{8}")
+        own_name = re.compile(re.escape(f"{self.spec.name}{files.TMP_TAG}") + r"\d+-[0-9a-f]{8}")
+        for key, value in state.items() if isinstance(state, dict) else [("state", state)]:
+            if value is None or (isinstance(value, int) and key not in NAME_KEYS):
+                continue
+            ok = isinstance(value, str) and (
+                own_name.fullmatch(value) if key in NAME_KEYS else
+                own_file.fullmatch(Path(value).name) and os.path.realpath(Path(value).parent) ==
+                os.path.realpath(path.parent) and not Path(value).is_symlink())
+            if not ok:
+                raise UserError(f"{self.what} {self.spec}: the resume record {self.taken} names {value!r}, which is "
+                                "not one of vecbridge's temporary files beside the destination; run without `resume` "
+                                "(its record is then discarded, and nothing it names is touched)")
 
     def sweep(self) -> None:
         files.sweep_stale(self.dest)
