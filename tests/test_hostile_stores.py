@@ -138,3 +138,101 @@ def test_a_resume_record_naming_a_collection_not_vecbridges_is_refused(stores_wo
     assert_clean_failure(rc, err, "names 'theirs', which is not one of vecbridge's temporary files")
     after = read_chroma(theirs)
     assert before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]
+
+
+# -- `--overwrite` replaces vecbridge's own store, with nothing foreign inside ---------------------------------------
+def _artifact_folder(kind, d):
+    """The folder that replacing the store `kind` at `d` deletes."""
+    if kind == "parquet":
+        return d / "shards"
+    if kind == "lancedb":
+        return d / "ld" / "dst.lance"
+    if kind == "qdrant":
+        return next((d / "qd" / "collection").iterdir())
+    from vecbridge import stores
+    from vecbridge.stores.chroma import segment_dirs
+
+    reader = stores.open_reader(f"chroma:{d}/ch#dst")
+    try:
+        return segment_dirs(d / "ch", reader.collection.id)[0]
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("inside", [".notes", "_notes.txt", "sub/notes.txt"])
+@pytest.mark.parametrize("kind, out", [("parquet", "parquet:{d}/shards"), ("lancedb", "lancedb:{d}/ld#dst"),
+                                       ("chroma", "chroma:{d}/ch#dst"), ("qdrant", "qdrant:{d}/qd#dst")])
+def test_overwrite_keeps_a_store_holding_a_users_file(stores_world, tmp_path, kind, out, inside):
+    translator, _, vectors = stores_world
+    src = parquet_source(tmp_path / "src.parquet", vectors, list(range(N)))
+    out = out.format(d=tmp_path)
+    rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output", out)
+    assert rc == 0, err
+    mine = _artifact_folder(kind, tmp_path) / inside
+    mine.parent.mkdir(exist_ok=True)
+    mine.write_text("my notes\n")
+    before = snapshot(tmp_path)
+    rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output", out, "--overwrite")
+    first = _artifact_folder(kind, tmp_path) / inside.split("/")[0]
+    assert_clean_failure(rc, err, f"holds {first}, which vecbridge did not write")
+    assert snapshot(tmp_path) == before
+    mine.unlink()
+    if first != mine:
+        first.rmdir()
+    rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output", out, "--overwrite")
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("setup", ["notes", "folder", "foreign_manifest"])
+def test_embed_keeps_a_work_directory_holding_a_users_file(tmp_path, setup):
+    (tmp_path / "a.txt").write_text("".join(f"line {i} about rivers\n" for i in range(12)))
+    wd = tmp_path / ".out.npy.partial"
+    wd.mkdir()
+    (wd / "manifest.json").write_text(json.dumps({"encoder": "x", "chunk_size": 4, "count": 12,
+                                                  "input_sha256": "0" * 64}))
+    if setup == "notes":
+        (wd / "notes.txt").write_text("mine\n")
+    elif setup == "folder":
+        (wd / "drafts").mkdir()
+    else:
+        (wd / "manifest.json").write_text('{"my": "settings"}')
+    before = snapshot(tmp_path)
+    rc, _, err = cli("embed", "--encoder", "minilm-l6", "--input", tmp_path / "a.txt", "--output",
+                     tmp_path / "out.npy", "--chunk-size", 4)
+    assert_clean_failure(rc, err, "which vecbridge did not write")
+    assert snapshot(tmp_path) == before
+
+
+def test_embed_discards_its_own_stale_work(tmp_path):
+    (tmp_path / "a.txt").write_text("".join(f"line {i} about rivers\n" for i in range(12)))
+    wd = tmp_path / ".out.npy.partial"
+    wd.mkdir()
+    (wd / "manifest.json").write_text(json.dumps({"encoder": "x", "chunk_size": 4, "count": 12,
+                                                  "input_sha256": "0" * 64}))
+    np.save(wd / "chunk-000000.npy", np.zeros((4, 384), np.float32))
+    rc, _, err = cli("embed", "--encoder", "minilm-l6", "--input", tmp_path / "a.txt", "--output",
+                     tmp_path / "out.npy", "--chunk-size", 4)
+    assert rc == 0, err
+    assert not wd.exists() and np.load(tmp_path / "out.npy").shape == (12, 384)
+
+
+# -- nothing left behind by a refused write ---------------------------------------------------------------------
+def test_a_refused_write_into_an_existing_chroma_database_leaves_no_segment_folder(stores_world, tmp_path):
+    import chromadb
+    from chromadb.config import Settings
+
+    translator, _, vectors = stores_world
+    theirs = make_chroma(tmp_path / "db", vectors, name="theirs")
+    data = read_chroma(theirs)
+    keys = [f"doc-{i}" for i in range(N)]
+    keys[250] = keys[10]
+    src = parquet_source(tmp_path / "src.parquet", vectors, keys)
+    entries = sorted(p.name for p in (tmp_path / "db").iterdir())
+    rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output",
+                     f"chroma:{tmp_path}/db#dst", "--chunk", 64)
+    assert_clean_failure(rc, err, "more than once")
+    assert sorted(p.name for p in (tmp_path / "db").iterdir()) == entries
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"), settings=Settings(anonymized_telemetry=False))
+    assert [c.name for c in client.list_collections()] == ["theirs"]
+    after = read_chroma(theirs)
+    assert data[0] == after[0] and np.array_equal(data[1], after[1]) and data[2:] == after[2:]

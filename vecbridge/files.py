@@ -19,6 +19,7 @@ import errno
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -217,12 +218,35 @@ def check_file_output(dest: str | os.PathLike, overwrite: bool, inputs: Iterable
     return dest
 
 
+def foreign_entry(folder: Path, own: re.Pattern) -> str | None:
+    """The first file or folder under `folder` (links not followed) whose path relative to it (with '/') `own`
+    does not match in full: something vecbridge or its store library did not write. None when there is none."""
+    for top, dirs, names in os.walk(folder):
+        for name in sorted(dirs + names):
+            rel = os.path.relpath(os.path.join(top, name), folder).replace(os.sep, "/")
+            if not own.fullmatch(rel):
+                return rel
+    return None
+
+
+def check_own_folder(folder: Path, own: re.Pattern, what: str, kind: str) -> None:
+    """Refuse to replace `folder`, the files of a `kind` that vecbridge wrote, when it holds anything else (a
+    user's file put there would be deleted with it)."""
+    rel = foreign_entry(folder, own) if folder.is_dir() else None
+    if rel is not None:
+        raise UserError(f"{what}: the {kind} to replace holds {folder / rel}, which vecbridge did not write; "
+                        f"`overwrite` only replaces vecbridge's own {kind}s with nothing else inside: move it away or "
+                        "choose another destination")
+
+
 def check_dir_output(dest: str | os.PathLike, overwrite: bool, is_artifact: Callable[[Path], bool], kind: str,
-                     inputs: Iterable[str | os.PathLike] = (), what: str = "output") -> Path:
+                     inputs: Iterable[str | os.PathLike] = (), what: str = "output", own: re.Pattern | None = None
+                     ) -> Path:
     """Refuse, before any work, an output directory that cannot or must not be written.
 
     An existing directory is replaced only with `overwrite` and only if `is_artifact(dest)` recognises it as
-    a `kind` that vecbridge wrote (its marker file, nothing else inside); never one holding an input.
+    a `kind` that vecbridge wrote (its marker file, nothing else inside: `own`, where given, matches the relative
+    path of everything it may hold); never one holding an input.
     """
     dest = Path(dest)
     if dest.name in ("", ".", ".."):
@@ -235,6 +259,8 @@ def check_dir_output(dest: str | os.PathLike, overwrite: bool, is_artifact: Call
         _check_replace(dest, overwrite, what, lambda: dest.is_dir() and not dest.is_symlink(), f"a {kind} directory",
                        is_artifact, f"is not a {kind} that vecbridge wrote; `overwrite` only replaces vecbridge's own "
                        f"{kind}s: move it away or choose another directory")
+        if own is not None:
+            check_own_folder(dest, own, f"{what} {dest}", kind)
     return dest
 
 

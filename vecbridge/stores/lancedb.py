@@ -8,10 +8,12 @@ database and its directory renamed onto `TABLE.lance` on commit (the table's fil
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from vecbridge import files
 from vecbridge.errors import UserError
 from vecbridge.files import claim, is_stale_tmp, tmp_name
 from vecbridge.stores.base import (
@@ -24,6 +26,10 @@ from vecbridge.stores.base import (
     provenance_json,
 )
 from vecbridge.stores.parquet import ArrowReader, arrow_table, id_arrow_type, schema_provenance
+
+# what lance writes in a table's directory: what an `overwrite` may delete with it
+LANCE_FILES = re.compile(r"_versions(/[^/]+\.manifest|/latest_version_hint\.json)?|_transactions(/[^/]+\.txn)?|"
+                         r"data(/[^/]+\.lance)?|_deletions(/[^/]+\.(arrow|bin))?|_indices(/.+)?|_latest\.manifest")
 
 
 def _connect(path):
@@ -92,6 +98,8 @@ class Writer(StoreWriter):
                 if schema_provenance(self.db.open_table(spec.name).schema) is None:
                     raise UserError(f"{self.what} {spec}: table {spec.name!r} was not written by vecbridge; "
                                     "`overwrite` only replaces vecbridge's own tables: choose another name")
+                files.check_own_folder(spec.path / f"{spec.name}.lance", LANCE_FILES, f"{self.what} {spec}",
+                                       "lancedb table")
         self.tmp = self.table = None
         self.rows = 0
 

@@ -7,9 +7,11 @@ Columns: `id` (optional: row numbers without it), `vector` (a fixed-size list of
 from __future__ import annotations
 
 import bisect
+import concurrent.futures
 import functools
 import itertools
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +37,9 @@ from vecbridge.stores.base import (
 
 # Rows per part file: a directory store's shards, and the unit a killed run resumes from.
 PART_ROWS = 65536
+PART_NAME = re.compile(r"part-\d{5}\.parquet")  # a directory store's shards: all it holds
+# Record batches the reader decodes ahead of the one in use.
+READ_AHEAD = 2
 
 
 def schema_provenance(schema: pa.Schema) -> dict | None:
@@ -137,7 +142,10 @@ class Reader(ArrowReader):
 
     def batches(self, size: int) -> Iterator[Batch]:
         try:
-            yield from self.rows(self.dataset.to_batches(batch_size=size))
+            # a batch or two read ahead while the last is used: Arrow's default (16 batches, 4 files) holds
+            # gigabytes when the consumer is slower than the disk
+            yield from self.rows(self.dataset.to_batches(batch_size=size, batch_readahead=READ_AHEAD,
+                                                         fragment_readahead=1))
         except (pa.ArrowException, OSError) as e:
             raise UserError(f"{self.what} {self.spec}: reading failed at row {self.start} ({first_line(e)}); the "
                             "file may be truncated or changing") from None
@@ -194,6 +202,27 @@ def id_arrow_type(batch: Batch) -> pa.DataType:
         else pa.string()
 
 
+def part_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """A Parquet writer of vecbridge's stores: no dictionary for the vectors (they never repeat: the encoder would
+    hash a page's worth of floats per row group before giving up)."""
+    return pq.ParquetWriter(path, schema, use_dictionary=[n for n in schema.names if n != "vector"])
+
+
+def row_groups_ahead(paths: list[Path]) -> Iterator[pa.Table]:
+    """The row groups of the Parquet files `paths` in order, each read while the one before is used (decoding
+    and encoding overlap on two cores); at most two in memory."""
+    groups = ((path, g) for path in paths for g in range(pq.ParquetFile(path).num_row_groups))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        ahead = None
+        for path, g in groups:
+            group = pool.submit(lambda p, k: pq.ParquetFile(p).read_row_group(k), path, g)
+            if ahead is not None:
+                yield ahead.result()
+            ahead = group
+        if ahead is not None:
+            yield ahead.result()
+
+
 def _is_vecbridge_parquet(path) -> bool:
     try:
         return schema_provenance(ds.dataset(path, format="parquet").schema) is not None
@@ -212,7 +241,7 @@ class Writer(StoreWriter):
         inputs = [self.source.spec] if self.source and self.source.backend == "parquet" else []
         if self.sharded:
             files.check_dir_output(spec.path, self.overwrite, _is_vecbridge_parquet, "Parquet store",
-                                        inputs=inputs, what=self.what)
+                                   inputs=inputs, what=self.what, own=PART_NAME)
         else:
             files.check_file_output(spec.path, self.overwrite, inputs=inputs, sidecar=False, what=self.what,
                                          marker=_is_vecbridge_parquet)
@@ -261,7 +290,7 @@ class Writer(StoreWriter):
                             f"batch ({first_line(e)})") from None
         with files.disk_errors(self.spec.path):
             if self.writer is None:
-                self.writer = pq.ParquetWriter(self._part_path(self.part), self.schema)
+                self.writer = part_writer(self._part_path(self.part), self.schema)
             self.writer.write_table(table)
             self.rows += len(batch)
             if self.rows - self.closed_rows >= PART_ROWS:
@@ -281,11 +310,9 @@ class Writer(StoreWriter):
             if self.writer is not None:
                 self._close_part()
             if not self.sharded:
-                with pq.ParquetWriter(self._staging.file(self.spec.path), self.schema) as out:
-                    for k in range(self.part):
-                        part = pq.ParquetFile(self._part_path(k))
-                        for g in range(part.num_row_groups):
-                            out.write_table(part.read_row_group(g))
+                with part_writer(self._staging.file(self.spec.path), self.schema) as out:
+                    for group in row_groups_ahead([self._part_path(k) for k in range(self.part)]):
+                        out.write_table(group)
             self._staging.publish()
             self._parts_staging.discard()
         self.committed = True

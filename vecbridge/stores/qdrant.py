@@ -7,11 +7,13 @@ client per directory, so readers and writers of one directory in this process sh
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 
 import numpy as np
 
+from vecbridge import files
 from vecbridge.errors import UserError
 from vecbridge.files import is_stale_tmp, tmp_name
 from vecbridge.stores.base import (
@@ -29,6 +31,8 @@ from vecbridge.stores.base import (
 
 METRICS = {"Cosine": "cosine", "Euclid": "l2", "Dot": "ip", "Manhattan": "l1"}
 DISTANCES = {"cosine": "Cosine", "l2": "Euclid", "ip": "Dot", "l1": "Manhattan"}
+# what local mode writes in a collection's folder: what replacing the collection deletes with it
+COLLECTION_FILES = re.compile(r"storage\.sqlite(-journal|-wal|-shm)?")
 _clients: dict[str, list] = {}  # resolved path -> [client, users]
 
 
@@ -188,6 +192,8 @@ class Writer(StoreWriter):
                 (c.get_collection(spec.name).config.metadata or {}).get(PROVENANCE_KEY)) is None:
             raise UserError(f"{self.what} {spec}: collection {spec.name!r} was not written by vecbridge; "
                             "`overwrite` only replaces vecbridge's own collections: choose another name")
+        files.check_own_folder(spec.path / "collection" / _aliases(c)[spec.name], COLLECTION_FILES,
+                               f"{self.what} {spec}", "qdrant collection")
 
     def open_tmp(self, state):
         from qdrant_client import models
