@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import D_IN, N, assert_clean_failure, cli, make_chroma, read_chroma, snapshot
+from tests.helpers import (
+    D_IN,
+    N,
+    assert_clean_failure,
+    cli,
+    make_chroma,
+    read_chroma,
+    snapshot,
+    vecbridge_process,
+)
 
 
 def parquet_source(path, vectors, ids):
@@ -236,3 +246,40 @@ def test_a_refused_write_into_an_existing_chroma_database_leaves_no_segment_fold
     assert [c.name for c in client.list_collections()] == ["theirs"]
     after = read_chroma(theirs)
     assert data[0] == after[0] and np.array_equal(data[1], after[1]) and data[2:] == after[2:]
+
+
+# -- a Chroma source: chromadb writes when it opens a database, the data never changes ------------------------------
+DUMP = """
+import json, sys
+import chromadb
+from chromadb.config import Settings
+c = chromadb.PersistentClient(path=sys.argv[1], settings=Settings(anonymized_telemetry=False))
+out = {}
+for col in sorted(c.list_collections(), key=lambda x: x.name):
+    got = col.get(include=["embeddings", "documents", "metadatas"])
+    rows = sorted(zip(got["ids"], [list(map(float, e)) for e in got["embeddings"]], got["documents"],
+                      got["metadatas"]))
+    out[col.name] = {"metadata": col.metadata, "rows": rows}
+print(json.dumps(out, sort_keys=True))
+"""
+
+
+def _chroma_data(path) -> str:
+    """Every collection of the database at `path` with its metadata and rows, read by chromadb in a process of its
+    own (a fresh client, as a user's next program opens it)."""
+    return subprocess.run([sys.executable, "-c", DUMP, str(path)], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def test_reading_a_chroma_source_changes_none_of_its_data(stores_world, tmp_path):
+    translator, _, vectors = stores_world
+    src = make_chroma(tmp_path / "db", vectors)
+    make_chroma(tmp_path / "db", vectors[::-1].copy(), name="other")
+    data, entries = _chroma_data(tmp_path / "db"), sorted(p.name for p in (tmp_path / "db").rglob("*"))
+    for argv in (["stores", "inspect", src], ["translate", "--translator", translator, "--input", src, "--output",
+                                               tmp_path / "out.parquet"]):
+        proc = vecbridge_process(*argv)
+        assert proc.wait(120) == 0
+        assert _chroma_data(tmp_path / "db") == data
+        assert sorted(p.name for p in (tmp_path / "db").rglob("*")) == entries
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == N
