@@ -2,12 +2,18 @@
 HNSW-Flat; approximately for PQ / IVF-PQ / SQ, reported as `exact: False`); `IndexIDMap` / `IDMap2` ids kept.
 
 Written back as the same index family (IVF and PQ re-trained on the new vectors), with a sidecar `PATH.json`
-holding the provenance. faiss holds no documents or metadata.
+holding the provenance. faiss holds no documents or metadata. A Flat index (with or without an IDMap2) is
+streamed from the spilled rows into faiss's own file layout, never held in memory; Flat files are read through a
+memory map.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -68,7 +74,8 @@ class Reader(StoreReader):
         path = files.check_regular_file(spec.path, f"{what} {spec}:")
         f = _faiss()
         try:
-            self._raw = f.read_index(str(path))  # kept: the downcast proxies below do not own the index
+            # kept: the downcast proxies below do not own the index; a Flat index's rows stay in the file, mapped
+            self._raw = f.read_index(str(path), f.IO_FLAG_MMAP_IFC)
         except RuntimeError as e:
             raise UserError(f"{what} {spec} is not a readable faiss index ({first_line(e).split(': ')[-1]}); it may "
                             "be truncated or corrupt") from None
@@ -140,6 +147,9 @@ class Writer(SpilledIndexWriter):
         f = _faiss()
         metric = f.METRIC_INNER_PRODUCT if self.metric in ("ip", "cosine") else f.METRIC_L2
         factory = f"IDMap2,{self.factory}" if self.keep_ids else self.factory
+        fields = {"factory": factory, "metric": self.metric}
+        if self.factory == "Flat" and flat_layout_holds(self.dim, metric, self.keep_ids):
+            return (lambda path: write_flat(path, self.spill, self.dim, metric, self.keep_ids)), fields
         try:
             index = f.index_factory(self.dim, factory, metric)
             if not index.is_trained:
@@ -151,4 +161,70 @@ class Writer(SpilledIndexWriter):
         except RuntimeError as e:
             raise UserError(f"{self.what} {self.spec}: faiss could not build {factory} on {len(x)} vectors "
                             f"({first_line(e).split(': ')[-1]})") from None
-        return (lambda path: f.write_index(index, str(path))), {"factory": factory, "metric": self.metric}
+        return (lambda path: f.write_index(index, str(path))), fields
+
+
+# -- Flat indexes streamed to disk -----------------------------------------------------------------------
+# faiss's layout of an IndexFlat file (write_index): a fourcc, the index header (d, ntotal, two unused fields,
+# is_trained, metric_type), then the codes as a vector (its length in floats, then the rows); an IndexIDMap2
+# file is its own fourcc and header, the Flat index, then the ids as a vector (length, then int64s).
+# `flat_layout_holds` checks it against the installed faiss before it is used.
+COPY_BYTES = 1 << 26
+
+
+def _index_header(fourcc: bytes, dim: int, ntotal: int, metric: int) -> bytes:
+    return fourcc + struct.pack("<iqqqBi", dim, ntotal, 1 << 20, 1 << 20, 1, metric)
+
+
+def flat_prefix(dim: int, ntotal: int, metric: int, idmap: bool) -> bytes:
+    """The bytes of a Flat (or IDMap2,Flat) index file of `ntotal` rows before its first row."""
+    flat = _index_header(b"IxFI" if metric == _faiss().METRIC_INNER_PRODUCT else b"IxF2", dim, ntotal, metric)
+    return (_index_header(b"IxM2", dim, ntotal, metric) if idmap else b"") + flat + struct.pack("<Q", ntotal * dim)
+
+
+def flat_layout_holds(dim: int, metric: int, idmap: bool) -> bool:
+    """Whether the installed faiss writes an empty index of this kind exactly as `flat_prefix` says (else the
+    index is built in memory by faiss itself)."""
+    f = _faiss()
+    index = f.index_factory(dim, "IDMap2,Flat" if idmap else "Flat", metric)
+    return f.serialize_index(index).tobytes() == flat_prefix(dim, 0, metric, idmap) + (b"\0" * 8 if idmap else b"")
+
+
+def write_flat(path: Path, spill, dim: int, metric: int, idmap: bool) -> None:
+    """The Flat index file of the spilled rows, copied from the spill files a block at a time."""
+    rows = spill.rows
+    with open(path, "wb") as out:
+        out.write(flat_prefix(dim, rows, metric, idmap))
+        _copy_rows(spill.files["vectors"], out, rows * dim * 4)
+        if idmap:
+            out.write(struct.pack("<Q", rows))
+            _copy_rows(spill.files["labels"], out, rows * 8)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _copy_rows(row_file, out, nbytes: int) -> None:
+    """`nbytes` after the .npy header of the closed spill file `row_file` onto the end of `out`: in the kernel
+    (copy_file_range) where the file system can, else in blocks through this process."""
+    out.flush()
+    src = os.open(row_file.path, os.O_RDONLY)
+    try:
+        os.lseek(src, len(row_file.header), os.SEEK_SET)
+        try:
+            while nbytes > 0:
+                done = os.copy_file_range(src, out.fileno(), min(nbytes, COPY_BYTES))
+                if done == 0:
+                    raise OSError(errno.EIO, f"{row_file.path} ended early")
+                nbytes -= done
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+        out.seek(0, os.SEEK_END)
+        while nbytes > 0:
+            block = os.read(src, min(nbytes, COPY_BYTES))
+            if not block:
+                raise OSError(errno.EIO, f"{row_file.path} ended early")
+            out.write(block)
+            nbytes -= len(block)
+    finally:
+        os.close(src)

@@ -95,7 +95,7 @@ def write_vectors(path: str | os.PathLike, vectors: np.ndarray, meta: dict | Non
 
 class Reader(StoreReader):
     def __init__(self, spec, what):
-        self.spec = spec
+        self.spec, self.what = spec, what
         self.array = open_vectors(spec.path, what)
         meta = read_sidecar(spec.path)
         self.info = StoreInfo(str(spec), "npy", int(self.array.shape[0]), int(self.array.shape[1]), "cosine",
@@ -107,8 +107,26 @@ class Reader(StoreReader):
             yield self.read_range(i, i + size)
 
     def read_range(self, start: int, stop: int) -> Batch:
-        block = np.array(self.array[start:stop], dtype=np.float32)  # a slice of the memory-mapped file
-        return Batch(list(range(start, start + len(block))), block)
+        start, stop = min(start, len(self.array)), min(stop, len(self.array))
+        if self.array.dtype == np.float32 and self.array.flags.c_contiguous:
+            block = self._pread(start, stop)
+        else:
+            block = np.array(self.array[start:stop], dtype=np.float32)  # a slice of the memory-mapped file
+        return Batch(list(range(start, stop)), block)
+
+    def _pread(self, start: int, stop: int) -> np.ndarray:
+        """Rows `start` to `stop` read from the file into a new array: faster than faulting the mapped pages in
+        one by one, and they do not stay in this process's memory once used."""
+        block = np.empty((stop - start, self.array.shape[1]), dtype=np.float32)
+        view, offset = memoryview(block).cast("B"), self.array.offset + start * block.itemsize * block.shape[1]
+        with open(self.spec.path, "rb", buffering=0) as f:
+            done = 0
+            while done < len(view):
+                n = os.preadv(f.fileno(), [view[done:]], offset + done)
+                if n == 0:
+                    raise UserError(f"{self.what} {self.spec} ended before row {stop}; it may be truncated or changing")
+                done += n
+        return block
 
 
 class Writer(StoreWriter):
