@@ -215,6 +215,59 @@ def bench_task_pair(task: str, old: str, new: str, n_docs: int, n_queries: int, 
     return rows
 
 
+def progressive_curves(task: str, old: str, new: str, n_docs: int, n_queries: int, seed: int,
+                       checkpoints: int = 10, log_path: Path | None = None) -> list[dict]:
+    """`vecbridge migrate --progressive` through the library on the task's store of old-model vectors (documents
+    from the task's file): the task's real queries scored against the destination at every checkpoint, as a
+    fraction of re-embedding, in random order and in query-first order (the log being the measured queries, then
+    the other half of them), beside staying and the bridge (the translated store, checkpoint 0)."""
+    from vecbridge import jobs
+
+    docs_p, q_p, rel_p = task_files(task, n_docs, n_queries)
+    qrels = json.loads(rel_p.read_text())
+    od_path = bench_dir() / old / f"{docs_p.stem}.npy"
+    embedded(old, docs_p)
+    nd, nq, oq, od = embedded(new, docs_p), embedded(new, q_p), embedded(old, q_p), embedded(old, docs_p)
+    half = np.arange(len(nq)) % 2 == 0
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(dir=bench_dir()) as tmp:
+        tmp = Path(tmp)
+        halves = {"all": (q_p, np.ones(len(nq), bool)), "other half": (tmp / "log-a.jsonl", ~half)}
+        texts = [json.loads(line)["text"] for line in q_p.open()]
+        halves["other half"][0].write_text("".join(json.dumps({"text": t}) + "\n"
+                                                   for t, h in zip(texts, half, strict=True) if h))
+        tr_dir = tmp / "translator"
+        for order, log_name in (("random", None), ("queries", "all"), ("queries", "other half")):
+            measured = halves[log_name or "all"][1]
+            q_rel = [r for r, m in zip(qrels, measured, strict=True) if m]
+            base = retrieval(nq[measured], nd, q_rel)["ndcg10"]
+            stay = retrieval(oq[measured], od, q_rel)["ndcg10"] / base
+            dest = tmp / "new.npy"
+
+            def measure(state, order=order, log_name=log_name, measured=measured, q_rel=q_rel, base=base,
+                        stay=stay, dest=dest):
+                now = npy.read_vectors(dest)
+                r = {"task": task, "pair": f"{old}->{new}", "row": "progressive", "order": order,
+                     "log": log_name, "fraction": round(state["done"] / state["documents"], 4),
+                     "retention": retrieval(nq[measured], now, q_rel)["ndcg10"] / base, "stay": stay,
+                     "predicted": state["checkpoints"][-1]["retention"], "seconds": round(state["seconds"], 1)}
+                rows.append(r)
+                print(json.dumps(r), file=sys.stderr, flush=True)
+                if log_path is not None:
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps(r) + "\n")
+
+            reuse = tr_dir.exists()
+            result = jobs.migrate(str(od_path), str(dest), new, translator=str(tr_dir) if reuse else None,
+                                  source_encoder=None if reuse else old, save_translator_to=None if reuse else tr_dir,
+                                  seed=seed, overwrite=True, progressive=True, documents=str(docs_p), order=order,
+                                  queries=None if log_name is None else str(halves[log_name][0]),
+                                  checkpoint_rows=-(-n_docs // checkpoints), progress=False,
+                                  on_checkpoint=measure, log=lambda m: print(m, file=sys.stderr))
+            rows[-1]["final_provenance"] = result["progressive"]["complete"]
+    return rows
+
+
 def markdown(rows: list[dict]) -> str:
     out = ["| task | pair | row | nDCG@10 | retention (nDCG) | retention (recall@10) | predicted: migrate / "
            "query-side / stay (pseudo-queries) | choice (best measured) | prediction vs stay right | confidence | "

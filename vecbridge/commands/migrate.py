@@ -7,11 +7,14 @@ import argparse
 import json
 import sys
 
-from vecbridge import jobs, stores
+from vecbridge import engine, jobs, stores
 from vecbridge.commands.args import non_negative_int, parse_param, positive_int
+from vecbridge.errors import UserError
+from vecbridge.jobs import progressive
 
 # the job's parameters whose flag has another name (see `vecbridge.cli.flag_names`)
-PARAMETER_FLAGS = {"reference_texts": "--target-texts", "reference_limit": "--target-limit"}
+PARAMETER_FLAGS = {"reference_texts": "--target-texts", "reference_limit": "--target-limit",
+                   "save_translator_to": "--save-translator", "input": "--from", "output": "--to"}
 
 
 def register(sub) -> None:
@@ -24,9 +27,11 @@ def register(sub) -> None:
                     "--translator), checks it on held-out documents re-embedded by the new model, translates, and "
                     "ends with a verdict: migrate, translate queries instead (--reverse), or stay / re-embed. "
                     f"Stores: {stores.KNOWN}.")
-    p.add_argument("--from", dest="source", required=True, metavar="STORE", help="the store to migrate (only read)")
-    p.add_argument("--to", dest="destination", required=True, metavar="STORE", help="the new store to create")
-    p.add_argument("--target-encoder", required=True, metavar="NAME", help="the new model (a built-in encoder)")
+    p.add_argument("status", nargs="*", metavar="status STORE",
+                   help="`vecbridge migrate status STORE`: where a progressive migration into STORE stands")
+    p.add_argument("--from", dest="source", metavar="STORE", help="the store to migrate (only read; required)")
+    p.add_argument("--to", dest="destination", metavar="STORE", help="the new store to create (required)")
+    p.add_argument("--target-encoder", metavar="NAME", help="the new model (a built-in encoder; required)")
     p.add_argument("--translator", metavar="DIR", help="reuse a translator from `vecbridge train` instead of training")
     p.add_argument("--source-encoder", metavar="NAME",
                    help="the old model, when it still runs: fit on public pairs (reference texts embedded by both)")
@@ -51,6 +56,25 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan only; write nothing")
     p.add_argument("--overwrite", action="store_true", help="replace --to if it is a store vecbridge wrote")
     p.add_argument("--resume", action="store_true", help="continue a killed run's unfinished destination")
+    p.add_argument("--force", action="store_true",
+                   help="write --to even when the translator rates itself low and no documents can verify it "
+                        "(refused otherwise); the new store's provenance records it")
+    p.add_argument("--progressive", action="store_true",
+                   help="after migrating, re-embed the documents by the new model in resumable batches, replacing "
+                        "their rows in place (the store serves throughout; see `migrate status STORE`)")
+    p.add_argument("--documents", metavar="FILE.jsonl",
+                   help="with --progressive: the documents, one {\"text\": ...} line per row of the store in its order "
+                        "(default: the store's own)")
+    p.add_argument("--order", choices=progressive.ORDERS, default="random",
+                   help="with --progressive: which documents first: random (default), or queries: those that the "
+                        "query log --queries reaches")
+    p.add_argument("--queries", metavar="SPEC", help="with --order queries: a query log (.jsonl / .txt texts)")
+    p.add_argument("--checkpoint-rows", type=positive_int, metavar="N",
+                   help="with --progressive: documents re-embedded between checkpoints (default: 5%% of them)")
+    p.add_argument("--engine", choices=engine.ENGINES, default="local",
+                   help="where batches are translated and re-embedded: local (this process, default) or ray")
+    p.add_argument("--address", metavar="HOST:PORT", help="with --engine ray: the Ray cluster to join (default: "
+                                                          "start a local one)")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON on stdout")
     p.set_defaults(func=run)
 
@@ -73,16 +97,57 @@ def _plan_lines(plan: dict) -> list[str]:
     return lines
 
 
+def _progressive_lines(state: dict) -> int:
+    last = state["checkpoints"][-1]
+    print(f"re-embedded {state['done']:,} of {state['documents']:,} documents in place in {state['seconds']:.0f} s"
+          + (f"; retention {last['retention']:.3f} of re-embedding" if last["retention"] is not None else ""))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    if len(args.status) != 2 or args.status[0] != "status":
+        raise UserError(f"unexpected {' '.join(args.status)!r}: write `vecbridge migrate status STORE`, or migrate "
+                        "with --from, --to and --target-encoder")
+    st = jobs.progressive_status(args.status[1])
+    if args.json:
+        json.dump(st, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+        return 0
+    def pct(x):
+        return "not measured" if x is None else f"{x:.3f}"
+    eta = ("complete" if st["complete"] else "ETA unknown" if st["eta_seconds"] is None else
+           f"ETA ~{st['eta_seconds']:,} s at {st['documents_per_second']} documents/s")
+    print(f"{st['destination']}: {st['done']:,} of {st['documents']:,} documents re-embedded by {st['encoder']} "
+          f"({st['fraction']:.1%}, {st['order']} order); {eta}")
+    print(f"retention at the last checkpoint: {pct(st['retention'])} of re-embedding (the translated bridge "
+          f"{pct(st['bridge'])}, staying on the old model {pct(st['stay'])})")
+    if st["complete"]:
+        print("the store is fully re-embedded" + (f"; {st['translated_rows_left']:,} rows without a document keep "
+                                                   "their translated vectors" if st["translated_rows_left"] else ""))
+    else:
+        print("continue it with the same migrate command and --resume")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
+
+    if args.status:
+        return _status(args)
+    missing = [f for f, v in (("--from", args.source), ("--to", args.destination),
+                              ("--target-encoder", args.target_encoder)) if v is None]
+    if missing:
+        raise UserError(f"migrate needs {', '.join(missing)} (or: vecbridge migrate status STORE)")
 
     result = jobs.migrate(
         args.source, args.destination, args.target_encoder, translator=args.translator,
         source_encoder=args.source_encoder, pairs_from_documents=args.pairs_from_documents, method=args.method,
         params=dict(args.param) or None, reference_texts=args.target_texts, reference_limit=args.target_limit,
         save_translator_to=args.save_translator, verify_documents=args.verify_documents, dry_run=args.dry_run,
-        overwrite=args.overwrite, resume=args.resume, seed=args.seed, log=log,
+        overwrite=args.overwrite, resume=args.resume, seed=args.seed, log=log, progressive=args.progressive,
+        documents=args.documents, order=args.order, queries=args.queries, checkpoint_rows=args.checkpoint_rows,
+        engine=args.engine, address=args.address, force=args.force,
         on_plan=None if args.json else lambda plan: [log(line) for line in _plan_lines(plan)])
     if args.json:
         json.dump(result, sys.stdout, indent=2, sort_keys=True, default=str)
@@ -90,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         return 0
+    if "plan" not in result:  # a progressive migration resumed
+        return _progressive_lines(result["progressive"])
     train = result["train"]
     if train:
         conf = train.get("confidence") or {}
@@ -108,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"verdict: {rec['says']}")
     else:
         print("verdict: not verified (the store has no documents to re-embed); see the label-free confidence")
+    if result["progressive"] is not None:
+        _progressive_lines(result["progressive"])
     if train and "warning" in train:
         print(f"warning: {train['warning']}", file=sys.stderr)
     return 0

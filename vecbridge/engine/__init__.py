@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 from tqdm import tqdm
 
 from vecbridge.engine import local, ray_data
@@ -12,12 +13,12 @@ from vecbridge.engine.flow import Flow
 from vecbridge.errors import UserError
 from vecbridge.stores.base import StoreReader
 
-__all__ = ["ENGINES", "Flow", "check", "run"]
+__all__ = ["ENGINES", "Flow", "check", "encode_texts", "run"]
 
 ENGINES = ("local", "ray")
 
 
-def check(engine: str, address: str | None, reader: StoreReader, what: str) -> None:
+def check(engine: str, address: str | None, reader: StoreReader | None = None, what: str = "") -> None:
     """Refuse, before any work, an engine that does not exist or cannot run here, or a source (`reader`, which
     messages call `what`) it cannot read."""
     if engine not in ENGINES:
@@ -26,7 +27,26 @@ def check(engine: str, address: str | None, reader: StoreReader, what: str) -> N
         raise UserError(f"`address` {address} names a Ray cluster; it needs `engine` ray")
     if engine == "ray":
         ray_data.import_ray()
-        ray_data.check_source(reader, what)
+        if reader is not None:
+            ray_data.check_source(reader, what)
+
+
+def encode_texts(texts: list[str], encoder: str, engine: str = "local", address: str | None = None,
+                 chunk: int = 256, progress: bool | None = None, desc: str = "embed") -> np.ndarray:
+    """`texts` embedded by the built-in `encoder`, row i = texts[i], in calls of `chunk` texts (the same calls on
+    every engine, so the same vectors): in this process (`local`) or by a pool of Ray actors that each load the
+    encoder once (`ray`: the cluster at `address`, or a local one)."""
+    check(engine, address)
+    ranges = [(start, min(start + chunk, len(texts))) for start in range(0, len(texts), chunk)]
+    blocks = (ray_data.encoded(texts, ranges, encoder, address) if engine == "ray" else
+              local.encoded(texts, ranges, encoder))
+    out = []
+    with contextlib.closing(blocks), tqdm(total=len(texts), unit="doc", unit_scale=True, desc=desc,
+                                          disable=None if progress is None else not progress) as bar:
+        for block in blocks:
+            out.append(block)
+            bar.update(len(block))
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
 def run(flow: Flow, engine: str = "local", address: str | None = None, progress: bool | None = None) -> int:

@@ -18,6 +18,15 @@ def mapped(flow: Flow) -> Iterator[Batch]:
         yield batch
 
 
+def encoded(texts: list[str], ranges: list[tuple[int, int]], encoder: str) -> Iterator[np.ndarray]:
+    """The texts of each (start, stop) range embedded by `encoder`, in order."""
+    from encoders.registry import get_encoder
+
+    enc = get_encoder(encoder)
+    for start, stop in ranges:
+        yield enc.encode(texts[start:stop])
+
+
 def cut(blocks: Iterable[Batch], size: int, skip: int = 0) -> Iterator[tuple[int, Batch]]:
     """The rows of `blocks` from row `skip` on, in batches cut at multiples of `size` rows whatever batches the
     store yields (a Parquet reader's follow its row groups): (first row, batch) pairs."""

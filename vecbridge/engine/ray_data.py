@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import os
 import pickle
 import socket
 from collections.abc import Iterator
 
+import numpy as np
 import pyarrow as pa
 
 from vecbridge import stores
@@ -59,6 +61,45 @@ def mapped(flow: Flow, address: str | None) -> Iterator[Batch]:
     finally:
         if started:
             ray.shutdown()
+
+
+def encoded(texts: list[str], ranges: list[tuple[int, int]], encoder: str, address: str | None) -> Iterator:
+    """The texts of each (start, stop) range embedded by `encoder` on a pool of Ray actors (one per CPU, or per GPU
+    where the cluster has them), in order."""
+    ray = import_ray()
+    started = connect(ray, address)
+    try:
+        data = ray.data.from_items([{"texts": texts[start:stop]} for start, stop in ranges])
+        data.context.execution_options.preserve_order = True
+        data.context.enable_progress_bars = data.context.print_on_execution_start = False
+        workers, gpus_each = pool_size(ray, True)
+        out = data.map_batches(EncodeWorker, fn_constructor_args=(encoder,), batch_size=1, batch_format="pyarrow",
+                               num_gpus=gpus_each or None,
+                               compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers))
+        with console_quiet(logging.getLogger("ray.data")):
+            for table in out.iter_batches(batch_size=None, batch_format="pyarrow"):
+                for chunk in table.column("vectors").chunks:
+                    for k in range(len(chunk)):
+                        yield np.load(io.BytesIO(chunk[k].as_buffer()), allow_pickle=False)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class EncodeWorker:
+    """A Ray actor: loads the encoder once, then embeds each list of texts it is given (as a .npy buffer)."""
+
+    def __init__(self, encoder: str):
+        self.name, self.encoder = encoder, None
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if self.encoder is None:
+            from encoders.registry import get_encoder
+
+            self.encoder = get_encoder(self.name)
+        buffer = io.BytesIO()
+        np.save(buffer, self.encoder.encode(batch["texts"][0].as_py()), allow_pickle=False)
+        return pa.table({"vectors": pa.array([buffer.getvalue()], pa.large_binary())})
 
 
 def connect(ray, address: str | None) -> bool:

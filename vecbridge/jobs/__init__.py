@@ -4,6 +4,7 @@ call these; they never print except progress bars and raise only `vecbridge.erro
 from vecbridge.jobs.embedding import embed
 from vecbridge.jobs.inspect import inspect_store
 from vecbridge.jobs.migrate import migrate
+from vecbridge.jobs.progressive import status as progressive_status
 from vecbridge.jobs.texts_embedding import embed_texts, load_encoder
 from vecbridge.jobs.translate import translate, translate_vectors
 from vecbridge.jobs.translators import (
@@ -16,4 +17,5 @@ from vecbridge.jobs.translators import (
 )
 
 __all__ = ["REFERENCE_LIMIT", "REFERENCE_TEXTS", "embed", "embed_texts", "evaluate", "inspect_store", "load_encoder",
-           "load_translator", "migrate", "save_translator", "train_translator", "translate", "translate_vectors"]
+           "load_translator", "migrate", "progressive_status", "save_translator", "train_translator", "translate",
+           "translate_vectors"]

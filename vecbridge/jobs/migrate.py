@@ -12,14 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from align import Translator, default_method
-from encoders.registry import get_encoder
-from vecbridge import stores
+from encoders.registry import ENCODERS, get_encoder
+from vecbridge import files, stores
 from vecbridge.errors import UserError, user_errors
+from vecbridge.jobs import progressive as progressive_jobs
 from vecbridge.jobs.checks import check_encoder, check_space, installed_encoders, same_store
 from vecbridge.jobs.translate import translate, translate_vectors
 from vecbridge.jobs.translators import (
     REFERENCE_LIMIT,
     REFERENCE_TEXTS,
+    is_translator_dir,
     train_translator,
 )
 from vecbridge.jobs.verify import neighbourhood_check, pseudo_queries, pseudo_query_check, recommendation
@@ -57,9 +59,11 @@ def _encoder_speed(encoder: str, texts: list[str]) -> float:
 
 
 def _verify(translator: Translator, held: np.ndarray, held_rows: dict, new_encoder: str, old_encoder: str | None,
-            seed: int, log: Callable[[str], None]) -> dict:
+            seed: int, log: Callable[[str], None]) -> tuple[dict, dict]:
     """The verdict's evidence on held-out documents: pseudo-queries (spans of the documents) searched as each option
-    leaves the documents (see `vecbridge.jobs.verify`); staying is measured only when the old model runs."""
+    leaves the documents (see `vecbridge.jobs.verify`); staying is measured only when the old model runs. Also the
+    arrays it rests on (rows, re-embedded and translated vectors, pseudo-queries), which a progressive migration
+    measures its checkpoints with."""
     log(f"verifying on {len(held)} held-out documents and their pseudo-queries, embedded by {new_encoder}"
         + (f" and {old_encoder}" if old_encoder else ""))
     old = np.stack([held_rows[r][0] for r in held]).astype(np.float32)
@@ -74,7 +78,7 @@ def _verify(translator: Translator, held: np.ndarray, held_rows: dict, new_encod
                                queries_old=queries_old)
     check["neighbourhoods"] = neighbourhood_check(old, new, migrated=migrated,
                                                   query_side=translate_vectors(translator, new, reverse=True))
-    return check
+    return check, {"rows": np.asarray(held, np.int64), "new": new, "migrated": migrated, "queries": queries_new}
 
 
 def _scan_source(reader: stores.StoreReader, verify_documents: int, seed: int) -> tuple:
@@ -113,14 +117,67 @@ def _plan(in_spec, out_spec, info: stores.StoreInfo, dim_out: int, target_encode
                 "seconds": round(len(with_doc) / speed)}}
 
 
+def _check_outputs(loaded: Translator | None, target_encoder: str, save_translator_to, in_spec) -> None:
+    """Refuse, before any work, a reused translator whose target side is not `target_encoder`'s (its dims), and a
+    `save_translator_to` that cannot be written (the translator is staged beside it and published with the new
+    store: a failed migration leaves no translator behind)."""
+    if save_translator_to is not None:
+        files.check_dir_output(save_translator_to, False, is_translator_dir, "translator",
+                               inputs=stores.spec_paths(in_spec), what="`save_translator_to`")
+    dim = ENCODERS[target_encoder].dim
+    if loaded is not None and dim is not None and loaded.dim_target_ != dim:
+        raise UserError(f"`translator` maps into {loaded.dim_target_} dims but `target_encoder` {target_encoder} "
+                        f"makes {dim}; give a translator trained into {target_encoder}'s space, or drop `translator` "
+                        "to train one")
+
+
+def _check_sources(pairs_from_documents: int | None, in_spec, with_doc, held, loaded, force: bool) -> None:
+    """Refuse, before any work, `pairs_from_documents` that the store's documents cannot give, and a reused
+    translator that rates itself low when no documents can verify it (see `_unverified_low`)."""
+    if loaded is not None and not len(held):
+        _unverified_low(getattr(loaded, "confidence_", None), None, force)
+    if pairs_from_documents is None:
+        return
+    if not len(with_doc):
+        raise UserError(f"`pairs_from_documents` needs the store's documents, but `source` {in_spec} holds none; fit "
+                        "on public pairs with `source_encoder` (if the old model still runs), or drop "
+                        "`pairs_from_documents`")
+    if len(with_doc) - len(held) < pairs_from_documents:
+        raise UserError(f"`pairs_from_documents` {pairs_from_documents}: `source` {in_spec} has "
+                        f"{len(with_doc) - len(held)} rows with a document besides the {len(held)} held out to "
+                        "verify; ask for fewer (or fewer `verify_documents`)")
+
+
+def _unverified_low(confidence: dict | None, check: dict | None, force: bool) -> dict | None:
+    """A migration its own translator rates `low` (no start passed, or a score at chance) with no held-out
+    documents to verify it is not a translation: refused, unless `force`; then the mark its provenance records."""
+    if check is not None or (confidence or {}).get("verdict") != "low":
+        return None
+    said = f"label-free confidence {confidence.get('score', float('nan')):.2f}" + (
+        f", {confidence['verdict_from']}" if confidence.get("verdict_from") else "")
+    if not force:
+        raise UserError(f"the translator rates itself low ({said}) and the store has no documents to verify it "
+                        "with: the new store would not be a translation of this one; fit with `pairs_from_documents` "
+                        "(if the store keeps documents), `source_encoder` (if the old model still runs) or "
+                        "`reference_texts` of the store's own domain, or pass `force` to write it anyway (its "
+                        "provenance then says so)")
+    return {"migration": {"forced": True, "verified": False, "warning": f"written with `force`: the translator "
+                          f"rates itself low ({said}) and nothing verified it",
+                          "confidence": {k: confidence.get(k) for k in ("score", "verdict", "verdict_from",
+                                                                        "start_passed")}}}
+
+
 @user_errors
 def migrate(source, destination, target_encoder: str, *, translator: str | os.PathLike | None = None,
             source_encoder: str | None = None, pairs_from_documents: int | None = None, method: str | None = None,
             params: dict | None = None, reference_texts: str = REFERENCE_TEXTS,
             reference_limit: int = REFERENCE_LIMIT, save_translator_to: str | os.PathLike | None = None,
             verify_documents: int = VERIFY_DOCUMENTS, dry_run: bool = False, overwrite: bool = False,
-            resume: bool = False, seed: int = 0, progress: bool | None = None,
-            log: Callable[[str], None] | None = None, on_plan: Callable[[dict], None] | None = None) -> dict:
+            resume: bool = False, force: bool = False, seed: int = 0, progress: bool | None = None,
+            log: Callable[[str], None] | None = None, on_plan: Callable[[dict], None] | None = None,
+            progressive: bool = False, documents: str | os.PathLike | None = None, order: str = "random",
+            queries: str | None = None, checkpoint_rows: int | None = None, engine: str = "local",
+            address: str | None = None, on_checkpoint: Callable[[dict], None] | None = None) -> dict:
     """Migrate the store `source` to `target_encoder`'s space as the new store `destination`, in one job.
 
     Plan (rows, dims, how the translator is obtained, estimated seconds, and what re-embedding every document
@@ -129,10 +186,24 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
     `pairs_from_documents`) or load `translator` -> verify on `verify_documents` held-out documents re-embedded by
     the new model (never used to train) -> translate the store (the source is only read; the destination is
     swapped in when complete). `seed` draws the held-out and the known-pair documents and seeds the method.
-    `on_plan(plan)` is called before any work. Returns plan, training result, verification, recommendation and
-    translation.
+    A translator that rates itself `low` with no held-out documents to verify it is refused unless `force` (then
+    the new store's provenance records `migration.forced`); every input is checked before the first expensive step.
+    `on_plan(plan)` is called before any work. `engine` / `address`: where the batches are translated and
+    re-embedded (see `translate`).
+
+    `progressive`: then re-embed the store's documents (or those of `documents`, a JSONL file of one line per row)
+    by the new model, `checkpoint_rows` at a time in `order` (`random`, or `queries`: those that the query log
+    `queries` reaches first), replacing their rows in the new store (`vecbridge.jobs.progressive`;
+    `on_checkpoint(state)` at each, the first before any row is replaced). With `resume`, an unfinished
+    progressive migration into `destination` continues where it stopped. Returns plan, training result,
+    verification, recommendation, translation and the progressive state.
     """
     log = log or (lambda msg: None)
+    if progressive and resume and (state := progressive_jobs.read_state(destination)) is not None:
+        log(f"resuming the progressive migration into {destination}: {state['done']:,} of {state['documents']:,} "
+            "documents re-embedded")
+        return {"progressive": progressive_jobs.run(destination, engine=engine, address=address, progress=progress,
+                                                    log=log, on_checkpoint=on_checkpoint)}
     in_spec, out_spec = stores.parse_spec(source, "`source`"), stores.parse_spec(destination, "`destination`")
     if same_store(in_spec, out_spec):
         raise UserError(f"`destination` {out_spec} is the same store as `source`; write to another path or collection")
@@ -143,6 +214,7 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
         raise UserError(f"`verify_documents` must be 0 or more, got {verify_documents}")
     check_encoder(target_encoder, "`target_encoder`", builtin=True)
     loaded = Translator.load(translator) if translator is not None else None
+    _check_outputs(loaded, target_encoder, save_translator_to, in_spec)
     dim_out = loaded.dim_target_ if loaded is not None else get_encoder(target_encoder).dim
     with stores.open_reader(in_spec, "`source`") as reader:
         info = reader.info
@@ -151,7 +223,10 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
         # the destination is checked before any work (a writer's constructor only checks)
         stores.open_writer(out_spec, "`destination`", dim=int(dim_out), count=info.count, metric=info.metric,
                            provenance={}, overwrite=overwrite, source=info, resume=resume).close()
+        if progressive:
+            progressive_jobs.check_args(info, documents, order, queries, checkpoint_rows, engine, address)
         with_doc, held, held_rows = _scan_source(reader, verify_documents, seed)
+    _check_sources(pairs_from_documents, in_spec, with_doc, held, loaded, force)
     old_encoder = source_encoder or (info.encoder if installed_encoders().get(info.encoder) else None)
     sample = [held_rows[r][1] for r in held[:SPEED_SAMPLE]]
     speed = _encoder_speed(target_encoder, sample) if sample else None
@@ -162,19 +237,30 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
     if dry_run:
         return {"plan": plan, "dry_run": True}
     trained = None
-    with tempfile.TemporaryDirectory(prefix=".vecbridge-migrate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=".vecbridge-migrate-") as tmp, files.staged() as keep:
         if loaded is None:
-            out_dir = save_translator_to or Path(tmp) / "translator"
+            out_dir = keep.file(save_translator_to) if save_translator_to else Path(tmp) / "translator"
             trained = train_translator(
                 in_spec.text, None, out_dir, method=method, params=params, seed=seed, target_encoder=target_encoder,
                 source_encoder=source_encoder, reference_texts=reference_texts, reference_limit=reference_limit,
                 pairs_from_documents=pairs_from_documents, exclude_document_rows=held, log=log)
+            trained["output"] = str(save_translator_to or out_dir)
             loaded = Translator.load(out_dir)
         confidence = getattr(loaded, "confidence_", None)  # a fresh translator's too: it was just loaded
-        check = _verify(loaded, held, held_rows, target_encoder, old_encoder, seed, log) if len(held) else None
+        check, evidence = (_verify(loaded, held, held_rows, target_encoder, old_encoder, seed, log) if len(held)
+                           else (None, None))
         rec = recommendation(check, (confidence or {}).get("verdict")) if check is not None else None
-        summary = translate(loaded, in_spec.text, out_spec.text, overwrite=overwrite, resume=resume,
-                            progress=progress)
+        mark = _unverified_low(confidence, check, force)
+        summary = translate(loaded, in_spec.text, out_spec.text, overwrite=overwrite, resume=resume, provenance=mark,
+                            progress=progress, engine=engine, address=address)
+    state = None
+    if progressive:
+        progressive_jobs.start(in_spec.text, out_spec.text, target_encoder, evidence, check, documents=documents,
+                               order=order, queries=queries, old_encoder=old_encoder,
+                               checkpoint_rows=checkpoint_rows, seed=seed, log=log)
+        state = progressive_jobs.run(out_spec.text, engine=engine, address=address, progress=progress, log=log,
+                                     on_checkpoint=on_checkpoint)
     return {"plan": plan, "train": trained, "verify": check, "recommendation": rec, "translate": summary,
+            "progressive": state,
             "translator_saved": None if save_translator_to is None and translator is None else
             str(save_translator_to or translator)}
