@@ -156,6 +156,9 @@ def test_bad_input(world, audited, tmp_path, monkeypatch):
         ([*args, "--defenses", "pq:7"], "not a multiple of 7"),
         ([*args, "--defenses", "dims:64"], "at most their 60 rows"),
         (replaced("--report", audited[0]), "already exists; pass --overwrite"),
+        ([*args, "--known-documents", "16,41"], "--known-documents 41: the truth gives the text of 60 records and "
+                                                "20 must stay unknown to score the attack; ask for at most 40"),
+        ([*args, "--known-documents", "16,x"], "expected numbers of documents such as 16,64,256, got '16,x'"),
     ]
     for argv, expected in cases:
         assert_clean_failure(*cli(*argv)[::2], expected)
@@ -329,3 +332,98 @@ def test_truth_from_the_builtin_split_a_store_was_embedded_from(tmp_path, monkey
             store.build("icd10", ROOT / "tests" / "fixtures" / "corpora" / "icd10")
         with pytest.raises(UserError, match=expected):
             read_leak(spec, lexname, truth)
+
+
+def test_an_attacker_who_knows_documents(world, tmp_path):
+    # the vectors-only attacker holds a wrong map (Procrustes on shuffled pairs, used as given) and demonstrates
+    # nothing; an attacker who knows 64 of the leaked documents fits the leak with them as known pairs (16 held out
+    # validate it) and reads the other records as the true encoder does; the known documents are never scored
+    from align.paired import ProcrustesTranslator
+    from encoders.registry import get_encoder
+    from vecbridge.jobs import save_translator
+
+    enc = get_encoder("minilm-l6")
+    rotation = np.linalg.qr(np.random.default_rng(5).normal(size=(384, 384)))[0].astype(np.float32)
+    public, _ = sentences(300, 2)
+    y = enc.encode(public)
+    shuffled = np.random.default_rng(1).permutation(len(y))
+    save_translator(ProcrustesTranslator().fit(y @ rotation, y[shuffled]), tmp_path / "wrong",
+                    meta={"source_encoder": "victim", "target_encoder": "minilm-l6"})
+    texts, labels = sentences(240, 4)
+    npy.write_vectors(tmp_path / "leak.npy", enc.encode(texts) @ rotation)
+    (tmp_path / "truth.jsonl").write_text("".join(json.dumps({"id": i, "text": t, "topic": label}) + "\n"
+                                                  for i, (t, label) in enumerate(zip(texts, labels, strict=True))))
+    (tmp_path / "attrs.json").write_text(json.dumps({"topic": list(TOPICS)}))
+    rc, out, err = cli("audit", "--vectors", tmp_path / "leak.npy", "--known-encoder", "minilm-l6", "--translator",
+                       tmp_path / "wrong", "--no-adapt", "--reference", world / "ref.txt", "--attributes",
+                       tmp_path / "attrs.json", "--truth", tmp_path / "truth.jsonl", "--known-documents", "64",
+                       "--report", tmp_path / "rep", "--json")
+    assert rc == 0, err
+    r = json.loads((tmp_path / "rep" / "report.json").read_text())
+    curve = {p["k"]: p for p in r["known_documents"]}
+    assert list(curve) == [0, 64] and [p["k"] for p in json.loads(out)["known_documents"]] == [0, 64]
+    vectors_only, known = curve[0], curve[64]
+    assert vectors_only["scored"] == 240 and vectors_only["known_ids"] == []
+    assert vectors_only["attributes"]["topic"]["accuracy"] < 0.6
+    assert known["scored"] == 176 and len(set(known["known_ids"])) == 64
+    assert known["translator"]["verdict"] == "ok" and known["translator"]["verdict_from"] == "held-out known pairs"
+    assert known["translator"]["validation"]["pairs"] == 16 and known["translator"]["validation"]["top1"] > 0.9
+    a = known["attributes"]["topic"]
+    assert a["n"] == 176 and a["accuracy"] > 0.9 and a["accuracy"] == pytest.approx(a["ideal_accuracy"], abs=0.03)
+    assert known["keywords"]["f1"] == pytest.approx(known["keywords"]["ideal_f1"], abs=0.05)
+    first = r["summary"][:2]
+    assert first[0].startswith("Vectors only (K = 0): ") and first[1].startswith("Knowing 64 of the documents")
+    assert "demonstrated of the other records: 'topic' right for" in first[1]
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert page.index('id="summary"') < page.index('id="known-documents"') < page.index('id="plots"')
+
+
+CLINIC = (["{} of the {} {}, initial encounter", "Chronic {} of {} {}", "{} {} due to {} infection"],
+          ["left knee", "right lung", "liver", "kidney", "scalp", "upper arm", "lower back", "heart valve", "Fracture",
+           "Inflammation", "Abscess", "Laceration", "Stenosis", "Ulcer", "Contusion", "Neoplasm"])
+CHAT = (["the team won the {} match on {} evening with {}", "our {} trip to the {} was {}", "I think the {} movie "
+         "was {} and {}"], ["football", "Saturday", "beach", "lovely", "mountains", "new", "funny", "long", "cold",
+                            "late", "rainy", "quiet", "crowded", "music", "friends", "dinner"])
+
+
+def _notes(domain, n: int, seed: int) -> list[str]:
+    templates, words = domain
+    rng = np.random.default_rng(seed)
+    return [templates[i % len(templates)].format(*rng.choice(words, 3)) for i in range(n)]
+
+
+def test_the_reference_is_the_candidate_whose_fit_scores_best(tmp_path, monkeypatch):
+    # three candidates, the real minilm-l6: a leak of clinical notes (under a secret rotation) is fitted against
+    # the profile's closest candidate and the general one, then the content's closest to the translated leak;
+    # the clinical one, whose fit scores best label-free, is kept, and every candidate tried is reported
+    from align import translator_class
+    from encoders.registry import get_encoder
+    from tests.helpers import FAST
+    from vecbridge.jobs.audit.reference import fitted_reference
+    from vecbridge.jobs.pivots import cached_vectors
+
+    monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
+
+    def corpus(name, parts):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for part in parts for t in part))
+        return str(tmp_path / f"{name}.jsonl")
+
+    clinic = corpus("clinic", [_notes(CLINIC, 400, 1)])
+    chat = corpus("chat", [_notes(CHAT, 400, 2)])
+    general = corpus("general", [_notes(CHAT, 200, 5), _notes(CLINIC, 200, 6)])
+    enc = get_encoder("minilm-l6", device="cpu")
+    rotation = np.linalg.qr(np.random.default_rng(3).normal(size=(384, 384)))[0].astype(np.float32)
+    leak = enc.encode(_notes(CLINIC, 400, 3)) @ rotation
+    params = {**FAST, "verbose": False}
+
+    def fit(ref):
+        return translator_class("geometric")(seed=0, **params).fit(leak, ref.vectors)
+
+    ref, model = fitted_reference(leak, "minilm-l6", 400, lambda kind, t: cached_vectors(kind, "minilm-l6", t), fit,
+                                  candidates=[chat, clinic, general], general=general)
+    tried = {t["texts"]: t for t in ref.choice["tried"]}
+    assert ref.spec == clinic and ref.choice["chosen"] == clinic and len(ref.texts) == 400
+    assert general in tried and tried[general]["by"] == "general pool"
+    assert tried[clinic]["confidence"] == max(t["confidence"] for t in tried.values())
+    assert model.confidence_["score"] == tried[clinic]["confidence"]
+    assert ref.choice["content"]["candidates"][0]["name"] == clinic

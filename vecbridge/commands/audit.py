@@ -44,6 +44,10 @@ def register(sub) -> None:
                    help="the encoder that made the stored vectors, to measure each defence's cost on real queries")
     p.add_argument("--defenses", metavar="LIST", help="defences to measure, e.g. noise:0.01,int8,binary,pq:48,"
                                                       "dims:128,rotation")
+    p.add_argument("--known-documents", type=document_counts, metavar="K[,K...]",
+                   help="also measure an attacker who knows K of the leaked documents (needs their texts: --truth): "
+                        "a few-shot translator on those K pairs, a quarter held out to validate it, scored on the "
+                        "other records; one point per K (e.g. 16,64,256), beside the vectors-only attacker (K = 0)")
     p.add_argument("--top-k", type=positive_int, default=3, metavar="K", help="top-k for attribute accuracy")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed for sampling, the translator and the defences' randomness (default 0)")
@@ -53,13 +57,24 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def document_counts(text: str) -> list[int]:
+    """`--known-documents K[,K...]`: numbers of documents, 0 or more."""
+    try:
+        ks = [int(k) for k in text.split(",")]
+    except ValueError:
+        ks = []
+    if not ks or any(k < 0 for k in ks):
+        raise argparse.ArgumentTypeError(f"expected numbers of documents such as 16,64,256, got {text!r}")
+    return ks
+
+
 def run(args: argparse.Namespace) -> int:
     from vecbridge.jobs.audit import audit
 
     r = audit(args.vectors, args.known_encoder, args.report, translator=args.translator, reference=args.reference,
               reference_limit=args.reference_limit, attributes=args.attributes, truth=args.truth,
               victim_encoder=args.victim_encoder, defenses=args.defenses, top_k=args.top_k, seed=args.seed,
-              adapt=not args.no_adapt, overwrite=args.overwrite)
+              adapt=not args.no_adapt, overwrite=args.overwrite, known_documents=args.known_documents)
     summary = {"report": str(args.report), "translation_failed": r["translation_failed"],
                "translator_verdict": r["translator"]["verdict"],
                "attributes": {k: {m: v[m] for m in ("accuracy", "top_k_accuracy", "ideal_accuracy",
@@ -70,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
                "sensitive_fraction": r["inversion"]["sensitive"]["fraction"],
                "defenses": [{"label": d["label"], "utility": d["utility"]["neighbour_overlap_at_10"],
                              "keywords_f1": (d.get("inversion") or {}).get("keywords_f1")} for d in r["defenses"]],
+               "known_documents": None if r["known_documents"] is None else [
+                   {"k": p["k"], "demonstrated": p["demonstrated"], "verdict": p["translator"]["verdict"],
+                    "attributes": {k: v["accuracy"] for k, v in p["attributes"].items()},
+                    "keywords_f1": p["keywords"]["f1"]} for p in r["known_documents"]],
                "seconds": r["cost"]["seconds"], "summary": r["summary"]}
     if args.json:
         emit(summary, True)

@@ -20,6 +20,7 @@ from vecbridge.texts import read_texts
 
 AUTO = "auto"
 SPLIT = "train_b"
+GENERAL = f"builtin:pool:{SPLIT}"  # the general pool, which mixes every member corpus
 # A corpus with fewer texts is not a candidate: its spectrum would rest on a handful of rows (and every profile is
 # taken on as many rows as the smallest candidate has).
 MIN_CANDIDATE_ROWS = 2 * SPECTRUM_K
@@ -32,12 +33,11 @@ def candidate_specs() -> list[str]:
     return [f"builtin:{name}:{SPLIT}" for name in BUILTINS if is_fetched(name)]
 
 
-def choose_reference(source: np.ndarray, encoder: str, rows: int = PROFILE_ROWS,
-                     log: Callable[[str], None] | None = None, same_space: bool = False) -> tuple[str, dict]:
-    """The reference spec for `source` vectors in the space of `encoder`, and the ranking that chose it.
-    `same_space`: the source rows are already in `encoder`'s space (a leak through a translator): the sets are
-    compared directly (`rank_in_space`), not by their rotation-invariant profiles."""
-    specs = candidate_specs()
+def profile_vectors(encoder: str, specs: list[str] | None = None, rows: int = PROFILE_ROWS,
+                    log: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+    """{spec: its first `rows` texts embedded by `encoder` (cached)} for each candidate with enough texts to
+    profile: `specs`, by default the fetched built-in corpora (`candidate_specs`)."""
+    specs = candidate_specs() if specs is None else list(specs)
     if not specs:
         raise UserError("`reference_texts` auto needs built-in corpora; run `vecbridge data fetch` first, or give "
                         "a reference spec")
@@ -51,6 +51,17 @@ def choose_reference(source: np.ndarray, encoder: str, rows: int = PROFILE_ROWS,
     if not candidates:
         raise UserError(f"`reference_texts` auto: no built-in corpus has enough texts to profile ({', '.join(specs)}); "
                         "give a reference spec")
+    return candidates
+
+
+def choose_reference(source: np.ndarray, encoder: str, rows: int = PROFILE_ROWS,
+                     log: Callable[[str], None] | None = None, same_space: bool = False,
+                     specs: list[str] | None = None) -> tuple[str, dict]:
+    """The reference spec for `source` vectors in the space of `encoder`, and the ranking that chose it.
+    `same_space`: the source rows are already in `encoder`'s space (a leak through a translator): the sets are
+    compared directly (`rank_in_space`), not by their rotation-invariant profiles. `specs`: the candidates
+    (default: the fetched built-in corpora)."""
+    candidates = profile_vectors(encoder, specs, rows, log)
     ranking = (rank_in_space if same_space else rank_references)(source, candidates, rows)
     chosen = ranking["candidates"][0]["name"]
     if log is not None:

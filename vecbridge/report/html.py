@@ -123,6 +123,34 @@ def _td(x, pct: bool = False) -> str:
         f"<td>{html.escape(str(x))}</td>"
 
 
+def _reference_and_curve(r: dict) -> list[str]:
+    """The references tried (auto), and the known-documents curve: what leaks as the attacker knows more."""
+    parts = []
+    tried = (r["reference"].get("auto") or {}).get("tried")
+    if tried:
+        rows = [[_td(t["texts"]), _td(t["by"]), _td(t["rows"]), _td(t["confidence"]), _td(t["verdict"])]
+                for t in tried]
+        header = ["public texts", "tried by", "texts", "label-free confidence", "verdict"]
+        parts.append('<section id="references"><h2>References tried</h2><p>The attacker fits the leak against each '
+                     "candidate and keeps the fit that scores best label-free.</p>" + _table(header, rows) +
+                     "</section>")
+    curve = r.get("known_documents")
+    if curve:
+        names = list(curve[0]["attributes"])
+        rows = [[_td(p["k"]), _td(p["scored"]), _td(p["translator"]["verdict"]),
+                 _td((p["translator"].get("validation") or {}).get("top1"), True),
+                 *[_td(p["attributes"][n]["accuracy"], True) for n in names],
+                 *[_td(p["attributes"][n]["ideal_accuracy"], True) for n in names],
+                 _td(p["keywords"]["f1"]), _td(p["reference"])] for p in curve]
+        parts.append('<section id="known-documents"><h2>What an attacker who knows K documents gets</h2><p>Each row '
+                     "is an attacker who knows K of the leaked documents (their texts and vectors): it fits the "
+                     "translation with them as known pairs, a quarter held out to check it, and is scored on the "
+                     "other records only.</p>" + _table(
+                         ["K", "records scored", "verdict", "held-out found first", *[f"{n}" for n in names],
+                          *[f"{n} ideal" for n in names], "keyword F1", "public texts"], rows) + "</section>")
+    return parts
+
+
 def render_html(r: dict, texts: dict) -> str:
     """report.html from report.json's content `r` and the truth texts by id (shown for the riskiest records)."""
     failed = r["translation_failed"]
@@ -147,6 +175,7 @@ def render_html(r: dict, texts: dict) -> str:
         f"<p>Translator: {html.escape(t['source'])}, method {html.escape(str(t['method']))}, label-free "
         f"confidence {_fmt((t['confidence'] or {}).get('score'))}, verdict {html.escape(str(t['verdict']))}."
         + (f" {html.escape(t['warning'])}" if t.get("warning") else "") + "</p></section>")
+    parts.extend(_reference_and_curve(r))
     parts.append('<section id="plots"><h2>Plots</h2>')
     for title, img in _plots(r):
         parts.append(f"<figure><figcaption>{html.escape(title)}</figcaption>{img}</figure>")

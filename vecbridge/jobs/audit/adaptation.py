@@ -32,17 +32,18 @@ class ReferenceFit:
         self.reference, self.seed, self.kept = reference, seed, output_stage(given)
 
     def __call__(self, x: np.ndarray, what: str, start: np.ndarray | None = None, refine_only: bool = False,
-                 defended: bool = False) -> Translator:
+                 defended: bool = False, pairs: tuple[np.ndarray, np.ndarray] | None = None) -> Translator:
         """A fit of `x` (named `what` in errors). `refine_only`: the given `start` is refined whatever its screen
         score (adapting a translator refines it); otherwise a start the screen rejects gives way to the fit's own
-        search. `defended`: a defence row's fit (`search_params`)."""
+        search. `defended`: a defence row's fit (`search_params`). `pairs`: known pairs (rows of `x`'s space,
+        their reference-space rows), few-shot."""
         cls = translator_class(METHOD)
         if len(x) < cls.min_rows:
             raise UserError(f"{what} hold {len(x)} rows; training a translator needs at least {cls.min_rows} "
                             "(or give --translator)")
         params = {**self.kept, **(search_params(len(x)) if defended else {}),
                   **({"accept_score": 0.0} if refine_only else {})}
-        return cls(seed=self.seed, **params).fit(x, self.reference, start=start)
+        return cls(seed=self.seed, **params).fit(x, self.reference, start=start, pairs=pairs)
 
     @staticmethod
     def start_passes(model: Translator) -> bool:

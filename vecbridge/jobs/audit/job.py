@@ -21,14 +21,15 @@ from vecbridge.jobs import references
 from vecbridge.jobs.audit.adaptation import METHOD, ReferenceFit, adaptation_start, choose_adapted
 from vecbridge.jobs.audit.attributes import AttributeSpec, probe_rows, read_attributes
 from vecbridge.jobs.audit.defences import defence_row, owner_queries
+from vecbridge.jobs.audit.known import check_known_documents, known_documents_curve, known_order
 from vecbridge.jobs.audit.leak import Leak, read_leak
+from vecbridge.jobs.audit.reference import Reference, by_known, fitted_reference, load_reference
 from vecbridge.jobs.audit.suite import AttackSuite, attack_table, similarity
 from vecbridge.jobs.audit.summary import summary_lines
 from vecbridge.jobs.checks import check_encoder
 from vecbridge.jobs.pivots import cached_vectors
 from vecbridge.jobs.translate import translate_vectors
 from vecbridge.jobs.translators import REFERENCE_LIMIT, low_confidence_warning, save_translator
-from vecbridge.texts import read_texts
 
 REPORT_FORMAT = "vecbridge-audit"
 REPORT_FILES = {"report.json", "report.html", "translator"}
@@ -61,26 +62,21 @@ class Inputs:
         return cached_vectors(kind, self.known_encoder, list(texts))
 
 
-@dataclass
-class Reference:
-    """The attacker's public texts, embedded by the known encoder, and how they were chosen."""
-    spec: str
-    texts: list[str]
-    vectors: np.ndarray
-    choice: dict | None
-
-
 @user_errors
 def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, translator: str | os.PathLike | None = None,
           reference: str = references.AUTO, reference_limit: int = REFERENCE_LIMIT,
           attributes: str | os.PathLike | None = None, truth: str | os.PathLike | None = None,
           victim_encoder: str | None = None, defenses: str | None = None, top_k: int = 3, seed: int = 0,
-          adapt: bool = True, overwrite: bool = False, progress: bool | None = None) -> dict:
+          adapt: bool = True, overwrite: bool = False, progress: bool | None = None,
+          known_documents: list[int] | None = None, reference_candidates: list[str] | None = None,
+          general_reference: str | None = None) -> dict:
     """Run the leakage audit on the store `vectors` and publish `report` (report.json, report.html, and the
     translator it trained). With `translator` and `adapt`, the given map is adapted to the leak's domain: a
     geometric fit of the leaked vectors against the reference, started from the given map (see
     `adaptation.choose_adapted`). `truth`: TRUTH.jsonl, or builtin:CORPUS:SPLIT for a store embedded from that
-    split. Returns report.json's content."""
+    split. `known_documents` [K, ...]: the curve of what an attacker who knows K of the documents recovers
+    (`known.py`). `reference_candidates` / `general_reference`: `reference` auto's candidates (default the
+    fetched built-in corpora) and the general pool among them. Returns report.json's content."""
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     check_encoder(known_encoder, "--known-encoder", builtin=True)
     if victim_encoder is not None:
@@ -93,17 +89,20 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
     inputs = read_inputs(vectors, known_encoder, translator, attributes, truth, victim_encoder, defenses, seed)
     if reference_limit < 1:
         raise UserError("--reference-limit must be a positive number of texts")
+    ks = check_known_documents(known_documents, inputs.leak)
     # translated once: the reference's ranking, the adaptation's start and (used as it is) the attack all read it
     given_x = None if inputs.given is None else translate_vectors(inputs.given, inputs.leak.vectors,
                                                                   name=f"--vectors {vectors}")
-    ref = attacker_reference(inputs, reference, reference_limit, given_x)
-    fit = ReferenceFit(ref.vectors, seed, inputs.given)
     adapting = inputs.given is not None and adapt and len(inputs.leak.vectors) >= translator_class(METHOD).min_rows
     with files.disk_errors(report), files.staged() as stage:
         tmp = stage.directory(report)
-        bar = tqdm(total=3 + len(inputs.defences), desc="audit", unit="step", disable=progress is False)
-        bar.set_postfix_str("training the translator" if inputs.given is None else "adapting the translator")
-        model, trained = attacker_translator(inputs, ref, fit, given_x, adapting, seed, tmp / "translator")
+        bar = tqdm(total=3 + len(inputs.defences) + bool(ks), desc="audit", unit="step", disable=progress is False)
+        bar.set_postfix_str("choosing the reference and training the translator" if inputs.given is None else
+                            "adapting the translator")
+        ref, fitted = attacker_reference(inputs, reference, reference_limit, given_x, seed,
+                                         (reference_candidates, general_reference))
+        fit = ReferenceFit(ref.vectors, seed, inputs.given)
+        model, trained = attacker_translator(inputs, ref, fit, given_x, adapting, seed, tmp / "translator", fitted)
         bar.update()
         bar.set_postfix_str("attack models")
         suite = AttackSuite(inputs.attributes, inputs.embed_cached, inputs.encoder.encode, ref.vectors, ref.texts,
@@ -114,6 +113,12 @@ def audit(vectors: str, known_encoder: str, report: str | os.PathLike, *, transl
                                                                                name=f"--vectors {vectors}")
         findings = attack(inputs, suite, translated_x)
         bar.update()
+        if ks:
+            bar.set_postfix_str(f"known documents {', '.join(map(str, ks))}")
+            findings["known_documents"] = known_curve(inputs, ks, ref, model, suite, findings["ideal_x"],
+                                                      (reference, reference_limit, reference_candidates), seed,
+                                                      progress)
+            bar.update()
         rows = []
         for defence in inputs.defences:
             bar.set_postfix_str(f"defence {defence.label}")
@@ -163,28 +168,36 @@ def read_inputs(vectors: str, known_encoder: str, translator, attributes, truth,
     return Inputs(vectors, known_encoder, encoder, leak, specs, chosen, translator, given, queries)
 
 
-def attacker_reference(inputs: Inputs, spec: str, limit: int, given_x: np.ndarray | None) -> Reference:
-    """The attacker's public texts: `spec`, or with `auto` the built-in corpus closest to the leak; the first
-    `limit`, embedded by the known encoder."""
-    choice = None
-    if spec == references.AUTO:
-        # through a translator the leak compares in the known space; raw, only by its rotation-invariant profile
-        ranked = inputs.leak.vectors if inputs.given is None else given_x
-        spec, choice = references.choose_reference(ranked, inputs.known_encoder, same_space=inputs.given is not None)
-        choice["profiled"] = "the leaked vectors" if inputs.given is None else \
-            "the leaked vectors through --translator"
-    texts = read_texts(spec, limit=limit)
-    return Reference(spec, texts, inputs.embed_cached("references", texts), choice)
+def attacker_reference(inputs: Inputs, spec: str, limit: int, given_x: np.ndarray | None, seed: int,
+                       candidates: tuple = (None, None)) -> tuple[Reference, Translator | None]:
+    """The attacker's public texts (the first `limit` of them, embedded by the known encoder) and, where choosing
+    them fitted a map, that map. `spec` auto: without a given translator, the candidate whose fit to the leak
+    scores best (`reference.fitted_reference`); through one, the candidate closest to the translated leak.
+    `candidates`: (the candidate specs, the general pool's spec), None for the defaults."""
+    if spec != references.AUTO:
+        return load_reference(spec, limit, inputs.embed_cached), None
+    specs, general = candidates
+    if inputs.given is None:
+        leak = inputs.leak.vectors
+        ref, model = fitted_reference(leak, inputs.known_encoder, limit, inputs.embed_cached,
+                                      lambda r: ReferenceFit(r.vectors, seed)(leak, "--vectors"), specs, general)
+        ref.choice["profiled"] = "the leaked vectors"
+        return ref, model
+    # through a translator the leak compares in the known space, by content
+    spec, choice = references.choose_reference(given_x, inputs.known_encoder, same_space=True, specs=specs)
+    choice["profiled"] = "the leaked vectors through --translator"
+    return load_reference(spec, limit, inputs.embed_cached, choice), None
 
 
 def attacker_translator(inputs: Inputs, ref: Reference, fit: ReferenceFit, given_x: np.ndarray | None,
-                        adapting: bool, seed: int, output: Path) -> tuple[Translator, dict]:
-    """The map the attack uses (trained from the leak, the given one adapted to it, or the given one), saved to
-    `output` when the audit fitted it, and its report entry."""
+                        adapting: bool, seed: int, output: Path,
+                        fitted: Translator | None = None) -> tuple[Translator, dict]:
+    """The map the attack uses (trained from the leak, `fitted` where choosing the reference trained it, the given
+    one adapted to it, or the given one), saved to `output` when the audit fitted it, and its report entry."""
     given, leak = inputs.given, inputs.leak
     model, adaptation = given, None
     if given is None:
-        model = fit(leak.vectors, "--vectors")
+        model = fitted or fit(leak.vectors, "--vectors")
     elif adapting:
         start = adaptation_start(given, leak.vectors, given_x)
         model, adaptation = choose_adapted(given, fit(leak.vectors, "--vectors", start=start, refine_only=True),
@@ -215,7 +228,29 @@ def attack(inputs: Inputs, suite: AttackSuite, translated_x: np.ndarray) -> dict
     naive = suite.run(leak.vectors, leak) if leak.vectors.shape[1] == translated_x.shape[1] else None
     attributes, inversion = attack_table(translated, ideal, naive)
     return {"attributes": attributes, "inversion": inversion, "ideal": ideal, "items": translated["items"],
-            "similarity": similarity(translated_x, ideal_x, leak, suite)}
+            "similarity": similarity(translated_x, ideal_x, leak, suite), "ideal_x": ideal_x}
+
+
+def known_curve(inputs: Inputs, ks: list[int], ref: Reference, model: Translator, suite: AttackSuite,
+                ideal_x: np.ndarray, reference: tuple, seed: int, progress: bool | None) -> list[dict]:
+    """The known-documents curve (`known.known_documents_curve`): K = 0 is the audit's own attack; an attacker who
+    knows K documents fits the leak with them as known pairs, against the reference given (`reference`: the
+    spec, its limit and auto's candidates), or with auto the candidate closest to those documents in content."""
+    spec, limit, candidates = reference
+    seen = {ref.spec: (ref, suite)}
+
+    def few_shot(known_x: np.ndarray, known_y: np.ndarray) -> tuple[Translator, AttackSuite, str]:
+        chosen = by_known(known_y, inputs.known_encoder, candidates)[0] if spec == references.AUTO else ref.spec
+        if chosen not in seen:
+            other = load_reference(chosen, limit, inputs.embed_cached)
+            seen[chosen] = other, AttackSuite(inputs.attributes, inputs.embed_cached, inputs.encoder.encode,
+                                              other.vectors, other.texts, suite.top_k, seed, progress)
+        known_ref, known_suite = seen[chosen]
+        fit = ReferenceFit(known_ref.vectors, seed, inputs.given)
+        return fit(inputs.leak.vectors, "--vectors", pairs=(known_x, known_y)), known_suite, chosen
+
+    return known_documents_curve(ks, inputs.leak.with_text(), ideal_x, known_order(inputs.leak, seed),
+                                 (model, suite, ref.spec), few_shot)
 
 
 def report_json(inputs: Inputs, victim_encoder: str | None, ref: Reference, trained: dict, findings: dict,
@@ -230,6 +265,7 @@ def report_json(inputs: Inputs, victim_encoder: str | None, ref: Reference, trai
         "reference": {"texts": ref.spec, "rows": len(ref.texts), "auto": ref.choice},
         "truth": {"source": leak.truth_source, "rows_with_text": sum(t is not None for t in leak.texts)},
         "translator": trained, "translation_failed": trained["verdict"] == "low",
+        "known_documents": findings.get("known_documents"),
         "attributes": findings["attributes"], "inversion": findings["inversion"],
         "similarity": findings["similarity"], "defenses": defence_rows, "cost": cost,
         "items": sorted(findings["items"], key=lambda r: -(r["risk"] if r["risk"] is not None else -1)),

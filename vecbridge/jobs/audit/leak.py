@@ -26,8 +26,11 @@ class Leak:
     def with_text(self) -> Leak | None:
         """The rows whose truth text is known (None when there are none)."""
         rows = [i for i, t in enumerate(self.texts) if t]
-        if not rows:
-            return None
+        return self.subset(rows) if rows else None
+
+    def subset(self, rows) -> Leak:
+        """The leak's rows `rows` (positions), in that order."""
+        rows = [int(i) for i in rows]
         return Leak(self.vectors[rows], [self.ids[i] for i in rows], [self.texts[i] for i in rows],
                     {k: [v[i] for i in rows] for k, v in self.truth.items()}, self.truth_source, self.info)
 

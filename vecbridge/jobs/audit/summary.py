@@ -1,5 +1,6 @@
-"""The audit's plain-language risk summary: what an attacker holding only the leaked vectors learns, one line per
-finding, from report.json's content (the CLI prints it; report.html opens with it)."""
+"""The audit's plain-language risk summary: which threat model demonstrated what (with a known-documents curve),
+then what an attacker holding only the leaked vectors learns, one line per finding, from report.json's content
+(the CLI prints it; report.html opens with it)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,33 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{x:.0%}"
 
 
-def summary_lines(r: dict) -> list[str]:
-    """The plain-language risk summary: what an attacker holding only these vectors learns."""
+def threat_lines(curve: list[dict]) -> list[str]:
+    """One line per threat model of the known-documents curve: what the attacker who knows K documents shows."""
     lines = []
+    for p in curve:
+        who = "Vectors only (K = 0)" if p["k"] == 0 else f"Knowing {p['k']} of the documents (K = {p['k']})"
+        t = p["translator"]
+        check = t.get("validation")
+        how = (f"verdict {t['verdict']}, {check['top1']:.0%} of {check['pairs']} held-out known documents found "
+               f"first among {check['pool']}" if check else
+               f"verdict {t['verdict'] or 'unknown'}, label-free confidence {t['confidence'] or 0:.2f}")
+        if not p["demonstrated"]:
+            lines.append(f"{who}: not demonstrated ({how}).")
+            continue
+        found = [f"{name!r} right for {_pct(a['accuracy'])} of {a['n']} records (ideal {_pct(a['ideal_accuracy'])})"
+                 for name, a in p["attributes"].items() if a["accuracy"] is not None]
+        kw = p["keywords"]
+        if kw["f1"] is not None:
+            found.append(f"keyword F1 {kw['f1']:.2f} (ideal {kw['ideal_f1']:.2f})")
+        other = "" if p["k"] == 0 else " of the other records"
+        lines.append(f"{who}: demonstrated{other}: {'; '.join(found) or 'translated'} ({how}).")
+    return lines
+
+
+def summary_lines(r: dict) -> list[str]:
+    """The plain-language risk summary: what an attacker holding only these vectors learns; with a known-documents
+    curve, first one line per threat model."""
+    lines = threat_lines(r["known_documents"]) if r.get("known_documents") else []
     t = r["translator"]
     if r["translation_failed"]:
         lines.append(f"{FAILED[0].upper()}{FAILED[1:]} (translator confidence "
