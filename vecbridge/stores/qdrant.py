@@ -7,7 +7,9 @@ client per directory, so readers and writers of one directory in this process sh
 
 from __future__ import annotations
 
+import os
 import re
+import sqlite3
 import uuid
 from collections.abc import Iterator
 
@@ -161,6 +163,23 @@ def _point_id(v, spec, what):
                         f"{v!r}; write to a store that keeps string ids (chroma:, lancedb:, Parquet)") from None
 
 
+def bulk_load(client, collection: str, on: bool) -> bool:
+    """Local mode commits every point to its collection's sqlite file, each commit synced to disk (what costs
+    most of its time). During a bulk load (`on`) commits are not synced: a killed run loses nothing (the system
+    holds the pages), only a power cut could cost the unfinished collection. At its end the file is synced once
+    and syncing restored. Returns whether the load is on; a client that keeps no such file is left as it is."""
+    local = getattr(client, "_client", None)
+    persistence = getattr(getattr(local, "collections", {}).get(collection), "storage", None)
+    connection = getattr(persistence, "storage", None)
+    if not isinstance(connection, sqlite3.Connection):
+        return False
+    connection.execute(f"PRAGMA synchronous = {'OFF' if on else 'FULL'}")
+    if not on:
+        with open(persistence.location, "rb") as f:
+            os.fsync(f.fileno())
+    return on
+
+
 class Writer(StoreWriter):
     """A new collection `NAME-vecbridge-tmp-PID-RAND`; on commit the alias NAME is pointed at it (the collection
     an older alias NAME pointed at, which vecbridge wrote, is then deleted)."""
@@ -171,7 +190,7 @@ class Writer(StoreWriter):
             raise UserError(f"{self.what} {spec}: {spec.path} is not a directory; qdrant stores are directories")
         check_parent_dir(spec)
         self.tmp = self.client = self.client_path = None
-        self.rows = 0
+        self.rows, self.bulk = 0, False
         if spec.path.is_dir():
             self.client_path = spec.path
             self.client = acquire(spec.path, self.what, spec)
@@ -229,12 +248,14 @@ class Writer(StoreWriter):
 
         ids = [_point_id(v, self.spec, self.what) for v in batch.ids]
         self.check_unique(ids, batch, "qdrant", self.rows)
-        points = []
+        if not self.bulk:
+            self.bulk = bulk_load(self.client, self.tmp, True)
+        points, rows = [], batch.vectors.tolist()
         for i, pid in enumerate(ids):
             payload = dict(batch.metadata[i] or {}) if batch.metadata is not None else {}
             if batch.documents is not None and batch.documents[i] is not None:
                 payload[DOCUMENT_FIELDS[0]] = batch.documents[i]
-            vector = batch.vectors[i].tolist()
+            vector = rows[i]
             points.append(models.PointStruct(id=pid, vector={self.spec.vector_name: vector}
                                              if self.spec.vector_name else vector, payload=payload or None))
         try:
@@ -247,6 +268,8 @@ class Writer(StoreWriter):
     def commit(self) -> None:
         from qdrant_client import models
 
+        if self.bulk:
+            self.bulk = bulk_load(self.client, self.tmp, False)
         self.check_count(self.client.count(self.tmp, exact=True).count, self.rows, "qdrant")
         old = _aliases(self.client).get(self.spec.name)
         ops = [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.spec.name))] if old else []
