@@ -83,7 +83,7 @@ class TranslateBatch:
 def translate(translator: Translator | str | os.PathLike, input, output, *, reverse: bool = False,
               search: bool = False, batch: int | None = None, overwrite: bool = False,
               allow_encoder_mismatch: bool = False, resume: bool = False, engine: str = "local",
-              address: str | None = None, progress: bool | None = None) -> dict:
+              address: str | None = None, progress: bool | None = None, provenance: dict | None = None) -> dict:
     """Translate every vector of the store `input` into a new store `output` (any two specs, `.npy` included).
 
     The source is only read. The destination is built under a temporary name and swapped in when complete; it
@@ -94,6 +94,7 @@ def translate(translator: Translator | str | os.PathLike, input, output, *, reve
     process) or `ray` (a Ray cluster: the one at `address`, or a local one started for the run); both write the
     same store, and either resumes the other's. Returns a summary that says whether the source's vectors were
     exact, which of its fields the destination cannot hold and how many rows a killed run had written.
+    `provenance`: more fields for the destination's provenance (`migrate` marks a forced migration).
     """
     if batch is not None and batch < 1:
         raise UserError(f"`batch` must be a positive number of rows, got {batch}")
@@ -115,7 +116,8 @@ def translate(translator: Translator | str | os.PathLike, input, output, *, reve
         engines.check(engine, address, reader, "`input`")
         start = time.perf_counter()
         with stores.open_writer(out_spec, "`output`", dim=int(dim_out), count=info.count, metric=info.metric,
-                                provenance=_provenance(translator, translator_path, info, in_spec, reverse, search),
+                                provenance={**_provenance(translator, translator_path, info, in_spec, reverse,
+                                                          search), **(provenance or {})},
                                 overwrite=overwrite, source=info, fingerprint=fingerprint, resume=resume) as writer:
             step = TranslateBatch(translator, translator_path and os.path.abspath(translator_path), reverse, search,
                                   str(in_spec))
