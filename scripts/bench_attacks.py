@@ -31,6 +31,17 @@ The keyword decoder and retrieval index are fitted once and shared by every task
         --pool-rows 3000 --defenses rotation,int8
     python scripts/bench_attacks.py --victim e5-small --known minilm-l6 --known-pairs 64 --translators pool,adapted
 
+`--leave-one-out` audits instead, through `vecbridge.jobs.audit.audit` (what `vecbridge audit` runs, on a .npy store),
+a leak of each labelled corpus with that corpus removed from the reference candidates (the general pool without it
+where it is a pool member: no candidate covers the leak's domain), for each `--victims` encoder and `--sizes`
+(`all`: every vector of the leak splits), with `--known-documents` K's; per audit it prints one JSON row: the
+references tried and their scores, each K's verdict and attribute accuracy against the ideal, the goal (>= 0.8 x
+the ideal at K = 0, or >= 0.9 x at K = 64) and false `ok`s (a point reading not `low` whose attack gains under half
+of the ideal's gain over chance), and the audit's wall and CPU time.
+
+    python scripts/bench_attacks.py --leave-one-out --victims mpnet-base,e5-small --sizes 2000,all \
+        --known-documents 16,64,256 --reference-rows 5000 --probe-rows 5000 --out loo.json
+
 `--demo-audit N` times instead the demo's audit end to end (`vecbridge.jobs.audit.audit`, what `vecbridge audit`
 runs): N WordNet eval glosses embedded by minilm-l3 into Chroma (made once under --demo-dir), the demo's
 translator (scripts/demo.sh makes DEMO_DIR/minilm-l3-to-minilm-l6), the lexname probe, three defences; it prints
@@ -216,6 +227,108 @@ def paired_bound(x_leak: np.ndarray, y_truth: np.ndarray) -> np.ndarray:
     return y
 
 
+LEAK_BLOCK = 2000  # leak vectors are embedded and cached in blocks of the seeded order: every size shares them
+FALSE_OK_GAIN = 0.5  # a point reading not `low` is a false ok when its attack gains under this share of the ideal's
+
+
+def leak_vectors(victim: str, texts: list[str]) -> np.ndarray:
+    """The victim's vectors of `texts` (a prefix of a corpus's seeded order), cached block by block."""
+    return np.concatenate([cached_vectors("bench-attacks", victim, texts[b:b + LEAK_BLOCK])
+                           for b in range(0, len(texts), LEAK_BLOCK)])
+
+
+def loo_candidates(corpus: str, work: Path, rows: int) -> tuple[list[str], str]:
+    """The reference candidates without `corpus`: every other fetched built-in corpus, and the general pool (its
+    train_b texts whose source is not `corpus`, written to WORK/pool-without-CORPUS.jsonl where it is a member)."""
+    from vecbridge.corpora.store import POOL_MEMBERS
+    from vecbridge.jobs.references import GENERAL, PROFILE_ROWS, candidate_specs
+
+    others = [c for c in candidate_specs() if c != GENERAL and c.split(":")[1] != corpus]
+    if corpus not in POOL_MEMBERS:
+        return [GENERAL, *others], GENERAL
+    general = work / f"pool-without-{corpus}.jsonl"
+    if not general.is_file():
+        table = load_corpus("pool", "train_b").with_format("arrow")[:]
+        keep = [t for t, src in zip(table["text"].to_pylist(), table["source"].to_pylist(), strict=True)
+                if src != corpus][:max(rows, PROFILE_ROWS)]
+        general.write_text("".join(json.dumps({"text": t}) + "\n" for t in keep), encoding="utf-8")
+    return [str(general), *others], str(general)
+
+
+def loo_audit(args, victim: str, corpus: str, size: int | None, work: Path) -> dict:
+    """One leave-one-domain-out audit: the leak written as a .npy store with its truth and probe attributes, the
+    audit run with `corpus` out of the candidates, and its row."""
+    from vecbridge.jobs.audit import audit
+    from vecbridge.stores import npy
+
+    texts, truth = leak_rows(corpus, size or 10**9, args.seed)
+    case = work / f"{victim}-{corpus}-{len(texts)}"
+    case.mkdir(parents=True, exist_ok=True)
+    npy.write_vectors(case / "leak.npy", leak_vectors(victim, texts), overwrite=True)
+    (case / "truth.jsonl").write_text("".join(json.dumps({"id": i, "text": t, **{a: v[i] for a, v in truth.items()}})
+                                              + "\n" for i, t in enumerate(texts)), encoding="utf-8")
+    attributes = {}
+    for spec in probe_specs(corpus, args.probe_rows, args.seed):
+        rows = case / f"probe-{spec.name}.jsonl"
+        rows.write_text("".join(json.dumps({"text": t, spec.name: v}) + "\n" for t, v in zip(*spec.rows, strict=True)),
+                        encoding="utf-8")
+        attributes[spec.name] = {"train": str(rows), "column": spec.name}
+    (case / "attributes.json").write_text(json.dumps(attributes), encoding="utf-8")
+    candidates, general = loo_candidates(corpus, work, args.reference_rows)
+    t, c = time.perf_counter(), time.process_time()
+    r = audit(str(case / "leak.npy"), args.known, case / "report", reference=AUTO,
+              reference_limit=args.reference_rows, attributes=case / "attributes.json", truth=case / "truth.jsonl",
+              seed=args.seed, overwrite=True, progress=False, known_documents=args.known_documents,
+              reference_candidates=candidates, general_reference=general)
+    return loo_row(r, victim, corpus, len(texts), round(time.perf_counter() - t, 1), round(time.process_time() - c, 1))
+
+
+def loo_row(r: dict, victim: str, corpus: str, n: int, wall_s: float, cpu_s: float) -> dict:
+    """The audit's row: references tried, and per K its verdict, each attribute's accuracy / ideal / chance."""
+    points = {}
+    for p in r["known_documents"]:
+        ratios = {k: None if not a["ideal_accuracy"] else round(a["accuracy"] / a["ideal_accuracy"], 3)
+                  for k, a in p["attributes"].items()}
+        gains = [(a["accuracy"] - a["chance"]) / (a["ideal_accuracy"] - a["chance"])
+                 for a in p["attributes"].values() if a["ideal_accuracy"] > a["chance"]]
+        points[p["k"]] = {"verdict": p["translator"]["verdict"], "demonstrated": p["demonstrated"],
+                          "validation_top1": (p["translator"]["validation"] or {}).get("top1"),
+                          "reference": p["reference"], "scored": p["scored"], "ratio": ratios,
+                          "attributes": {k: {m: a[m] for m in ("accuracy", "ideal_accuracy", "chance")}
+                                         for k, a in p["attributes"].items()},
+                          "keywords_f1": p["keywords"]["f1"], "keywords_ideal_f1": p["keywords"]["ideal_f1"],
+                          "false_ok": bool(p["demonstrated"] and gains and min(gains) < FALSE_OK_GAIN),
+                          "seconds": p["seconds"]}
+
+    def reaches(k: int, share: float) -> bool:
+        return k in points and all(v is not None and v >= share for v in points[k]["ratio"].values())
+
+    return {"victim": victim, "corpus": corpus, "n": n, "reference": r["reference"]["texts"],
+            "tried": [{m: t[m] for m in ("texts", "by", "confidence", "verdict")}
+                      for t in r["reference"]["auto"]["tried"]],
+            "points": points, "goal_met": reaches(0, 0.8) or reaches(64, 0.9),
+            "false_ok": any(p["false_ok"] for p in points.values()), "wall_s": wall_s, "cpu_s": cpu_s}
+
+
+def leave_one_out(args) -> dict:
+    """Every (victim, corpus, size) leave-one-domain-out audit, rows written to --out as they come."""
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    rows, start = [], time.perf_counter()
+    result: dict = {}
+    for victim in args.victims.split(","):
+        for size in args.sizes.split(","):
+            for corpus in args.tasks.split(","):
+                rows.append(loo_audit(args, victim, corpus, None if size == "all" else int(size), work))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                result = {"known": args.known, "reference_rows": args.reference_rows, "probe_rows": args.probe_rows,
+                          "known_documents": args.known_documents, "seed": args.seed, "rows": rows,
+                          "wall_s": round(time.perf_counter() - start, 1), "load_average": os.getloadavg()}
+                if args.out:
+                    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
 DEMO_DEFENCES = "noise:0.05,int8,rotation"
 DEMO_ATTRIBUTES = {"lexname": {"train": "builtin:wordnet:train_a", "column": "lexname"}}
 # the audit's steps, timed by wrapping the names its job module calls; `embedding` (every cached_vectors call:
@@ -283,6 +396,15 @@ def main() -> None:
                     help="--demo-audit's folder: scripts/demo.sh's DEMO_DIR, holding its translator")
     ap.add_argument("--demo-reference-rows", type=int, default=5000, metavar="N",
                     help="--demo-audit's reference texts (the demo's DEMO_REF)")
+    ap.add_argument("--leave-one-out", action="store_true",
+                    help="audit each corpus's leak with that corpus out of the reference candidates, and stop")
+    ap.add_argument("--victims", default="mpnet-base,e5-small", help="--leave-one-out's victim encoders")
+    ap.add_argument("--sizes", default="2000,all", help="--leave-one-out's leak sizes (all: every vector)")
+    ap.add_argument("--known-documents", default="16,64,256", metavar="K[,K...]",
+                    type=lambda text: [int(k) for k in text.split(",")],
+                    help="--leave-one-out's known-documents attackers")
+    ap.add_argument("--work-dir", default="out/bench-attacks-loo", metavar="DIR",
+                    help="--leave-one-out's stores, truths and reports")
     ap.add_argument("--victim", default="mpnet-base")
     ap.add_argument("--known", default="minilm-l6")
     ap.add_argument("--leak-size", type=int, default=2000)
@@ -318,6 +440,10 @@ def main() -> None:
     ap.add_argument("--out", default=None, metavar="FILE", help="also write the result (so far) to FILE")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.leave_one_out:
+        result = leave_one_out(args)
+        print(json.dumps(result, indent=2) if args.json else json.dumps(result))
+        return
     if args.demo_audit is not None:
         result = demo_audit(args.demo_audit, args.demo_dir, args.defenses or DEMO_DEFENCES, args.demo_reference_rows)
         print(json.dumps(result, indent=2) if args.json else json.dumps(result))

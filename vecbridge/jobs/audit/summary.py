@@ -47,6 +47,10 @@ def summary_lines(r: dict) -> list[str]:
     else:
         lines.append(f"The leaked vectors were translated into {r['known_encoder']}'s space (translator "
                      f"{t['source']}, verdict {t['verdict'] or 'unknown'}).")
+    tried = (r["reference"].get("auto") or {}).get("tried")
+    if tried:
+        scores = ", ".join(f"{x['texts']} ({x['by']}) {x['confidence'] or 0:.2f}" for x in tried)
+        lines.append(f"Public texts: {r['reference']['texts']}, the best label-free fit among those tried: {scores}.")
     for name, a in r["attributes"].items():
         if a["accuracy"] is None:
             lines.append(f"Attribute {name!r}: predicted for every record; no truth to score it.")
