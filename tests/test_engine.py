@@ -189,6 +189,36 @@ def test_a_workers_error_is_one_line(cluster, world, tmp_path):
     assert "batch from row 384" in err and not (tmp_path / "out.npy").exists()
 
 
+def test_ray_embeds_and_migrates_progressively_as_local_does(cluster, minilm_store, tmp_path, monkeypatch, minilm):
+    """`embed --engine ray` and `migrate --progressive --engine ray`: texts embedded, a store translated and its
+    documents re-embedded by minilm-l6 on Ray actors (each loads the model once) give the rows the local engine
+    writes, byte for byte."""
+    from vecbridge import jobs
+
+    monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
+    d, src = minilm_store
+    with stores.open_reader(src) as reader:
+        vectors, _, docs = stores.read_all(reader, "src")
+    (tmp_path / "docs.txt").write_text("".join(doc + "\n" for doc in docs))
+    for engine in ("local", "ray"):  # `vecbridge embed`: chunks of 64 texts embedded here or on Ray actors
+        rc, _, err = cli("embed", "--encoder", "minilm-l6", "--input", tmp_path / "docs.txt", "--output",
+                         f"{tmp_path}/{engine}-embed.parquet", "--chunk-size", 64, "--engine", engine)
+        assert rc == 0, err
+    assert rows(f"{tmp_path}/ray-embed.parquet") == rows(f"{tmp_path}/local-embed.parquet")
+    x = random_unit_rows(3, 500, 384)
+    translator = procrustes_translator(tmp_path, x, x @ random_isometry(4, 384, 384, np.float32).T,
+                                       encoders=("minilm-l6", "minilm-l6"))
+    out = {}
+    for engine in ("local", "ray"):
+        dest = tmp_path / f"{engine}.npy"
+        state = jobs.migrate(src, str(dest), "minilm-l6", translator=str(translator), verify_documents=0,
+                             progressive=True, checkpoint_rows=80, engine=engine, progress=False)["progressive"]
+        assert state["complete"] and [c["done"] for c in state["checkpoints"]] == [0, 80, 160, 200]
+        out[engine] = dest.read_bytes()
+    assert out["ray"] == out["local"]
+    assert np.abs(npy.read_vectors(tmp_path / "ray.npy") - minilm.encode(docs)).max() < 1e-5
+
+
 # -- without a cluster ---------------------------------------------------------------------------------------------
 
 def test_engine_errors_are_one_line_and_leave_nothing(world, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from encoders.base import DEVICES
-from vecbridge import jobs, stores
+from vecbridge import engine, jobs, stores
 from vecbridge.commands.args import positive_int
 from vecbridge.jobs.embedding import CHUNK_SIZE
 
@@ -33,13 +33,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="padded tokens per batch (batch size x longest text); lower it if memory runs out")
     p.add_argument("--chunk-size", type=positive_int, default=CHUNK_SIZE, metavar="N",
                    help=f"texts per resumable chunk (default {CHUNK_SIZE})")
+    p.add_argument("--engine", choices=engine.ENGINES, default="local",
+                   help="where the chunks are embedded: local (this process, default) or ray (Ray actors that each "
+                        "load the encoder once; the same store)")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="with --engine ray: the Ray cluster to join (default: start a local one)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     meta = jobs.embed(args.encoder, args.input, args.output, limit=args.limit, device=args.device,
                       overwrite=args.overwrite, batch_tokens=args.batch_tokens, chunk_size=args.chunk_size,
-                      log=lambda msg: print(msg, file=sys.stderr))
+                      log=lambda msg: print(msg, file=sys.stderr), engine=args.engine, address=args.address)
     print(f"wrote {meta['count']} x {meta['dim']} vectors ({meta['encoder']}, {meta['device']}) to "
           f"{args.output}; {meta['truncated']} texts truncated at {meta['max_length']} tokens")
     return 0

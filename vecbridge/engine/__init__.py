@@ -4,6 +4,7 @@ vectors, write them into another); `run` runs it in this process (`local`) or on
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -31,21 +32,29 @@ def check(engine: str, address: str | None, reader: StoreReader | None = None, w
             ray_data.check_source(reader, what)
 
 
+def encoded(texts: list[str], ranges: list[tuple[int, int]], encoder: str, engine: str = "local",
+            address: str | None = None, device: str = "auto", batch_tokens: int | None = None) -> Iterator[tuple]:
+    """The texts of each (start, stop) range embedded by the built-in `encoder` in one call, in order, as
+    (vectors, {"tokens", "truncated"}): in this process (`local`) or by a pool of Ray actors that each load the
+    encoder once (`ray`: the cluster at `address`, or a local one). The same calls on every engine, so the same
+    vectors."""
+    check(engine, address)
+    if engine == "ray":
+        return ray_data.encoded(texts, ranges, encoder, address, device, batch_tokens)
+    return local.encoded(texts, ranges, encoder, device, batch_tokens)
+
+
 def encode_texts(texts: list[str], encoder: str, engine: str = "local", address: str | None = None,
                  chunk: int = 256, progress: bool | None = None, desc: str = "embed") -> np.ndarray:
-    """`texts` embedded by the built-in `encoder`, row i = texts[i], in calls of `chunk` texts (the same calls on
-    every engine, so the same vectors): in this process (`local`) or by a pool of Ray actors that each load the
-    encoder once (`ray`: the cluster at `address`, or a local one)."""
-    check(engine, address)
+    """`texts` embedded by the built-in `encoder`, row i = texts[i], in calls of `chunk` texts (see `encoded`)."""
     ranges = [(start, min(start + chunk, len(texts))) for start in range(0, len(texts), chunk)]
-    blocks = (ray_data.encoded(texts, ranges, encoder, address) if engine == "ray" else
-              local.encoded(texts, ranges, encoder))
+    blocks = encoded(texts, ranges, encoder, engine, address)
     out = []
     with contextlib.closing(blocks), tqdm(total=len(texts), unit="doc", unit_scale=True, desc=desc,
                                           disable=None if progress is None else not progress) as bar:
-        for block in blocks:
-            out.append(block)
-            bar.update(len(block))
+        for vectors, _ in blocks:
+            out.append(vectors)
+            bar.update(len(vectors))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

@@ -18,13 +18,16 @@ def mapped(flow: Flow) -> Iterator[Batch]:
         yield batch
 
 
-def encoded(texts: list[str], ranges: list[tuple[int, int]], encoder: str) -> Iterator[np.ndarray]:
-    """The texts of each (start, stop) range embedded by `encoder`, in order."""
+def encoded(texts: list[str], ranges: list[tuple[int, int]], encoder, device: str = "auto",
+            batch_tokens: int | None = None) -> Iterator[tuple[np.ndarray, dict]]:
+    """The texts of each (start, stop) range embedded by `encoder` (a name, or a loaded encoder) in one call, in
+    order, with the call's stats."""
     from encoders.registry import get_encoder
 
-    enc = get_encoder(encoder)
+    enc = get_encoder(encoder, device=device, batch_tokens=batch_tokens) if isinstance(encoder, str) else encoder
     for start, stop in ranges:
-        yield enc.encode(texts[start:stop])
+        vectors = enc.encode(texts[start:stop])
+        yield vectors, {"tokens": int(enc.last_stats.tokens), "truncated": int(enc.last_stats.truncated)}
 
 
 def cut(blocks: Iterable[Batch], size: int, skip: int = 0) -> Iterator[tuple[int, Batch]]:

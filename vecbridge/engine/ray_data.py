@@ -63,9 +63,10 @@ def mapped(flow: Flow, address: str | None) -> Iterator[Batch]:
             ray.shutdown()
 
 
-def encoded(texts: list[str], ranges: list[tuple[int, int]], encoder: str, address: str | None) -> Iterator:
+def encoded(texts: list[str], ranges: list[tuple[int, int]], encoder: str, address: str | None,
+            device: str = "auto", batch_tokens: int | None = None) -> Iterator[tuple[np.ndarray, dict]]:
     """The texts of each (start, stop) range embedded by `encoder` on a pool of Ray actors (one per CPU, or per GPU
-    where the cluster has them), in order."""
+    where the cluster has them), in order, with each call's stats."""
     ray = import_ray()
     started = connect(ray, address)
     try:
@@ -73,33 +74,37 @@ def encoded(texts: list[str], ranges: list[tuple[int, int]], encoder: str, addre
         data.context.execution_options.preserve_order = True
         data.context.enable_progress_bars = data.context.print_on_execution_start = False
         workers, gpus_each = pool_size(ray, True)
-        out = data.map_batches(EncodeWorker, fn_constructor_args=(encoder,), batch_size=1, batch_format="pyarrow",
-                               num_gpus=gpus_each or None,
+        out = data.map_batches(EncodeWorker, fn_constructor_args=(encoder, device, batch_tokens), batch_size=1,
+                               batch_format="pyarrow", num_gpus=gpus_each or None,
                                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers))
         with console_quiet(logging.getLogger("ray.data")):
             for table in out.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for chunk in table.column("vectors").chunks:
-                    for k in range(len(chunk)):
-                        yield np.load(io.BytesIO(chunk[k].as_buffer()), allow_pickle=False)
+                for row in table.to_pylist():
+                    yield (np.load(io.BytesIO(row["vectors"]), allow_pickle=False),
+                           {"tokens": row["tokens"], "truncated": row["truncated"]})
     finally:
         if started:
             ray.shutdown()
 
 
 class EncodeWorker:
-    """A Ray actor: loads the encoder once, then embeds each list of texts it is given (as a .npy buffer)."""
+    """A Ray actor: loads the encoder once, then embeds each list of texts it is given (vectors as a .npy buffer,
+    with the call's token counts)."""
 
-    def __init__(self, encoder: str):
-        self.name, self.encoder = encoder, None
+    def __init__(self, encoder: str, device: str = "auto", batch_tokens: int | None = None):
+        self.options, self.encoder = (encoder, device, batch_tokens), None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if self.encoder is None:
             from encoders.registry import get_encoder
 
-            self.encoder = get_encoder(self.name)
+            name, device, batch_tokens = self.options
+            self.encoder = get_encoder(name, device=device, batch_tokens=batch_tokens)
         buffer = io.BytesIO()
         np.save(buffer, self.encoder.encode(batch["texts"][0].as_py()), allow_pickle=False)
-        return pa.table({"vectors": pa.array([buffer.getvalue()], pa.large_binary())})
+        stats = self.encoder.last_stats
+        return pa.table({"vectors": pa.array([buffer.getvalue()], pa.large_binary()),
+                         "tokens": [int(stats.tokens)], "truncated": [int(stats.truncated)]})
 
 
 def connect(ray, address: str | None) -> bool:

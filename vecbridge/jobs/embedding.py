@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from align.base import package_versions
 from encoders.registry import get_encoder
+from vecbridge import engine as engines
 from vecbridge import files, paths, stores
 from vecbridge.errors import UserError, user_errors
 from vecbridge.stores import npy
@@ -122,14 +123,15 @@ def _open_work_dir(wd: Path, manifest: dict, log: Callable[[str], None]) -> bool
 def embed(encoder: str, input_spec: str, output, *, limit: int | None = None, device: str = "auto",
           overwrite: bool = False, batch_tokens: int | None = None, chunk_size: int = CHUNK_SIZE,
           metric: str = "cosine", progress: bool | None = None, after_chunk: Callable[[int], None] | None = None,
-          log: Callable[[str], None] | None = None) -> dict:
+          log: Callable[[str], None] | None = None, engine: str = "local", address: str | None = None) -> dict:
     """Embed the texts of `input_spec` with `encoder` into a new store `output` (any store spec, a `.npy` file
     among them): row i is text i, with id i and the text as its document where the store keeps documents.
 
     Returns what the store records of the embedding (encoder, counts, input fingerprint, package versions).
     `progress=None` shows a bar only on a terminal; `after_chunk(k)` runs after chunk k is safely on disk;
     `log` receives notes such as discarded stale work. A second run on the same output while one is going fails
-    at once instead of mixing their work.
+    at once instead of mixing their work. `engine`: where the chunks are embedded, `local` (this process) or `ray`
+    (Ray actors that each load the encoder once: the cluster at `address`, or a local one); the same store.
     """
     if limit is not None and limit < 1:
         raise UserError(f"`limit` must be a positive number of texts, got {limit}")
@@ -138,6 +140,7 @@ def embed(encoder: str, input_spec: str, output, *, limit: int | None = None, de
     if chunk_size < 1:
         raise UserError(f"`chunk_size` must be >= 1, got {chunk_size}")
     spec = stores.parse_spec(output, "`output`")
+    engines.check(engine, address)
     # the destination is checked before any work (a writer's constructor only checks)
     stores.open_writer(spec, "`output`", dim=1, count=1, metric=metric, provenance={},
                        overwrite=overwrite).close()
@@ -149,7 +152,8 @@ def embed(encoder: str, input_spec: str, output, *, limit: int | None = None, de
                 "chunk_size": chunk_size, "count": len(texts), "input_sha256": input_fingerprint(texts)}
     with _locked(wd, spec) as run:
         _open_work_dir(wd, manifest, log or (lambda msg: None))
-        meta = _embed_chunks(enc, texts, wd, manifest, chunk_size, batch_tokens, progress, after_chunk)
+        meta = _embed_chunks(enc, texts, wd, manifest, chunk_size, (engine, address, encoder, device, batch_tokens),
+                             progress, after_chunk)
         meta.update(source=input_spec, limit=limit)
         _write_store(spec, wd, texts, meta, enc.dim, chunk_size, metric, overwrite)
         run.finished = True
@@ -197,20 +201,23 @@ def _write_store(spec, wd: Path, texts: Sequence[str], meta: dict, dim: int, chu
         writer.commit()
 
 
-def _embed_chunks(enc, texts, wd, manifest, chunk_size, batch_tokens, progress, after_chunk) -> dict:
+def _embed_chunks(enc, texts, wd, manifest, chunk_size, where: tuple, progress, after_chunk) -> dict:
+    """Embed every chunk not already on disk in `wd` (`where`: engine, address, and the encoder's name, device and
+    batch_tokens for the engine's workers; the local engine uses `enc` itself)."""
     starts = range(0, len(texts), chunk_size)
     done = [_finished_chunk(_chunk_path(wd, k), texts[s:s + chunk_size], enc.dim) for k, s in enumerate(starts)]
     resumed = sum(min(chunk_size, len(texts) - s) for s, d in zip(starts, done, strict=True) if d)
-    with tqdm(total=len(texts), initial=resumed, unit="text", unit_scale=True, desc=f"embed {enc.name}",
-              disable=None if progress is None else not progress, file=sys.stderr) as bar:
-        for k, start in enumerate(starts):
-            if done[k]:
-                continue
-            chunk = texts[start:start + chunk_size]
-            vectors = enc.encode(chunk)
-            stats = enc.last_stats
-            done[k] = {"rows": len(chunk), "tokens": stats.tokens, "truncated": stats.truncated,
-                       "texts_sha256": input_fingerprint(chunk)}
+    todo = [k for k in range(len(done)) if not done[k]]
+    engine, address, name, device, batch_tokens = where
+    ranges = [(starts[k], min(starts[k] + chunk_size, len(texts))) for k in todo]
+    blocks = engines.encoded(texts, ranges, name if engine == "ray" else enc, engine, address, device,
+                             batch_tokens) if todo else iter(())
+    with contextlib.closing(blocks), tqdm(total=len(texts), initial=resumed, unit="text", unit_scale=True,
+                                          desc=f"embed {enc.name}", disable=None if progress is None else not progress,
+                                          file=sys.stderr) as bar:
+        for k, (vectors, stats) in zip(todo, blocks, strict=False):
+            chunk = texts[starts[k]:starts[k] + chunk_size]
+            done[k] = {"rows": len(chunk), **stats, "texts_sha256": input_fingerprint(chunk)}
             npy.write_vectors(_chunk_path(wd, k), vectors, meta=done[k], overwrite=True)
             bar.update(len(chunk))
             if after_chunk is not None:
