@@ -128,14 +128,17 @@ class UniqueIds:
     def add(self, keys) -> int | None:
         """Add a batch's ids (as the backend keys its rows); the index of the first that repeats an id (and then
         none is added), or None."""
-        h = np.fromiter(((k if isinstance(k, int) else hash(k)) & self.MASK for k in keys), dtype=np.uint64,
-                        count=len(keys))
+        if all(type(k) is str for k in keys):
+            h = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys)).view(np.uint64)
+        else:
+            h = np.fromiter(((k if isinstance(k, int) else hash(k)) & self.MASK for k in keys), dtype=np.uint64,
+                            count=len(keys))
         order = np.argsort(h, kind="stable")
         run = h[order]
         repeats = [order[1:][run[1:] == run[:-1]]]  # the later of two equal ids: stable order keeps them in turn
-        for old in self.runs:
-            at = np.minimum(np.searchsorted(old, h), len(old) - 1)
-            repeats.append(np.flatnonzero(old[at] == h))
+        for old in self.runs:  # sorted needles: each search starts where the last one ended
+            at = np.minimum(np.searchsorted(old, run), len(old) - 1)
+            repeats.append(order[old[at] == run])
         first = min((int(r.min()) for r in repeats if len(r)), default=None)
         if first is not None:
             return first

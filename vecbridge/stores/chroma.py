@@ -71,9 +71,13 @@ def segment_dirs(root: Path, collection_id) -> list[Path]:
     """The folders of a local database `root` that hold the segments of the collection `collection_id` (chroma
     names each after its segment's id), read from its SQLite catalogue without writing to it."""
     uri = f"file:{urllib.parse.quote(str(root / 'chroma.sqlite3'))}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-        ids = [row[0] for row in db.execute("SELECT id FROM segments WHERE collection = ?", (str(collection_id),))]
-    return [root / i for i in ids if (root / i).is_dir()]
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            ids = [row[0] for row in db.execute("SELECT id FROM segments WHERE collection = ?",
+                                                (str(collection_id),))]
+    except sqlite3.Error:  # another layout than chromadb 1.x's: no folder is known to be the collection's
+        return []
+    return [root / i for i in ids if isinstance(i, str) and "/" not in i and (root / i).is_dir()]
 
 
 def _names(c) -> list[str]:
