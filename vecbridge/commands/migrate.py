@@ -63,8 +63,8 @@ def register(sub) -> None:
                    help="after migrating, re-embed the documents by the new model in resumable batches, replacing "
                         "their rows in place (the store serves throughout; see `migrate status STORE`)")
     p.add_argument("--documents", metavar="FILE.jsonl",
-                   help="with --progressive: the documents, one {\"text\": ...} line per row of the store in its order "
-                        "(default: the store's own)")
+                   help="the store's documents from a file, one {\"text\": ...} line per row in its order, for the "
+                        "verification and --progressive (default: the store's own)")
     p.add_argument("--order", choices=progressive.ORDERS, default="random",
                    help="with --progressive: which documents first: random (default), or queries: those that the "
                         "query log --queries reaches")

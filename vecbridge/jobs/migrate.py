@@ -34,12 +34,12 @@ GEOMETRIC_SECONDS = 130.0
 TRANSLATE_PER_MINUTE = 2.0e6
 
 
-def _documents_and_rows(reader: stores.StoreReader, rows: np.ndarray | None, batch: int = 8192) -> tuple:
-    """(number of rows with a document, {row: (vector, document)} for the wanted `rows`) in one pass."""
+def _documents_and_rows(reader: stores.StoreReader, rows: np.ndarray | None, documents=None) -> tuple:
+    """(rows with a document, {row: (vector, document)} for the wanted `rows`) in one pass; the documents are
+    the store's own, or those of the file `documents` (one line per row)."""
     wanted = None if rows is None else set(int(r) for r in rows)
     found, with_doc, at = {}, [], 0
-    for block in reader.batches(batch):
-        docs = block.documents or [None] * len(block)
+    for block, docs in progressive_jobs.store_documents(reader, documents, 8192):
         for i, doc in enumerate(docs):
             if isinstance(doc, str) and doc.strip():
                 with_doc.append(at + i)
@@ -81,16 +81,18 @@ def _verify(translator: Translator, held: np.ndarray, held_rows: dict, new_encod
     return check, {"rows": np.asarray(held, np.int64), "new": new, "migrated": migrated, "queries": queries_new}
 
 
-def _scan_source(reader: stores.StoreReader, verify_documents: int, seed: int) -> tuple:
+def _scan_source(reader: stores.StoreReader, verify_documents: int, seed: int, documents=None) -> tuple:
     """(rows with a document, the held-out rows, {row: (vector, document)} for them): `verify_documents` of the
-    documented rows drawn with `seed` (none when fewer than 48 rows have a document), never used to train."""
-    info = reader.info
-    with_doc, _ = _documents_and_rows(reader, None) if info.documents else (np.array([], np.int64), {})
+    documented rows drawn with `seed` (none when fewer than 48 rows have a document), never used to train. The
+    documents are the store's, or those of the file `documents`."""
+    if not reader.info.documents and documents is None:
+        return np.array([], np.int64), np.array([], np.int64), {}
+    with_doc, _ = _documents_and_rows(reader, None, documents)
     n_verify = min(verify_documents, len(with_doc) // 4) if len(with_doc) >= 4 * 12 else 0
     if not n_verify:
         return with_doc, np.array([], np.int64), {}
     held = np.sort(np.random.default_rng(seed).choice(with_doc, size=n_verify, replace=False))
-    return with_doc, held, _documents_and_rows(reader, held)[1]
+    return with_doc, held, _documents_and_rows(reader, held, documents)[1]
 
 
 def _plan(in_spec, out_spec, info: stores.StoreInfo, dim_out: int, target_encoder: str, with_doc, held,
@@ -223,9 +225,15 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
         # the destination is checked before any work (a writer's constructor only checks)
         stores.open_writer(out_spec, "`destination`", dim=int(dim_out), count=info.count, metric=info.metric,
                            provenance={}, overwrite=overwrite, source=info, resume=resume).close()
+        if documents is not None:
+            progressive_jobs.check_documents_file(documents, info.count)
+            if pairs_from_documents and not info.documents:
+                raise UserError(f"`pairs_from_documents` re-embeds the store's own documents and {info.spec} keeps "
+                                "none (`documents` serves the verification and `progressive`); give "
+                                "`source_encoder` instead")
         if progressive:
             progressive_jobs.check_args(info, documents, order, queries, checkpoint_rows, engine, address)
-        with_doc, held, held_rows = _scan_source(reader, verify_documents, seed)
+        with_doc, held, held_rows = _scan_source(reader, verify_documents, seed, documents)
     _check_sources(pairs_from_documents, in_spec, with_doc, held, loaded, force)
     old_encoder = source_encoder or (info.encoder if installed_encoders().get(info.encoder) else None)
     sample = [held_rows[r][1] for r in held[:SPEED_SAMPLE]]

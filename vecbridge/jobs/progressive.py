@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +83,8 @@ def check_documents_file(documents, rows: int) -> Path:
 
 def check_args(info: stores.StoreInfo, documents, order: str, queries: str | None, checkpoint_rows: int | None,
                engine: str, address: str | None) -> None:
-    """Refuse, before any work, a progressive migration that could not run to its end."""
+    """Refuse, before any work, a progressive migration that could not run to its end (`documents`: checked by
+    `check_documents_file`)."""
     if order not in ORDERS:
         raise UserError(f"`order` {order!r} is not an order; use one of: {', '.join(ORDERS)}")
     if (order == "queries") != (queries is not None):
@@ -93,22 +94,26 @@ def check_args(info: stores.StoreInfo, documents, order: str, queries: str | Non
         read_texts(queries, limit=1)
     if checkpoint_rows is not None and checkpoint_rows < 1:
         raise UserError(f"`checkpoint_rows` must be a positive number of rows, got {checkpoint_rows}")
-    if documents is not None:
-        check_documents_file(documents, info.count)
-    elif not info.documents:
+    if documents is None and not info.documents:
         raise UserError(f"`progressive` re-embeds the store's documents, and {info.spec} keeps none; give "
                         "`documents`, a JSONL file with one {\"text\": ...} line per row")
     engines.check(engine, address)
 
 
-def _documents(reader: stores.StoreReader, documents: Path | None) -> tuple[np.ndarray, list, list]:
+def store_documents(reader: stores.StoreReader, documents=None, batch: int | None = None) -> Iterator[tuple]:
+    """The store's batches with each row's document: (batch, documents), the documents from the store itself or
+    from `documents`, a JSONL file of one line per row (checked by `check_documents_file`)."""
+    texts = iter(jsonl_rows(Path(documents), "`documents`", '{"text": "..."}')) if documents is not None else None
+    for block in reader.batches(batch or stores.batch_rows(reader.info.spec)):
+        yield block, ([(next(texts)[1] or {}).get("text") for _ in range(len(block))] if texts is not None
+                      else block.documents or [None] * len(block))
+
+
+def _documents(reader: stores.StoreReader, documents) -> tuple[np.ndarray, list, list]:
     """(row positions, ids as text, documents) of every row with a non-empty document."""
     rows, ids, docs = [], [], []
-    texts = iter(jsonl_rows(documents, "`documents`", '{"text": "..."}')) if documents is not None else None
     at = 0
-    for block in reader.batches(stores.batch_rows(reader.info.spec)):
-        block_docs = ([(next(texts)[1] or {}).get("text") for _ in range(len(block))] if texts is not None
-                      else block.documents or [None] * len(block))
+    for block, block_docs in store_documents(reader, documents):
         for i, doc in enumerate(block_docs):
             if isinstance(doc, str) and doc.strip():
                 rows.append(at + i)
@@ -170,7 +175,7 @@ def start(source, destination, target_encoder: str, evidence: dict | None, verif
     wd.mkdir(parents=True, exist_ok=True)
     with stores.open_reader(source, "`source`") as reader:
         store_rows = reader.info.count
-        rows, ids, docs = _documents(reader, Path(documents) if documents is not None else None)
+        rows, ids, docs = _documents(reader, documents)
     if not len(rows):
         raise UserError("`progressive` re-embeds the store's documents, and it has none; give `documents`")
     perm = _order(order, rows, store_rows, seed, queries, source, destination, target_encoder, old_encoder, log)
