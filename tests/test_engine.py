@@ -144,6 +144,29 @@ def test_a_worker_killed_mid_job_loses_no_row(cluster, world, tmp_path):
     assert on_ray == whole[100:]
 
 
+class DiesAlways:
+    """A step whose worker dies at the batch from row `at` every time it is tried (out of memory, say)."""
+
+    def __init__(self, step, at, driver):
+        self.step, self.at, self.driver = step, at, driver
+
+    def __call__(self, vectors, first):
+        if first == self.at and os.getpid() != self.driver:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.step(vectors, first)
+
+
+def test_a_batch_that_always_kills_its_worker_stops_the_job_in_one_line(cluster, world):
+    """Ray Data retries a batch forever by default; the engine gives up after RETRIES restarts, in one line."""
+    from vecbridge.errors import UserError
+
+    translator, src = world
+    step = DiesAlways(TranslateBatch(None, str(translator), False, False, src["npy"]), 2 * CHUNK, os.getpid())
+    with pytest.raises(UserError, match=r"a batch killed its Ray worker 4 times .* smaller batch$") as e:
+        run_flow(translator, src["npy"], "ray", step)
+    assert "\n" not in str(e.value)
+
+
 def _killed_run(translator, src, out):
     """In a child process: translate locally, recording after every batch, and SIGKILL at the fourth record."""
     from vecbridge.jobs.translate import translate

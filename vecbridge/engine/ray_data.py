@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import socket
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,6 +23,9 @@ from vecbridge.errors import ROOM_ERRORS, UserError
 from vecbridge.stores.base import Batch, StoreReader, StoreSpec, first_line
 
 INSTALL = "pip install 'vecbridge[scale]'"
+# A batch whose worker dies is retried on a restarted worker this many times (Ray Data's default retries forever,
+# so a batch that always kills its worker, out of memory for one, would hang the job).
+RETRIES = 3
 
 
 def import_ray():
@@ -43,14 +47,11 @@ def mapped(flow: Flow, address: str | None) -> Iterator[Batch]:
                                     row_ranges(flow.reader.info.count, flow.batch, flow.skip)])
         data.context.execution_options.preserve_order = True
         data.context.enable_progress_bars = data.context.print_on_execution_start = False  # the job shows its own
-        workers, gpus_each = pool_size(ray, flow.gpu)
         source = flow.source  # the workers need not share this process's working directory
         if source.path is not None:
             source = dataclasses.replace(source, path=source.path.resolve())
-        out = data.map_batches(RangeWorker, fn_constructor_args=(source, flow.what, flow.step), batch_size=1,
-                               batch_format="pyarrow", num_gpus=gpus_each or None,
-                               compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers))
-        with console_quiet(logging.getLogger("ray.data")):
+        out = pool_map(ray, data, RangeWorker, (source, flow.what, flow.step), flow.gpu)
+        with console_quiet(logging.getLogger("ray.data")), workers_died():
             for table in out.iter_batches(batch_size=None, batch_format="pyarrow"):
                 for chunk in table.column("batch").chunks:
                     for k in range(len(chunk)):
@@ -73,11 +74,8 @@ def encoded(texts: list[str], ranges: list[tuple[int, int]], encoder: str, addre
         data = ray.data.from_items([{"texts": texts[start:stop]} for start, stop in ranges])
         data.context.execution_options.preserve_order = True
         data.context.enable_progress_bars = data.context.print_on_execution_start = False
-        workers, gpus_each = pool_size(ray, True)
-        out = data.map_batches(EncodeWorker, fn_constructor_args=(encoder, device, batch_tokens), batch_size=1,
-                               batch_format="pyarrow", num_gpus=gpus_each or None,
-                               compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers))
-        with console_quiet(logging.getLogger("ray.data")):
+        out = pool_map(ray, data, EncodeWorker, (encoder, device, batch_tokens), True)
+        with console_quiet(logging.getLogger("ray.data")), workers_died():
             for table in out.iter_batches(batch_size=None, batch_format="pyarrow"):
                 for row in table.to_pylist():
                     yield (np.load(io.BytesIO(row["vectors"]), allow_pickle=False),
@@ -137,6 +135,19 @@ def check_reachable(address: str) -> None:
 
 
 @contextlib.contextmanager
+def workers_died():
+    """Ray's error when a batch's worker died more than RETRIES times, as one line the user can act on."""
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+    try:
+        yield
+    except (ActorDiedError, ActorUnavailableError, RayActorError) as e:
+        raise UserError(f"a batch killed its Ray worker {RETRIES + 1} times ({first_line(e)[:160]}); the job stops "
+                        "there (a store keeps what was committed: run again with `resume`): give the workers "
+                        "more memory or use a smaller batch") from None
+
+
+@contextlib.contextmanager
 def console_quiet(logger: logging.Logger):
     """Only errors from `logger` on the console meanwhile (its log file keeps every line): Ray Data announces
     each execution and its end there, and the job shows its own progress and says its own errors."""
@@ -149,6 +160,18 @@ def console_quiet(logger: logging.Logger):
     finally:
         for h, level in zip(handlers, levels, strict=True):
             h.setLevel(level)
+
+
+def pool_map(ray, data, worker: type, args: tuple, gpu: bool):
+    """`data` (one item per call) mapped by a pool of `worker(*args)` actors, one per CPU (or per GPU for a `gpu`
+    step), each batch retried on a restarted actor at most RETRIES times."""
+    workers, gpus_each = pool_size(ray, gpu)
+    with warnings.catch_warnings():  # the retry limit has no named parameter in the pinned Ray yet
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+        return data.map_batches(worker, fn_constructor_args=args, batch_size=1, batch_format="pyarrow",
+                                num_gpus=gpus_each or None,
+                                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
+                                max_restarts=-1, max_task_retries=RETRIES)
 
 
 def pool_size(ray, gpu: bool) -> tuple[int, int]:
