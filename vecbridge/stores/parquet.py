@@ -142,10 +142,11 @@ class Reader(ArrowReader):
 
     def batches(self, size: int) -> Iterator[Batch]:
         try:
-            # a batch or two read ahead while the last is used: Arrow's default (16 batches, 4 files) holds
-            # gigabytes when the consumer is slower than the disk
-            yield from self.rows(self.dataset.to_batches(batch_size=size, batch_readahead=READ_AHEAD,
-                                                         fragment_readahead=1))
+            # a batch or two read ahead while the last is used: Arrow's default (16 batches, 4 files, each file's
+            # row groups fetched ahead whole) holds gigabytes when the consumer is slower than the disk
+            yield from self.rows(self.dataset.to_batches(
+                batch_size=size, batch_readahead=READ_AHEAD, fragment_readahead=1,
+                fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False)))
         except (pa.ArrowException, OSError) as e:
             raise UserError(f"{self.what} {self.spec}: reading failed at row {self.start} ({first_line(e)}); the "
                             "file may be truncated or changing") from None
