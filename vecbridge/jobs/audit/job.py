@@ -247,7 +247,10 @@ def known_curve(inputs: Inputs, ks: list[int], ref: Reference, model: Translator
                                               other.vectors, other.texts, suite.top_k, seed, progress)
         known_ref, known_suite = seen[chosen]
         fit = ReferenceFit(known_ref.vectors, seed, inputs.given)
-        return fit(inputs.leak.vectors, "--vectors", pairs=(known_x, known_y)), known_suite, chosen
+        # the first known-pairs start is refined whatever the label-free screen says: the held-out pairs judge it
+        # (a screen that rejects it sends the fit to the anchor search, the slowest stage, which ignores the pairs)
+        return (fit(inputs.leak.vectors, "--vectors", pairs=(known_x, known_y), refine_only=True), known_suite,
+                chosen)
 
     return known_documents_curve(ks, inputs.leak.with_text(), ideal_x, known_order(inputs.leak, seed),
                                  (model, suite, ref.spec), few_shot)
