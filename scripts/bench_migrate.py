@@ -222,6 +222,7 @@ def progressive_curves(task: str, old: str, new: str, n_docs: int, n_queries: in
     fraction of re-embedding, in random order and in query-first order (the log being the measured queries, then
     the other half of them), beside staying and the bridge (the translated store, checkpoint 0)."""
     from vecbridge import jobs
+    from vecbridge.jobs.progressive import Progressive
 
     docs_p, q_p, rel_p = task_files(task, n_docs, n_queries)
     qrels = json.loads(rel_p.read_text())
@@ -260,12 +261,32 @@ def progressive_curves(task: str, old: str, new: str, n_docs: int, n_queries: in
             reuse = tr_dir.exists()
             result = jobs.migrate(str(od_path), str(dest), new, translator=str(tr_dir) if reuse else None,
                                   source_encoder=None if reuse else old, save_translator_to=None if reuse else tr_dir,
-                                  seed=seed, overwrite=True, progressive=True, documents=str(docs_p), order=order,
-                                  queries=None if log_name is None else str(halves[log_name][0]),
-                                  checkpoint_rows=-(-n_docs // checkpoints), progress=False,
-                                  on_checkpoint=measure, log=lambda m: print(m, file=sys.stderr))
+                                  seed=seed, overwrite=True, documents=str(docs_p), progress=False,
+                                  progressive=Progressive(order, None if log_name is None else str(halves[log_name][0]),
+                                                          -(-n_docs // checkpoints), measure),
+                                  log=lambda m: print(m, file=sys.stderr))
             rows[-1]["final_provenance"] = result["progressive"]["complete"]
     return rows
+
+
+def progressive_markdown(rows: list[dict]) -> str:
+    """One line per run: retention at each checkpoint (fraction re-embedded), staying beside it."""
+    runs: dict = {}
+    for r in rows:
+        if r.get("row") == "progressive":
+            runs.setdefault((r["task"], r["pair"], r["order"], r["log"]), []).append(r)
+    fractions = sorted({r["fraction"] for rs in runs.values() for r in rs})
+    out = ["| task | old -> new | order | stay | " + " | ".join(f"{f:.0%}" for f in fractions) + " | passes stay at |",
+           "|---|---|---|---|" + "---|" * len(fractions) + "---|"]
+    for (task, pair, order, log), rs in runs.items():
+        by = {r["fraction"]: r["retention"] for r in rs}
+        stay = rs[0]["stay"]
+        cross = next((f for f in fractions if by.get(f, 0) >= stay), None)
+        name = order if log is None else f"{order} (log: {'the measured queries' if log == 'all' else 'other half'})"
+        out.append(f"| {task} | {pair} | {name} | {stay:.3f} | "
+                   + " | ".join(f"{by[f]:.3f}" if f in by else "" for f in fractions)
+                   + f" | {'never' if cross is None else f'{cross:.0%}'} |")
+    return "\n".join(out)
 
 
 def markdown(rows: list[dict]) -> str:
@@ -355,6 +376,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--retention", action="store_true")
     ap.add_argument("--throughput", action="store_true")
+    ap.add_argument("--progressive", action="store_true",
+                    help="the retention curve of `migrate --progressive` in random and query-first order")
+    ap.add_argument("--checkpoints", type=int, default=10, help="checkpoints of a --progressive run (default 10)")
     ap.add_argument("--tasks", default="wordnet,gcide")
     ap.add_argument("--pairs", default="minilm-l3:minilm-l6,minilm-l6:mpnet-base,mpnet-base:minilm-l6")
     ap.add_argument("--docs", type=int, default=10000)
@@ -398,6 +422,14 @@ def main() -> None:
             print(markdown(rows))
             if args.plot:
                 plot(rows, args.plot)
+    if args.progressive:
+        rows = []
+        for task in args.tasks.split(","):
+            for old, new in (tuple(p.split(":")) for p in args.pairs.split(",")):
+                rows += progressive_curves(task, old, new, args.docs, args.queries, args.seed, args.checkpoints,
+                                           args.log)
+        result["progressive"] = rows
+        print(progressive_markdown(rows))
     if args.throughput:
         result["throughput"] = throughput(args.rows, args.backends.split(","), args.small_rows)
     if args.json:

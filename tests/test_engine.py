@@ -217,6 +217,7 @@ def test_ray_embeds_and_migrates_progressively_as_local_does(cluster, minilm_sto
     documents re-embedded by minilm-l6 on Ray actors (each loads the model once) give the rows the local engine
     writes, byte for byte."""
     from vecbridge import jobs
+    from vecbridge.jobs.progressive import Progressive
 
     monkeypatch.setenv("VECBRIDGE_HOME", str(tmp_path / "home"))
     d, src = minilm_store
@@ -235,7 +236,8 @@ def test_ray_embeds_and_migrates_progressively_as_local_does(cluster, minilm_sto
     for engine in ("local", "ray"):
         dest = tmp_path / f"{engine}.npy"
         state = jobs.migrate(src, str(dest), "minilm-l6", translator=str(translator), verify_documents=0,
-                             progressive=True, checkpoint_rows=80, engine=engine, progress=False)["progressive"]
+                             progressive=Progressive(checkpoint_rows=80), engine=engine,
+                             progress=False)["progressive"]
         assert state["complete"] and [c["done"] for c in state["checkpoints"]] == [0, 80, 160, 200]
         out[engine] = dest.read_bytes()
     assert out["ray"] == out["local"]

@@ -74,8 +74,7 @@ def test_progressive_npy_stopped_and_resumed(world, tmp_path, monkeypatch):
     # a .npy store keeps no documents: they come from a file, one line per row
     plain = tmp_path / "old.npy"
     stores.npy.write_vectors(plain, old, meta={"encoder": "enc-old"})
-    base = dict(translator=str(tr), verify_documents=40, progressive=True, documents=str(root / "docs.jsonl"),
-                checkpoint_rows=64, progress=False)
+    base = dict(translator=str(tr), verify_documents=40, documents=str(root / "docs.jsonl"), progress=False)
     dest = tmp_path / "new.npy"
     seen = []
 
@@ -85,7 +84,8 @@ def test_progressive_npy_stopped_and_resumed(world, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # as a killed run: the state is saved, the rest not done
 
     with pytest.raises(KeyboardInterrupt):
-        jobs.migrate(str(plain), str(dest), "minilm-l6", on_checkpoint=stop_after_two, **base)
+        jobs.migrate(str(plain), str(dest), "minilm-l6", **base,
+                     progressive=progressive.Progressive(checkpoint_rows=64, on_checkpoint=stop_after_two))
     assert seen == [0, 64, 128]
     st = progressive.status(str(dest))
     assert (st["done"], st["complete"], st["fraction"]) == (128, False, 0.64)
@@ -116,8 +116,8 @@ def test_query_first_order_reembeds_what_queries_reach(world, tmp_path, monkeypa
         vectors, _, _ = _vectors(dest)
         firsts.append(set(np.flatnonzero(np.abs(vectors - new).max(axis=1) < 1e-5)))
 
-    jobs.migrate(src, dest, "minilm-l6", translator=str(tr), verify_documents=0, progressive=True, order="queries",
-                 queries=str(log), checkpoint_rows=40, progress=False, on_checkpoint=first_rows)
+    jobs.migrate(src, dest, "minilm-l6", translator=str(tr), verify_documents=0, progress=False,
+                 progressive=progressive.Progressive("queries", str(log), 40, first_rows))
     assert set(wanted) <= firsts[0]  # each query's nearest row comes in the first checkpoint of 40
     assert len(firsts) == 5 and firsts[-1] == set(range(200))
 

@@ -145,9 +145,9 @@ def run(args: argparse.Namespace) -> int:
         source_encoder=args.source_encoder, pairs_from_documents=args.pairs_from_documents, method=args.method,
         params=dict(args.param) or None, reference_texts=args.target_texts, reference_limit=args.target_limit,
         save_translator_to=args.save_translator, verify_documents=args.verify_documents, dry_run=args.dry_run,
-        overwrite=args.overwrite, resume=args.resume, seed=args.seed, log=log, progressive=args.progressive,
-        documents=args.documents, order=args.order, queries=args.queries, checkpoint_rows=args.checkpoint_rows,
-        engine=args.engine, address=args.address, force=args.force,
+        overwrite=args.overwrite, resume=args.resume, seed=args.seed, log=log, documents=args.documents,
+        progressive=progressive.Progressive(args.order, args.queries, args.checkpoint_rows) if args.progressive
+        else None, engine=args.engine, address=args.address, force=args.force,
         on_plan=None if args.json else lambda plan: [log(line) for line in _plan_lines(plan)])
     if args.json:
         json.dump(result, sys.stdout, indent=2, sort_keys=True, default=str)

@@ -17,6 +17,7 @@ from vecbridge import files, stores
 from vecbridge.errors import UserError, user_errors
 from vecbridge.jobs import progressive as progressive_jobs
 from vecbridge.jobs.checks import check_encoder, check_space, installed_encoders, same_store
+from vecbridge.jobs.progressive import Progressive
 from vecbridge.jobs.translate import translate, translate_vectors
 from vecbridge.jobs.translators import (
     REFERENCE_LIMIT,
@@ -169,6 +170,40 @@ def _unverified_low(confidence: dict | None, check: dict | None, force: bool) ->
                                                                         "start_passed")}}}
 
 
+def _check_args(in_spec, out_spec, translator, source_encoder, pairs_from_documents, method,
+                verify_documents: int, target_encoder: str) -> None:
+    if same_store(in_spec, out_spec):
+        raise UserError(f"`destination` {out_spec} is the same store as `source`; write to another path or collection")
+    if translator is not None and (source_encoder or pairs_from_documents or method):
+        raise UserError("`translator` reuses a trained translator; drop `source_encoder`, `pairs_from_documents` "
+                        "and `method`, which say how to train one")
+    if verify_documents < 0:
+        raise UserError(f"`verify_documents` must be 0 or more, got {verify_documents}")
+    check_encoder(target_encoder, "`target_encoder`", builtin=True)
+
+
+def _check_source(reader: stores.StoreReader, out_spec, loaded: Translator | None, dim_out: int, overwrite: bool,
+                  resume: bool, documents, pairs_from_documents, progressive: Progressive | None, engine: str,
+                  address: str | None) -> None:
+    """Checks against the open source: the translator's space, the destination, the documents, the progressive
+    options."""
+    info = reader.info
+    if loaded is not None:
+        check_space(loaded, f"`input` {info.spec}", info.dim, info.encoder)
+    # the destination is checked before any work (a writer's constructor only checks)
+    stores.open_writer(out_spec, "`destination`", dim=int(dim_out), count=info.count, metric=info.metric,
+                       provenance={}, overwrite=overwrite, source=info, resume=resume).close()
+    if documents is not None:
+        progressive_jobs.check_documents_file(documents, info.count)
+        if pairs_from_documents and not info.documents:
+            raise UserError(f"`pairs_from_documents` re-embeds the store's own documents and {info.spec} keeps "
+                            "none (`documents` serves the verification and `progressive`); give `source_encoder` "
+                            "instead")
+    if progressive:
+        progressive_jobs.check_args(info, documents, progressive.order, progressive.queries,
+                                    progressive.checkpoint_rows, engine, address)
+
+
 @user_errors
 def migrate(source, destination, target_encoder: str, *, translator: str | os.PathLike | None = None,
             source_encoder: str | None = None, pairs_from_documents: int | None = None, method: str | None = None,
@@ -177,9 +212,8 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
             verify_documents: int = VERIFY_DOCUMENTS, dry_run: bool = False, overwrite: bool = False,
             resume: bool = False, force: bool = False, seed: int = 0, progress: bool | None = None,
             log: Callable[[str], None] | None = None, on_plan: Callable[[dict], None] | None = None,
-            progressive: bool = False, documents: str | os.PathLike | None = None, order: str = "random",
-            queries: str | None = None, checkpoint_rows: int | None = None, engine: str = "local",
-            address: str | None = None, on_checkpoint: Callable[[dict], None] | None = None) -> dict:
+            documents: str | os.PathLike | None = None, progressive: Progressive | bool | None = None,
+            engine: str = "local", address: str | None = None) -> dict:
     """Migrate the store `source` to `target_encoder`'s space as the new store `destination`, in one job.
 
     Plan (rows, dims, how the translator is obtained, estimated seconds, and what re-embedding every document
@@ -193,46 +227,29 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
     `on_plan(plan)` is called before any work. `engine` / `address`: where the batches are translated and
     re-embedded (see `translate`).
 
-    `progressive`: then re-embed the store's documents (or those of `documents`, a JSONL file of one line per row)
-    by the new model, `checkpoint_rows` at a time in `order` (`random`, or `queries`: those that the query log
-    `queries` reaches first), replacing their rows in the new store (`vecbridge.jobs.progressive`;
-    `on_checkpoint(state)` at each, the first before any row is replaced). With `resume`, an unfinished
-    progressive migration into `destination` continues where it stopped. Returns plan, training result,
-    verification, recommendation, translation and the progressive state.
+    `documents`: the store's documents from a JSONL file of one line per row (where the store keeps none).
+    `progressive` (a `Progressive`, or True for its defaults): then re-embed the documents by the new model
+    checkpoint by checkpoint, replacing their rows in the new store (`vecbridge.jobs.progressive`); with
+    `resume`, an unfinished progressive migration into `destination` continues where it stopped. Returns plan,
+    training result, verification, recommendation, translation and the progressive state.
     """
     log = log or (lambda msg: None)
+    progressive = Progressive() if progressive is True else progressive or None
     if progressive and resume and (state := progressive_jobs.read_state(destination)) is not None:
         log(f"resuming the progressive migration into {destination}: {state['done']:,} of {state['documents']:,} "
             "documents re-embedded")
         return {"progressive": progressive_jobs.run(destination, engine=engine, address=address, progress=progress,
-                                                    log=log, on_checkpoint=on_checkpoint)}
+                                                    log=log, on_checkpoint=progressive.on_checkpoint)}
     in_spec, out_spec = stores.parse_spec(source, "`source`"), stores.parse_spec(destination, "`destination`")
-    if same_store(in_spec, out_spec):
-        raise UserError(f"`destination` {out_spec} is the same store as `source`; write to another path or collection")
-    if translator is not None and (source_encoder or pairs_from_documents or method):
-        raise UserError("`translator` reuses a trained translator; drop `source_encoder`, `pairs_from_documents` "
-                        "and `method`, which say how to train one")
-    if verify_documents < 0:
-        raise UserError(f"`verify_documents` must be 0 or more, got {verify_documents}")
-    check_encoder(target_encoder, "`target_encoder`", builtin=True)
+    _check_args(in_spec, out_spec, translator, source_encoder, pairs_from_documents, method, verify_documents,
+                target_encoder)
     loaded = Translator.load(translator) if translator is not None else None
     _check_outputs(loaded, target_encoder, save_translator_to, in_spec)
     dim_out = loaded.dim_target_ if loaded is not None else get_encoder(target_encoder).dim
     with stores.open_reader(in_spec, "`source`") as reader:
         info = reader.info
-        if loaded is not None:
-            check_space(loaded, f"`input` {info.spec}", info.dim, info.encoder)
-        # the destination is checked before any work (a writer's constructor only checks)
-        stores.open_writer(out_spec, "`destination`", dim=int(dim_out), count=info.count, metric=info.metric,
-                           provenance={}, overwrite=overwrite, source=info, resume=resume).close()
-        if documents is not None:
-            progressive_jobs.check_documents_file(documents, info.count)
-            if pairs_from_documents and not info.documents:
-                raise UserError(f"`pairs_from_documents` re-embeds the store's own documents and {info.spec} keeps "
-                                "none (`documents` serves the verification and `progressive`); give "
-                                "`source_encoder` instead")
-        if progressive:
-            progressive_jobs.check_args(info, documents, order, queries, checkpoint_rows, engine, address)
+        _check_source(reader, out_spec, loaded, dim_out, overwrite, resume, documents, pairs_from_documents,
+                      progressive, engine, address)
         with_doc, held, held_rows = _scan_source(reader, verify_documents, seed, documents)
     _check_sources(pairs_from_documents, in_spec, with_doc, held, loaded, force)
     old_encoder = source_encoder or (info.encoder if installed_encoders().get(info.encoder) else None)
@@ -252,8 +269,7 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
                 in_spec.text, None, out_dir, method=method, params=params, seed=seed, target_encoder=target_encoder,
                 source_encoder=source_encoder, reference_texts=reference_texts, reference_limit=reference_limit,
                 pairs_from_documents=pairs_from_documents, exclude_document_rows=held, log=log)
-            trained["output"] = str(save_translator_to or out_dir)
-            loaded = Translator.load(out_dir)
+            trained["output"], loaded = str(save_translator_to or out_dir), Translator.load(out_dir)
         confidence = getattr(loaded, "confidence_", None)  # a fresh translator's too: it was just loaded
         check, evidence = (_verify(loaded, held, held_rows, target_encoder, old_encoder, seed, log) if len(held)
                            else (None, None))
@@ -261,13 +277,9 @@ def migrate(source, destination, target_encoder: str, *, translator: str | os.Pa
         mark = _unverified_low(confidence, check, force)
         summary = translate(loaded, in_spec.text, out_spec.text, overwrite=overwrite, resume=resume, provenance=mark,
                             progress=progress, engine=engine, address=address)
-    state = None
-    if progressive:
-        progressive_jobs.start(in_spec.text, out_spec.text, target_encoder, evidence, check, documents=documents,
-                               order=order, queries=queries, old_encoder=old_encoder,
-                               checkpoint_rows=checkpoint_rows, seed=seed, log=log)
-        state = progressive_jobs.run(out_spec.text, engine=engine, address=address, progress=progress, log=log,
-                                     on_checkpoint=on_checkpoint)
+    state = progressive_jobs.follow(in_spec.text, out_spec.text, target_encoder, progressive, evidence, check,
+                                    documents=documents, old_encoder=old_encoder, seed=seed, engine=engine,
+                                    address=address, progress=progress, log=log) if progressive else None
     return {"plan": plan, "train": trained, "verify": check, "recommendation": rec, "translate": summary,
             "progressive": state,
             "translator_saved": None if save_translator_to is None and translator is None else

@@ -15,6 +15,7 @@ the new model), rank by rank, then the rest at random.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +39,18 @@ CHECKPOINT_FRACTION = 0.05  # a checkpoint every 5% of the documents by default 
 MIN_CHECKPOINT_ROWS = 256  # ... of at least this many rows
 CANDIDATES = 10  # nearest rows per logged query that `queries` order re-embeds first
 ENCODE_CHUNK = 256  # documents per encoder call (the same on every engine: identical vectors)
+
+
+@dataclasses.dataclass
+class Progressive:
+    """How `migrate` re-embeds after translating: `checkpoint_rows` documents between checkpoints (default 5% of
+    them), in `order` (`random`, or `queries`: those the query log `queries` reaches first); `on_checkpoint(state)`
+    is called at each checkpoint, the first before any row is replaced."""
+
+    order: str = "random"
+    queries: str | None = None
+    checkpoint_rows: int | None = None
+    on_checkpoint: Callable[[dict], None] | None = None
 
 
 def work_dir(destination) -> Path:
@@ -248,6 +261,18 @@ def run(destination, *, engine: str = "local", address: str | None = None, progr
         if on_checkpoint is not None:
             on_checkpoint(state)
     return state
+
+
+def follow(source, destination, target_encoder: str, options: Progressive, evidence: dict | None,
+           verify: dict | None, *, documents=None, old_encoder: str | None = None, seed: int = 0,
+           engine: str = "local", address: str | None = None, progress: bool | None = None,
+           log: Callable[[str], None] = lambda m: None) -> dict:
+    """`start` then `run`: the whole progressive re-embedding after `migrate` wrote the translated store."""
+    start(source, destination, target_encoder, evidence, verify, documents=documents, order=options.order,
+          queries=options.queries, old_encoder=old_encoder, checkpoint_rows=options.checkpoint_rows, seed=seed,
+          log=log)
+    return run(destination, engine=engine, address=address, progress=progress, log=log,
+               on_checkpoint=options.on_checkpoint)
 
 
 def status(destination) -> dict:
