@@ -18,7 +18,7 @@ from attacks.errors import AttackError
 from vecbridge import files, stores
 from vecbridge.errors import UserError, user_errors
 from vecbridge.jobs import references
-from vecbridge.jobs.audit.adaptation import METHOD, ReferenceFit, adaptation_start, choose_adapted
+from vecbridge.jobs.audit.adaptation import METHOD, ReferenceFit, adaptation_start, choose_adapted, pairs_start
 from vecbridge.jobs.audit.attributes import AttributeSpec, probe_rows, read_attributes
 from vecbridge.jobs.audit.defences import defence_row, owner_queries
 from vecbridge.jobs.audit.known import check_known_documents, known_documents_curve, known_order
@@ -247,10 +247,11 @@ def known_curve(inputs: Inputs, ks: list[int], ref: Reference, model: Translator
                                               other.vectors, other.texts, suite.top_k, seed, progress)
         known_ref, known_suite = seen[chosen]
         fit = ReferenceFit(known_ref.vectors, seed, inputs.given)
-        # the first known-pairs start is refined whatever the label-free screen says: the held-out pairs judge it
-        # (a screen that rejects it sends the fit to the anchor search, the slowest stage, which ignores the pairs)
-        return (fit(inputs.leak.vectors, "--vectors", pairs=(known_x, known_y), refine_only=True), known_suite,
-                chosen)
+        x = inputs.leak.vectors
+        # the pairs' own rotation is refined whatever the label-free screen says: the held-out pairs judge the map
+        # (a start the screen rejects sends the fit to the anchor search, the slowest stage, which ignores them)
+        start = pairs_start(x, known_ref.vectors, known_x, known_y)
+        return fit(x, "--vectors", start=start, refine_only=True, pairs=(known_x, known_y)), known_suite, chosen
 
     return known_documents_curve(ks, inputs.leak.with_text(), ideal_x, known_order(inputs.leak, seed),
                                  (model, suite, ref.spec), few_shot)
