@@ -8,19 +8,27 @@ vectors per minute. The source is written first by the library's own writer.
 `--client`: the clients' own bulk calls on prepared arrays (N rows of 768 dims, string or integer ids, no
 documents), into a new collection: chromadb's `add` in batches of its `max_batch_size`, and qdrant-client's
 `upload_collection` (local mode), beside vecbridge's writer on the same rows, so that what the client costs
-is told apart from what vecbridge adds. Prints JSON lines.
+is told apart from what vecbridge adds.
+
+`--throughput`: `vecbridge translate` store -> store as a child process (`/usr/bin/time`: wall seconds, user +
+system CPU seconds, peak RSS) of each code tree in `--trees` (each put first on PYTHONPATH, `.` for this one),
+one after the other on the same source store, so that a change is measured against the code before it under
+the same load (`git archive COMMIT | tar -x -C DIR` makes a tree). Prints JSON lines.
 
     python scripts/bench_stores.py --stages --rows 1000000 --backends npy,parquet,parquet_dir,faiss,lancedb
     python scripts/bench_stores.py --stages --rows 20000 --backends chroma,qdrant
     python scripts/bench_stores.py --client --rows 20000
+    python scripts/bench_stores.py --throughput --rows 1000000 --trees /tmp/before,.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,9 +39,9 @@ import numpy as np
 from align.paired import ProcrustesTranslator
 from vecbridge import paths, stores
 from vecbridge.jobs import save_translator
-from vecbridge.jobs import translate as translate_module
 from vecbridge.stores.base import STORE_FORMAT, Batch, StoreReader, StoreWriter
 
+translate_module = importlib.import_module("vecbridge.jobs.translate")  # the module, not the function of that name
 D_IN, D_OUT, WRITE_ROWS = 384, 768, 65536
 SPECS = {"npy": ("{d}/in.npy", "{d}/out.npy"), "parquet": ("{d}/in.parquet", "{d}/out.parquet"),
          "parquet_dir": ("parquet:{d}/in", "parquet:{d}/out"), "faiss": ("faiss:{d}/in.faiss", "faiss:{d}/out.faiss"),
@@ -185,6 +193,35 @@ def client_cost(rows: int, seed: int) -> None:
             report(backend, "vecbridge writer", rows, time.perf_counter() - start)
 
 
+def throughput(rows: int, backends: list[str], trees: list[str], seed: int) -> None:
+    """Each tree's `vecbridge translate` child on the same source store of each backend, one after the other."""
+    rng = np.random.default_rng(seed)
+    for backend in backends:
+        with tempfile.TemporaryDirectory(dir=work_dir()) as tmp:
+            tmp = Path(tmp)
+            save_translator(ProcrustesTranslator().fit(rng.standard_normal((4096, D_IN), dtype=np.float32),
+                                                       rng.standard_normal((4096, D_OUT), dtype=np.float32)),
+                            tmp / "translator")
+            src, dst = (s.format(d=tmp) for s in SPECS[backend])
+            write_source(src, rows, rng)
+            for tree in trees:
+                # run from the tree itself: `python -m` puts the working directory before PYTHONPATH
+                env = {**os.environ, "PYTHONPATH": os.path.abspath(tree)}
+                child = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", sys.executable, "-m", "vecbridge",
+                                        "translate", "--translator", str(tmp / "translator"), "--input", src,
+                                        "--output", dst, "--allow-encoder-mismatch", "--overwrite"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                                       cwd=os.path.abspath(tree))
+                if child.returncode:
+                    raise SystemExit(f"{tree}: translate failed on {backend}: {child.stderr.strip()[-500:]}")
+                wall, user, system, rss = child.stderr.strip().splitlines()[-1].split()
+                print(json.dumps({"backend": backend, "tree": tree, "rows": rows, "wall_s": float(wall),
+                                  "cpu_s": round(float(user) + float(system), 1),
+                                  "vectors_per_minute": round(rows / float(wall) * 60),
+                                  "peak_rss_mib": round(int(rss) / 1024),
+                                  "load_average_1m": round(os.getloadavg()[0], 2)}), flush=True)
+
+
 def report(backend: str, what: str, rows: int, seconds: float) -> None:
     print(json.dumps({"backend": backend, "what": what, "rows": rows, "seconds": round(seconds, 2),
                       "vectors_per_minute": round(rows / seconds * 60),
@@ -201,16 +238,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stages", action="store_true")
     ap.add_argument("--client", action="store_true")
+    ap.add_argument("--throughput", action="store_true")
+    ap.add_argument("--trees", default=".", help="code trees to compare, comma-separated (--throughput)")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--backends", default="npy,parquet,parquet_dir,faiss,lancedb")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    if not (args.stages or args.client):
-        sys.exit("give --stages and/or --client")
+    if not (args.stages or args.client or args.throughput):
+        sys.exit("give --stages, --client and/or --throughput")
     if args.stages:
         stages(args.rows, args.backends.split(","), args.seed)
     if args.client:
         client_cost(args.rows, args.seed)
+    if args.throughput:
+        throughput(args.rows, args.backends.split(","), args.trees.split(","), args.seed)
 
 
 if __name__ == "__main__":

@@ -360,7 +360,7 @@ def _peak_growth(spec: str, rows: int, dim: int, batch: int, queue) -> None:
     queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
 
 
-@pytest.mark.parametrize("out", ["{d}/out.parquet", "faiss:{d}/out.faiss", "lancedb:{d}/ld#dst"])
+@pytest.mark.parametrize("out", ["{d}/out.parquet", "faiss:{d}/out.faiss"])
 def test_file_store_writers_hold_no_more_than_a_few_batches(out, tmp_path):
     """240 MiB of rows written in 4 MiB batches raise the writer's peak memory by less than half of that: none
     of these writers gathers the store in memory (faiss Flat is streamed from its spill into faiss's layout, a
