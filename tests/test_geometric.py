@@ -11,10 +11,14 @@ from align.base import Translator
 from align.confidence import AGREEMENT_OK
 from align.errors import AlignError
 from align.geometric import SEARCH_WEIGHT, GeometricTranslator
+from align.geometric.screening import STRUCTURE_OK, Screen, Start
 from align.metrics import evaluate
 from align.paired import ProcrustesTranslator
 from align.vectors import unit_rows
-from tests.helpers import FAST  # bagging off: it has its own test, each test below is about another stage
+from tests.helpers import (
+    FAST,  # bagging off: it has its own test, each test below is about another stage
+    random_isometry,
+)
 
 
 def clustered_pair(n=2000, n_eval=500, d=16, d_target=24, k=48, noise=0.05, seed=0, iso=None):
@@ -283,7 +287,8 @@ def test_the_affine_stage_follows_a_stretched_target_and_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("params, message", [({"affine": -0.1}, "affine must be >= 0"),
-                                             ({"affine": 0.03, "whiten": 0.4}, "set one of them")])
+                                             ({"affine": 0.03, "whiten": 0.4}, "set one of them"),
+                                             ({"pair_weight": -1.0}, "pair_weight must be >= 0")])
 def test_bad_output_stage_parameters_are_refused(data, params, message):
     src, tgt, _, _ = data
     with pytest.raises(AlignError, match=message):
@@ -339,6 +344,17 @@ def test_few_shot_pairs(data):
     assert tr.confidence_["verdict"] == "ok" and tr.confidence_["verdict_from"] == "held-out known pairs"
     with pytest.raises(AlignError, match="pairs"):
         GeometricTranslator(**FAST).fit(src, tgt, pairs=np.array([[0, len(tgt) + 5]]))
+
+
+def test_weighted_known_pairs_pull_every_procrustes_step_toward_them(data):
+    # pairs that contradict the unpaired rows' map (targets shuffled): one row each, the many pseudo-pairs
+    # outvote them; weighted as much as all the pseudo-pairs together, they pull the map toward themselves
+    src, tgt, ev_src, ev_tgt = data
+    wrong = (ev_src[:40], ev_tgt[:40][np.random.default_rng(0).permutation(40)])
+    fits = {w: GeometricTranslator(seed=0, pair_weight=w, **FAST).fit(src, tgt, pairs=wrong) for w in (0.0, 1.0)}
+    top1 = {w: evaluate(tr.transform(ev_src[40:]), ev_tgt[40:], pool=460)["top1"] for w, tr in fits.items()}
+    assert top1[0.0] > 0.9 and top1[1.0] < top1[0.0] - 0.2
+    assert all(tr.confidence_["verdict"] == "low" for tr in fits.values())
 
 
 def test_a_weak_known_pairs_start_gets_more_screening_rounds_and_skips_the_anchors(data):
@@ -458,3 +474,35 @@ def test_small_fits_average_the_refined_maps_of_several_anchor_starts(monkeypatc
     assert "bag" not in off.fit_report_["stages"]
     with pytest.raises(AlignError, match="bag_starts"):
         GeometricTranslator(**dict(FAST, bag_starts=-1)).fit(src, tgt)
+
+
+def screen_of(src, tgt, seed=0):
+    """The start screen `GeometricTranslator` builds, on centred unit rows of `src` and `tgt`."""
+    xs = unit_rows(src - src.mean(0))
+    yt = unit_rows(tgt - tgt.mean(0))
+    n = len(xs) // 4
+    return Screen(fit_x=xs[n:], fit_y=yt[n:], hold_x=xs[:n].numpy(), hold_y=yt[:2 * n].numpy(), known=None,
+                  held_out=None, rounds=2, csls_k=10, seed=seed, verbose=False)
+
+
+def test_the_identity_passes_the_screen_across_domains_and_wrong_maps_do_not():
+    # one space, two domains: the source's rows come from 12 of the target's 48 clusters (a store of one domain
+    # against a general reference). The identity is the right map; a rotated source or a random start is not.
+    # The score stays under the bar across domains (self-learning lowers it: the start is kept as given); the
+    # structural part passes it.
+    rng = np.random.default_rng(5)
+    centers, d = rng.normal(size=(48, 16)), 16
+
+    def draw(clusters, m):
+        c = rng.choice(clusters, size=m)
+        return (centers[c] + 0.25 * rng.normal(size=(m, d))).astype(np.float32)
+
+    src, tgt = draw(np.arange(12), 1600), draw(np.arange(48), 3200)
+    identity = np.eye(d, dtype=np.float32)
+    right = screen_of(src, tgt)(Start("identity", identity))
+    assert right.score < 0.5 and right.report["kept"] == "the start as given"
+    assert right.passes(0.5) and right.structure >= STRUCTURE_OK + 0.05
+    turned = (src @ random_isometry(1, d, d, np.float32)).astype(np.float32)
+    for wrong in (screen_of(turned, tgt)(Start("identity", identity)),
+                  screen_of(src, tgt)(Start("random", random_isometry(2, d, d, np.float32)))):
+        assert not wrong.passes(0.5) and wrong.structure < STRUCTURE_OK - 0.2

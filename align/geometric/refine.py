@@ -15,16 +15,20 @@ from align.vectors import closest_isometry, orthogonal_map, unit_rows
 
 
 class Pairs(NamedTuple):
-    """Known pairs as row-aligned centred unit rows of each side."""
+    """Known pairs as row-aligned centred unit rows of each side. `weight`: their total weight in a Procrustes
+    step relative to the pseudo-pairs' (1: as much as all of them together); 0: each counts as one row."""
 
     source: torch.Tensor
     target: torch.Tensor
+    weight: float = 0.0
 
 
 def _with_known(px: torch.Tensor, py: torch.Tensor, known: Pairs | None) -> tuple[torch.Tensor, torch.Tensor]:
     if known is None:
         return px, py
-    return torch.cat([px, known.source]), torch.cat([py, known.target])
+    # rows scaled by sqrt(c) weigh c times in the cross-covariance x^T y that Procrustes solves
+    scale = (known.weight * len(px) / len(known.source)) ** 0.5 if known.weight > 0 else 1.0
+    return torch.cat([px, known.source * scale]), torch.cat([py, known.target * scale])
 
 
 def matched_pairs(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, known: Pairs | None,

@@ -2,6 +2,12 @@
 a few self-learning rounds on a subsample and a label-free score on held-out rows. A start is accepted when it
 passes the bar; an anchor start must also be confirmed by an independent anchor start that reaches the same map
 (the two are then averaged). When none is accepted the best is kept, and the report says so (`passed: false`).
+
+Across domains (a store of one domain against a general reference) even the right map scores low: the score
+compares the mapped rows with a second sample of the target, which they cannot resemble, and self-learning
+pulls a right start toward the target's dense regions. A start that needs no confirmation is therefore also
+scored as given, and accepted on the score's structural part alone (`STRUCTURE_OK`), which a wrong map does
+not reach whatever the domains.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ from align.vectors import closest_isometry
 # Singular values of the known pairs' cross-covariance below this fraction of the largest one count as zero:
 # the directions they belong to are not determined by the pairs.
 RANK_TOLERANCE = 1e-6
+
+# A start that needs no confirmation passes on the structural part of its score from here (`translation_confidence`:
+# the neighbourhoods kept, against a random rotation's and the target's own): measured, the same model across
+# domains 0.61-1.00 (ICD-10, Brown, WordNet against the pool), wrong maps <= 0.21 even after their screening rounds.
+STRUCTURE_OK = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,13 +63,15 @@ class Candidate:
     report: dict
     confirm: bool = False
     family: str = ""
+    structure: float = 0.0
 
     @property
     def validated_top1(self) -> float:
         return self.report.get("validation", {}).get("top1", 0.0)
 
     def passes(self, accept_score: float) -> bool:
-        return self.score >= accept_score or self.validated_top1 >= VALIDATION_OK
+        return self.score >= accept_score or self.validated_top1 >= VALIDATION_OK or \
+            (not self.confirm and self.structure >= STRUCTURE_OK)
 
 
 @dataclass(frozen=True)
@@ -82,16 +95,27 @@ class Screen:
         w, report = self_learn(start.weight, self.fit_x, self.fit_y, known=self.known, csls_k=self.csls_k,
                                max_rounds=self.rounds if start.rounds is None else start.rounds,
                                desc=f"screen {start.name}", verbose=self.verbose)
-        score = self.score(w)
+        evidence = self.evidence(w)
+        if not start.confirm:
+            # the start as given may beat its rounds: across domains self-learning pulls a right map off
+            given = self.evidence(start.weight)
+            if given["score"] > evidence["score"]:
+                w, evidence, report = start.weight, given, {**report, "kept": "the start as given"}
+        report["structure"] = round(evidence["structure"], 4)
         if self.held_out is not None:
             report["validation"] = pair_validation(self.held_out.source.numpy() @ w,
                                                    self.held_out.target.numpy(), self.hold_y)
-        return Candidate(start.name, w, float(score), report, start.confirm, start.family)
+        return Candidate(start.name, w, float(evidence["score"]), report, start.confirm, start.family,
+                         float(evidence["structure"]))
+
+    def evidence(self, w: np.ndarray) -> dict:
+        """The label-free confidence of a rotation on the held-out rows (its score and parts)."""
+        return translation_confidence(self.hold_x, self.hold_y, lambda x: x @ w, lambda y: y @ w.T,
+                                      seed=self.seed, draws=REPORT_DRAWS)
 
     def score(self, w: np.ndarray) -> float:
         """The label-free score of a rotation on the held-out rows."""
-        return translation_confidence(self.hold_x, self.hold_y, lambda x: x @ w, lambda y: y @ w.T,
-                                      seed=self.seed, draws=REPORT_DRAWS)["score"]
+        return self.evidence(w)["score"]
 
     def agreement(self, a: Candidate, b: Candidate) -> float:
         """How far two screened maps agree on the held-out source rows (`map_agreement`)."""

@@ -74,7 +74,8 @@ class GeometricTranslator(Translator):
        allow) counts only once an independent one reaches the same map. If none passes, the verdict is `low`;
     3. small fits: up to `bag_starts` refined anchor starts averaged into the next stage's start (`_bagged_start`);
     4. final refine: full-batch self-learning on up to `final_sample` rows a side (`_final_refine`); from
-       `MIN_VALIDATION_PAIRS` known pairs on, a quarter is held out of every stage to validate the map;
+       `MIN_VALIDATION_PAIRS` known pairs on, a quarter is held out of every stage to validate the map. Known
+       pairs weigh `pair_weight` x all the pseudo-pairs together in every Procrustes step (0: one row each);
     5. optional, off by default: a whitened (`whiten` > 0) or affine (`affine` > 0, e.g. 0.03) output stage;
     6. output = target mean + target scale x mapped centred unit input; label-free confidence.
     """
@@ -91,7 +92,8 @@ class GeometricTranslator(Translator):
                  centroid_rounds: int = 20, n_centroids: int = 512, screen_iters: int = 2, screen_sample: int = 6000,
                  final_iters: int = 6, final_sample: int = 30000, accept_score: float = 0.5,
                  pair_completions: int = 4, whiten: float = 0.0, anchor_starts: int = 3, jobs: int = 0,
-                 leg_rows: int = 10000, affine: float = 0.0, bag_starts: int = 8, verbose: bool = True):
+                 leg_rows: int = 10000, affine: float = 0.0, bag_starts: int = 8, pair_weight: float = 0.0,
+                 verbose: bool = True):
         self.seed, self.n_clusters, self.restarts, self.qap_restarts = seed, n_clusters, restarts, qap_restarts
         self.init_sample, self.rel_neighbours = init_sample, rel_neighbours
         self.refine_iters, self.refine_sample, self.csls_k = refine_iters, refine_sample, csls_k
@@ -100,7 +102,7 @@ class GeometricTranslator(Translator):
         self.final_iters, self.final_sample, self.accept_score = final_iters, final_sample, accept_score
         self.pair_completions, self.whiten, self.verbose = pair_completions, whiten, verbose
         self.anchor_starts, self.jobs, self.leg_rows, self.affine = anchor_starts, jobs, leg_rows, affine
-        self.bag_starts = bag_starts
+        self.bag_starts, self.pair_weight = bag_starts, pair_weight
 
     # -- fitting ------------------------------------------------------------------------------------
     def fit(self, src, tgt, pairs=None, pivots=None, fallback_pivots=None, start=None,
@@ -135,7 +137,7 @@ class GeometricTranslator(Translator):
         t0 = time.perf_counter()
         self.target_scale_ = float(np.linalg.norm(tgt - self.target_mean_, axis=1).mean())
         self.source_scale_ = float(np.linalg.norm(src - self.source_mean_, axis=1).mean())
-        w, final = self._final_map(best, start_w, init, split, xs, yt, rng)
+        w, final = self._final_map(best, start_w, init, split, xs, yt, rng, screen)
         stages["final_refine"] = {**final, "seconds": _since(t0)}
         self.weight_ = w
         self._output_stage(w, xs, yt, split.all_pairs, rng, stages)
@@ -158,6 +160,9 @@ class GeometricTranslator(Translator):
             raise AlignError("whiten and affine are two output stages: set one of them, not both")
         if self.pair_completions < 1:
             raise AlignError(f"pair_completions must be >= 1, got {self.pair_completions}")
+        if not self.pair_weight >= 0:
+            raise AlignError(f"pair_weight must be >= 0 (0 = each known pair counts as one row), got "
+                             f"{self.pair_weight}")
         if self.bag_starts < 0:
             raise AlignError(f"bag_starts must be >= 0 (0 or 1 = off), got {self.bag_starts}")
         if self.anchor_starts < 1:
@@ -198,11 +203,11 @@ class GeometricTranslator(Translator):
         if known is None:
             return _KnownSplit()
         all_pairs = Pairs(unit_rows(torch.from_numpy(known[0] - self.source_mean_)),
-                          unit_rows(torch.from_numpy(known[1] - self.target_mean_)))
+                          unit_rows(torch.from_numpy(known[1] - self.target_mean_)), self.pair_weight)
         held = _held_out_pairs(len(known[0]), rng)
         if held is None:
             return _KnownSplit(all_pairs, all_pairs)
-        return _KnownSplit(all_pairs, Pairs(all_pairs.source[~held], all_pairs.target[~held]),
+        return _KnownSplit(all_pairs, Pairs(all_pairs.source[~held], all_pairs.target[~held], self.pair_weight),
                            Pairs(all_pairs.source[held], all_pairs.target[held]),
                            self._pair_check(known[0][held], known[1][held], tgt, rng))
 
@@ -221,15 +226,19 @@ class GeometricTranslator(Translator):
             init["pivots"] = legs
         return best, init, screened, screen
 
-    def _final_map(self, best: Candidate, start_w, init: dict, split: _KnownSplit, xs, yt,
-                   rng) -> tuple[np.ndarray, dict]:
+    def _final_map(self, best: Candidate, start_w, init: dict, split: _KnownSplit, xs, yt, rng,
+                   screen: Screen) -> tuple[np.ndarray, dict]:
         """The final refine from `start_w`; unless no start passed, no pairs are known and no two starts agree
-        (`UNREFINED_AGREEMENT`): the map is at chance, and `best` is kept as it is."""
-        if init["passed"] or split.all_pairs is not None or \
-                (init.get("agreement") or 0.0) >= UNREFINED_AGREEMENT:
-            return self._final_refine(start_w, xs, yt, split.fit_pairs, split.all_pairs, split.check, rng)
-        return best.weight, {"skipped": "no start passed the screen and no two starts agree: the map is at chance, "
-                                        "so it is kept unrefined"}
+        (`UNREFINED_AGREEMENT`): the map is at chance, and `best` is kept as it is. A start its screening rounds
+        made worse (kept as given: across domains) keeps the refine only if the refine scores as well."""
+        if not (init["passed"] or split.all_pairs is not None or
+                (init.get("agreement") or 0.0) >= UNREFINED_AGREEMENT):
+            return best.weight, {"skipped": "no start passed the screen and no two starts agree: the map is at "
+                                            "chance, so it is kept unrefined"}
+        w, report = self._final_refine(start_w, xs, yt, split.fit_pairs, split.all_pairs, split.check, rng)
+        if "kept" in best.report and screen.score(w) < best.score:
+            return best.weight, {**report, "kept": "the start as given: the refine scored lower"}
+        return w, report
 
     def _output_stage(self, w, xs, yt, all_pairs: Pairs | None, rng, stages: dict) -> None:
         """Set `forward_` and `backward_`: the rotation, or the whitened or affine maps (timed into `stages`)."""
@@ -343,7 +352,8 @@ class GeometricTranslator(Translator):
         """Anchor starts number `indices`, side by side when `jobs` and the cores allow (`workers`)."""
         jobs = self.jobs or (available_cores() if min(self.init_sample, len(xs), len(yt)) >= PARALLEL_ROWS else 1)
         # numpy across processes (torch would pass its tensors through shared-memory file descriptors)
-        rows = (self.get_params(), xs.numpy(), yt.numpy(), None if known is None else tuple(t.numpy() for t in known))
+        rows = (self.get_params(), xs.numpy(), yt.numpy(),
+                None if known is None else (known.source.numpy(), known.target.numpy(), known.weight))
         return run_side_by_side(_anchor_start_job, [(*rows, i, self.verbose and k == 0)
                                                     for k, i in enumerate(indices)], jobs)
 
@@ -518,7 +528,8 @@ def _anchor_start_job(params: dict, xs: np.ndarray, yt: np.ndarray, known: tuple
     def tensor(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.require(a, requirements="W"))
 
-    xs, yt, known = tensor(xs), tensor(yt), None if known is None else Pairs(*map(tensor, known))
+    xs, yt = tensor(xs), tensor(yt)
+    known = None if known is None else Pairs(tensor(known[0]), tensor(known[1]), known[2])
     return GeometricTranslator(**{**params, "verbose": verbose})._anchor_start(xs, yt, known, index)
 
 
