@@ -87,6 +87,14 @@ def test_progressive_npy_stopped_and_resumed(world, tmp_path, monkeypatch):
         jobs.migrate(str(plain), str(dest), "minilm-l6", **base,
                      progressive=progressive.Progressive(checkpoint_rows=64, on_checkpoint=stop_after_two))
     assert seen == [0, 64, 128]
+    # mid-way, the re-embedded rows are held calibrated (their scores on the translated rows' scale)
+    wd = progressive.work_dir(str(dest))
+    state = progressive.read_state(str(dest))
+    shrink = state["calibration"]["shrink"]
+    assert 0.5 <= shrink < 1.0
+    expect = progressive.calibrated(new, shrink, np.load(wd / "calibration_direction.npy"))
+    held_now = stores.npy.read_vectors(dest)
+    assert int((np.abs(held_now - expect).max(axis=1) < 1e-5).sum()) == 128
     st = progressive.status(str(dest))
     assert (st["done"], st["complete"], st["fraction"]) == (128, False, 0.64)
     rc, out, err = cli("migrate", "status", dest)
@@ -99,6 +107,26 @@ def test_progressive_npy_stopped_and_resumed(world, tmp_path, monkeypatch):
     # 128 rows were replaced before the stop, the rest after the resume: every row re-embedded, in its place
     assert np.abs(stores.npy.read_vectors(dest) - new).max() < 1e-5
     assert progressive.status(str(dest))["complete"]
+
+
+def test_calibration_keeps_each_querys_order_among_reembedded_rows():
+    """Calibrated rows score lower by a shrink and a per-query constant: a query ranks them as it ranks the true
+    rows (what they gain or lose is against the translated rows only)."""
+    rng = np.random.default_rng(1)
+    spread = np.r_[np.ones(31), 0.01]  # embeddings have directions of little variance, which queries barely reach
+    new = unit_rows_np(rng.standard_normal((300, 32)) * spread).astype(np.float32)
+    translated = unit_rows_np(new + 0.6 * rng.standard_normal(new.shape)).astype(np.float32)
+    shrink, direction = progressive.calibration(new, translated)
+    assert 0.5 <= shrink < 0.95 and abs(np.linalg.norm(direction) - 1) < 1e-5 and abs(direction[-1]) > 0.99
+    cal = progressive.calibrated(new, shrink, direction)
+    assert np.allclose(np.linalg.norm(cal, axis=1), 1, atol=1e-5)
+    queries = unit_rows_np(new[:50] + 0.3 * rng.standard_normal((50, 32)) * spread).astype(np.float32)
+    assert (np.argsort(-(queries @ cal.T), axis=1)[:, :20] == np.argsort(-(queries @ new.T), axis=1)[:, :20]).mean() \
+        > 0.98
+    # every similarity scaled by the shrink, plus a small per-query constant
+    gap = queries @ cal.T - shrink * (queries @ new.T)
+    assert np.abs(gap - gap.mean(axis=1, keepdims=True)).max() < 0.02
+    assert progressive.calibrated(new, 1.0, direction) is new
 
 
 def test_query_first_order_reembeds_what_queries_reach(world, tmp_path, monkeypatch):

@@ -1,8 +1,11 @@
 """Progressive migration: a migrated store that starts as the translated bridge and becomes the re-embedded store.
 
 After `migrate` has written the translated store, its documents are re-embedded by the new model in resumable
-batches and their rows replaced in place (`vecbridge.stores.replace`); the store serves throughout, never worse
-than the bridge (a re-embedded row is the row a full re-embedding would hold). At each checkpoint the retention is
+batches and their rows replaced in place (`vecbridge.stores.replace`); the store serves throughout. While it mixes
+re-embedded and translated rows, the re-embedded ones are written calibrated (`calibration`: their similarities
+shrunk to the translated rows' scale, else their sharper scores crowd every top-k and the store serves worse than
+the bridge); the last checkpoint writes every re-embedded row exactly as re-embedding gives it (kept meanwhile in
+the work directory, `true-*.npy`). At each checkpoint the retention is
 measured on `migrate`'s held-out documents as the store holds them then (re-embedded or translated), by the same
 pseudo-query check as the verdict. The work's state lives in a directory of vecbridge's cache keyed by the
 destination (`work_dir`): the order of the documents (a Parquet file of row, id, document), the held-out evidence
@@ -195,9 +198,12 @@ def start(source, destination, target_encoder: str, evidence: dict | None, verif
     pq.write_table(pa.table({"row": rows[perm], "id": pa.array([ids[i] for i in perm], pa.string()),
                              "document": pa.array([docs[i] for i in perm], pa.large_string())}),
                    wd / "todo.parquet")
+    shrink = 1.0
     if evidence is not None:
         for name, array in evidence.items():
             _save_array(wd, f"held_{name}.npy", array)
+        shrink, direction = calibration(evidence["new"], evidence["migrated"])
+        _save_array(wd, "calibration_direction.npy", direction)
     with stores.open_reader(destination, "`destination`") as reader:
         provenance = reader.info.provenance or {}
     every = checkpoint_rows or max(MIN_CHECKPOINT_ROWS, int(np.ceil(len(rows) * CHECKPOINT_FRACTION)))
@@ -205,6 +211,7 @@ def start(source, destination, target_encoder: str, evidence: dict | None, verif
              "target_encoder": target_encoder, "order": order, "queries": queries, "documents": len(rows),
              "store_rows": int(store_rows), "done": 0, "checkpoint_rows": int(every), "seconds": 0.0,
              "complete": False, "provenance": provenance, "evidence": evidence is not None,
+             "calibration": {"shrink": shrink, "direction": "least-variance of the re-embedded held-out rows"},
              "verify": {k: (verify or {}).get(k) for k in ("migrate", "query_side", "stay")},
              "checkpoints": [{"done": 0, "fraction": 0.0, "retention": (verify or {}).get("migrate"),
                               "at": time.time()}]}
@@ -212,13 +219,47 @@ def start(source, destination, target_encoder: str, evidence: dict | None, verif
     return state
 
 
-def retention(wd: Path, done_rows: np.ndarray) -> float | None:
+def calibration(new: np.ndarray, migrated: np.ndarray) -> tuple[float, np.ndarray]:
+    """(shrink, direction) that put a re-embedded row's scores on the translated rows' scale while both share the
+    store: a translated row is a blurred copy of the true one, so its similarities run flatter, and true rows,
+    sharper, take more than their share of every top-k. `shrink` is the slope of the translated similarities on
+    the true ones among the held-out documents (`new`, `migrated`: their re-embedded and translated rows);
+    `direction` is the true rows' least-variance direction, along which queries barely reach."""
+    sims_true, sims_tr = new @ new.T, new @ migrated.T
+    off = ~np.eye(len(new), dtype=bool)
+    shrink = float(np.clip(np.polyfit(sims_true[off], sims_tr[off], 1)[0], 0.5, 1.0))
+    _, vectors = np.linalg.eigh(np.cov(new.T.astype(np.float64)))
+    direction = vectors[:, 0]
+    direction *= np.sign(direction[np.argmax(np.abs(direction))])  # a fixed sign: the same on every run
+    return shrink, direction.astype(np.float32)
+
+
+def calibrated(vectors: np.ndarray, shrink: float, direction: np.ndarray | None) -> np.ndarray:
+    """Re-embedded rows as a store mixed with translated rows holds them (`calibration`); exact with no direction."""
+    if direction is None or shrink >= 1.0:
+        return vectors
+    v = vectors.astype(np.float64)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    along = v @ direction
+    # shrink * v + c * direction, c >= 0 per row such that the row stays unit length: every similarity scaled by
+    # `shrink`, plus c times the query's (small) reach along `direction`
+    c = -shrink * along + np.sqrt((shrink * along) ** 2 + 1.0 - shrink * shrink)
+    return (shrink * v + c[:, None] * direction).astype(np.float32)
+
+
+def _calibration(wd: Path, state: dict) -> tuple[float, np.ndarray | None]:
+    path = wd / "calibration_direction.npy"
+    return (state["calibration"]["shrink"], _load_array(wd, path.name)) if path.exists() else (1.0, None)
+
+
+def retention(wd: Path, done_rows: np.ndarray, state: dict) -> float | None:
     """nDCG@10 of the held-out pseudo-queries as a fraction of re-embedding's, with the held-out documents as the
     store holds them once `done_rows` are re-embedded (None without held-out evidence)."""
     if not (wd / "held_rows.npy").exists():
         return None
     held, new, migrated = (_load_array(wd, f"held_{n}.npy") for n in ("rows", "new", "migrated"))
-    mixed = np.where(np.isin(held, done_rows)[:, None], new, migrated)
+    as_stored = new if state["complete"] else calibrated(new, *_calibration(wd, state))
+    mixed = np.where(np.isin(held, done_rows)[:, None], as_stored, migrated)
     return pseudo_query_check(new, _load_array(wd, "held_queries.npy"), migrated=mixed)["migrate"]
 
 
@@ -227,6 +268,11 @@ def _provenance(state: dict, done: int) -> dict:
     out["reembedded"] = {"encoder": state["target_encoder"], "rows": int(done), "documents": state["documents"],
                          "store_rows": state["store_rows"], "complete": done == state["documents"]}
     return out
+
+
+def _true_rows(wd: Path) -> np.ndarray:
+    """Every re-embedded row so far, in the order of the documents (the checkpoints' files, in order)."""
+    return np.concatenate([_load_array(wd, p.name) for p in sorted(wd.glob("true-*.npy"))])
 
 
 def run(destination, *, engine: str = "local", address: str | None = None, progress: bool | None = None,
@@ -249,11 +295,16 @@ def run(destination, *, engine: str = "local", address: str | None = None, progr
         vectors = engines.encode_texts(documents[start:stop].to_pylist(), state["target_encoder"], engine=engine,
                                        address=address, chunk=ENCODE_CHUNK, progress=progress,
                                        desc=f"re-embed {start:,}-{stop:,} of {state['documents']:,}")
-        replace_rows(destination, rows[start:stop], ids[start:stop], vectors, _provenance(state, stop))
+        _save_array(wd, f"true-{start:012d}.npy", vectors)
+        if stop < state["documents"]:  # mixed with translated rows: calibrated
+            replace_rows(destination, rows[start:stop], ids[start:stop], calibrated(vectors, *_calibration(wd, state)),
+                         _provenance(state, stop))
+        else:  # the last checkpoint: every re-embedded row exactly as re-embedding gives it
+            replace_rows(destination, rows[:stop], ids[:stop], _true_rows(wd), _provenance(state, stop))
         state["done"], state["seconds"] = stop, state["seconds"] + time.perf_counter() - began
         state["complete"] = stop == state["documents"]
         state["checkpoints"].append({"done": stop, "fraction": stop / state["documents"],
-                                     "retention": retention(wd, rows[:stop]), "at": time.time()})
+                                     "retention": retention(wd, rows[:stop], state), "at": time.time()})
         _save_state(wd, state)
         log(f"re-embedded {stop:,} of {state['documents']:,} documents"
             + (f"; retention {state['checkpoints'][-1]['retention']:.3f} of re-embedding"
