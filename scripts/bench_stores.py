@@ -133,16 +133,23 @@ def instrumented(clock: Clock):
             setattr(cls, name, fn)
 
 
+def prepare(tmp: Path, backend: str, rows: int, rng) -> tuple[str, str]:
+    """A random procrustes translator 384 -> 768 in tmp/translator and the backend's source store of `rows` rows:
+    (source spec, destination spec)."""
+    save_translator(ProcrustesTranslator().fit(rng.standard_normal((4096, D_IN), dtype=np.float32),
+                                               rng.standard_normal((4096, D_OUT), dtype=np.float32)),
+                    tmp / "translator")
+    src, dst = (s.format(d=tmp) for s in SPECS[backend])
+    write_source(src, rows, rng)
+    return src, dst
+
+
 def stages(rows: int, backends: list[str], seed: int) -> None:
     rng = np.random.default_rng(seed)
     for backend in backends:
         with tempfile.TemporaryDirectory(dir=work_dir()) as tmp:
             tmp = Path(tmp)
-            save_translator(ProcrustesTranslator().fit(rng.standard_normal((4096, D_IN), dtype=np.float32),
-                                                       rng.standard_normal((4096, D_OUT), dtype=np.float32)),
-                            tmp / "translator")
-            src, dst = (s.format(d=tmp) for s in SPECS[backend])
-            write_source(src, rows, rng)
+            src, dst = prepare(tmp, backend, rows, rng)
             clock = Clock()
             wall, cpu = time.perf_counter(), time.process_time()
             with instrumented(clock):
@@ -199,11 +206,7 @@ def throughput(rows: int, backends: list[str], trees: list[str], seed: int) -> N
     for backend in backends:
         with tempfile.TemporaryDirectory(dir=work_dir()) as tmp:
             tmp = Path(tmp)
-            save_translator(ProcrustesTranslator().fit(rng.standard_normal((4096, D_IN), dtype=np.float32),
-                                                       rng.standard_normal((4096, D_OUT), dtype=np.float32)),
-                            tmp / "translator")
-            src, dst = (s.format(d=tmp) for s in SPECS[backend])
-            write_source(src, rows, rng)
+            src, dst = prepare(tmp, backend, rows, rng)
             for tree in trees:
                 # run from the tree itself: `python -m` puts the working directory before PYTHONPATH
                 env = {**os.environ, "PYTHONPATH": os.path.abspath(tree)}
