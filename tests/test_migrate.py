@@ -133,7 +133,8 @@ def test_migrate_few_shot_from_documents(minilm_store, tmp_path, monkeypatch):
     result = json.loads(out)
     assert result["plan"]["translator"].startswith("few-shot: 40 documents")
     assert result["train"]["confidence"]["validation"]["pairs"] == 10
-    assert result["verify"]["documents"] == 40 and 0.0 <= result["verify"]["migrate"] <= 1.0
+    # a fraction of re-embedding's nDCG@10; on 40 pseudo-queries a translated store may beat re-embedding a little
+    assert result["verify"]["documents"] == 40 and 0.0 <= result["verify"]["migrate"] <= 1.25
     assert result["translate"]["rows"] == 200
 
 
