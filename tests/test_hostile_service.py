@@ -36,17 +36,17 @@ def _npy_header(shape, data: bytes) -> bytes:
     return buf.getvalue() + data
 
 
-@pytest.mark.parametrize("shape", [(-2, -4), (-1, 8), (4, -2), (-4, -8)])
-def test_npy_body_with_negative_dims_is_a_400_and_no_traceback(translator, tmp_path, shape):
+def test_npy_body_with_negative_dims_is_a_400_and_no_traceback(translator, tmp_path):
     port, log = free_port(), tmp_path / "server.log"
     with open(log, "wb") as err:
         proc = vecbridge_process("serve", "--port", port, "--translator", f"tr={translator}", stderr=err)
     try:
         assert wait_until_healthy(f"http://127.0.0.1:{port}", 120, alive=lambda: proc.poll() is None), log.read_text()
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/translate?translator=tr", content=_npy_header(shape, b"\0" * 128),
-                       headers={"content-type": "application/x-npy"})
-        assert r.status_code == 400, r.text
-        assert r.json()["error"]["param"] == "body"
+        for shape in [(-2, -4), (-1, 8), (4, -2), (-4, -8)]:  # one server for every shape
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/translate?translator=tr",
+                           content=_npy_header(shape, b"\0" * 128), headers={"content-type": "application/x-npy"})
+            assert r.status_code == 400, (shape, r.text)
+            assert r.json()["error"]["param"] == "body"
         ok = httpx.post(f"http://127.0.0.1:{port}/v1/translate?translator=tr",
                         content=_npy_header((2, 8), np.ones((2, 8), "<f4").tobytes()),
                         headers={"content-type": "application/x-npy"})
