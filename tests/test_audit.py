@@ -166,6 +166,16 @@ def test_bad_input(world, audited, tmp_path, monkeypatch):
     assert snapshot(d) == before
 
 
+def _rotated_leak(root, enc, rotation) -> None:
+    """root/leak.npy: 240 topic sentences embedded by `enc` and rotated (the victim's space), with their truth
+    (root/truth.jsonl, attribute `topic`) and root/attrs.json."""
+    texts, labels = sentences(240, 4)
+    npy.write_vectors(root / "leak.npy", enc.encode(texts) @ rotation)
+    (root / "truth.jsonl").write_text("".join(json.dumps({"id": i, "text": t, "topic": label}) + "\n"
+                                              for i, (t, label) in enumerate(zip(texts, labels, strict=True))))
+    (root / "attrs.json").write_text(json.dumps({"topic": list(TOPICS)}))
+
+
 def test_a_given_translator_is_adapted_to_the_leak(world, tmp_path):
     # the given map is close but not right (a general translator off by a small rotation); the audit adapts it:
     # a geometric fit of the leaked vectors against the reference, started from the given map, lands on the
@@ -184,11 +194,7 @@ def test_a_given_translator_is_adapted_to_the_leak(world, tmp_path):
     y = enc.encode(public)
     save_translator(ProcrustesTranslator().fit(y @ rotation, y @ off), tmp_path / "tr",
                     meta={"source_encoder": "victim", "target_encoder": "minilm-l6"})
-    texts, labels = sentences(240, 4)
-    npy.write_vectors(tmp_path / "leak.npy", enc.encode(texts) @ rotation)
-    (tmp_path / "truth.jsonl").write_text("".join(json.dumps({"id": i, "text": t, "topic": label}) + "\n"
-                                                  for i, (t, label) in enumerate(zip(texts, labels, strict=True))))
-    (tmp_path / "attrs.json").write_text(json.dumps({"topic": list(TOPICS)}))
+    _rotated_leak(tmp_path, enc, rotation)
     env = {**os.environ, "VECBRIDGE_HOME": str(tmp_path / "home")}
     reports = {}
     for name, extra in (("adapted", ["--defenses", "noise:0.02"]), ("given", ["--no-adapt"])):
@@ -349,11 +355,7 @@ def test_an_attacker_who_knows_documents(world, tmp_path):
     shuffled = np.random.default_rng(1).permutation(len(y))
     save_translator(ProcrustesTranslator().fit(y @ rotation, y[shuffled]), tmp_path / "wrong",
                     meta={"source_encoder": "victim", "target_encoder": "minilm-l6"})
-    texts, labels = sentences(240, 4)
-    npy.write_vectors(tmp_path / "leak.npy", enc.encode(texts) @ rotation)
-    (tmp_path / "truth.jsonl").write_text("".join(json.dumps({"id": i, "text": t, "topic": label}) + "\n"
-                                                  for i, (t, label) in enumerate(zip(texts, labels, strict=True))))
-    (tmp_path / "attrs.json").write_text(json.dumps({"topic": list(TOPICS)}))
+    _rotated_leak(tmp_path, enc, rotation)
     rc, out, err = cli("audit", "--vectors", tmp_path / "leak.npy", "--known-encoder", "minilm-l6", "--translator",
                        tmp_path / "wrong", "--no-adapt", "--reference", world / "ref.txt", "--attributes",
                        tmp_path / "attrs.json", "--truth", tmp_path / "truth.jsonl", "--known-documents", "64",
