@@ -271,8 +271,17 @@ def _provenance(state: dict, done: int) -> dict:
 
 
 def _true_rows(wd: Path) -> np.ndarray:
-    """Every re-embedded row so far, in the order of the documents (the checkpoints' files, in order)."""
-    return np.concatenate([_load_array(wd, p.name) for p in sorted(wd.glob("true-*.npy"))])
+    """Every re-embedded row, in the order of the documents: the checkpoints' files streamed into one file and
+    mapped read-only (memory bounded by one checkpoint, whatever the store's size)."""
+    parts = sorted(wd.glob("true-*.npy"))
+    shapes = [np.load(p, mmap_mode="r").shape for p in parts]
+    out = files.RowFile(wd / "true.npy", (sum(n for n, _ in shapes), shapes[0][1]))
+    try:
+        for p in parts:
+            out.write(np.load(p, mmap_mode="r"))
+    finally:
+        out.close()
+    return np.load(wd / "true.npy", mmap_mode="r")
 
 
 def run(destination, *, engine: str = "local", address: str | None = None, progress: bool | None = None,

@@ -18,6 +18,8 @@ from vecbridge import stores
 from vecbridge.errors import UserError
 from vecbridge.stores.base import PROVENANCE_KEY, Batch, first_line, provenance_json
 
+BLOCK = 65536  # rows of `vectors` held in memory at a time
+
 
 def replace_rows(spec, rows: np.ndarray, ids: list, vectors: np.ndarray, provenance: dict,
                  what: str = "`destination`") -> None:
@@ -55,8 +57,8 @@ def _npy(spec, rows: np.ndarray, vectors: np.ndarray, provenance: dict) -> None:
 
     with files.disk_errors(spec.path):
         array = np.load(spec.path, mmap_mode="r+")
-        order = np.argsort(rows, kind="stable")
-        array[rows[order]] = vectors[order]
+        for start in range(0, len(rows), BLOCK):  # `vectors` may be a mapped file: a block in memory at a time
+            array[rows[start:start + BLOCK]] = vectors[start:start + BLOCK]
         array.flush()
         del array
         sidecar = files.sidecar_path(spec.path)
@@ -69,7 +71,8 @@ def _npy(spec, rows: np.ndarray, vectors: np.ndarray, provenance: dict) -> None:
 
 def _rewrite(spec, rows: np.ndarray, vectors: np.ndarray, provenance: dict, what: str) -> None:
     """Copy the store through its own writer with the new rows in place, swapped in on commit."""
-    position = {int(r): k for k, r in enumerate(rows)}
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
     with stores.open_reader(spec, what) as reader:
         info = reader.info
         # the store is its own source here: named apart so the writer's "never over an input" check lets it be
@@ -78,11 +81,10 @@ def _rewrite(spec, rows: np.ndarray, vectors: np.ndarray, provenance: dict, what
                                 provenance=provenance, overwrite=True, source=source) as writer:
             at = 0
             for block in reader.batches(stores.batch_rows(spec)):
-                hits = [(i, position[at + i]) for i in range(len(block)) if at + i in position]
-                if hits:
+                lo, hi = np.searchsorted(sorted_rows, [at, at + len(block)])
+                if hi > lo:  # this block's rows among those replaced (`vectors` read only for them)
                     block = Batch(block.ids, block.vectors.copy(), block.documents, block.metadata)
-                    mine, theirs = (np.array(x) for x in zip(*hits, strict=True))
-                    block.vectors[mine] = vectors[theirs]
+                    block.vectors[sorted_rows[lo:hi] - at] = vectors[order[lo:hi]]
                 writer.write(block)
                 at += len(block)
             if at != info.count:
