@@ -40,46 +40,43 @@ def import_ray():
 def mapped(flow: Flow, address: str | None) -> Iterator[Batch]:
     """The flow's batches, mapped by its step on a Ray cluster, in order. `address`: a running cluster to join;
     None starts a local one for the job (or uses the one this process is already connected to)."""
-    ray = import_ray()
-    started = connect(ray, address)
-    try:
-        data = ray.data.from_items([{"start": start, "stop": stop} for start, stop in
-                                    row_ranges(flow.reader.info.count, flow.batch, flow.skip)])
-        data.context.execution_options.preserve_order = True
-        data.context.enable_progress_bars = data.context.print_on_execution_start = False  # the job shows its own
-        source = flow.source  # the workers need not share this process's working directory
-        if source.path is not None:
-            source = dataclasses.replace(source, path=source.path.resolve())
-        out = pool_map(ray, data, RangeWorker, (source, flow.what, flow.step), flow.gpu)
-        with console_quiet(logging.getLogger("ray.data")), workers_died():
-            for table in out.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for chunk in table.column("batch").chunks:
-                    for k in range(len(chunk)):
-                        result = pickle.loads(chunk[k].as_buffer())
-                        if isinstance(result, Exception):
-                            raise result
-                        yield result
-    finally:
-        if started:
-            ray.shutdown()
+    source = flow.source  # the workers need not share this process's working directory
+    if source.path is not None:
+        source = dataclasses.replace(source, path=source.path.resolve())
+    items = [{"start": start, "stop": stop} for start, stop in row_ranges(flow.reader.info.count, flow.batch,
+                                                                           flow.skip)]
+    for table in pool_tables(items, RangeWorker, (source, flow.what, flow.step), flow.gpu, address):
+        for chunk in table.column("batch").chunks:
+            for k in range(len(chunk)):
+                result = pickle.loads(chunk[k].as_buffer())
+                if isinstance(result, Exception):
+                    raise result
+                yield result
 
 
 def encoded(texts: list[str], ranges: list[tuple[int, int]], encoder: str, address: str | None,
             device: str = "auto", batch_tokens: int | None = None) -> Iterator[tuple[np.ndarray, dict]]:
     """The texts of each (start, stop) range embedded by `encoder` on a pool of Ray actors (one per CPU, or per GPU
     where the cluster has them), in order, with each call's stats."""
+    items = [{"texts": texts[start:stop]} for start, stop in ranges]
+    for table in pool_tables(items, EncodeWorker, (encoder, device, batch_tokens), True, address):
+        for row in table.to_pylist():
+            yield (np.load(io.BytesIO(row["vectors"]), allow_pickle=False),
+                   {"tokens": row["tokens"], "truncated": row["truncated"]})
+
+
+def pool_tables(items: list[dict], worker: type, args: tuple, gpu: bool, address: str | None) -> Iterator[pa.Table]:
+    """The tables a pool of `worker(*args)` actors returns for `items` (one item a call), in order, on the cluster at
+    `address` (None: the one this process is connected to, or a local one started here and stopped after)."""
     ray = import_ray()
     started = connect(ray, address)
     try:
-        data = ray.data.from_items([{"texts": texts[start:stop]} for start, stop in ranges])
+        data = ray.data.from_items(items)
         data.context.execution_options.preserve_order = True
-        data.context.enable_progress_bars = data.context.print_on_execution_start = False
-        out = pool_map(ray, data, EncodeWorker, (encoder, device, batch_tokens), True)
+        data.context.enable_progress_bars = data.context.print_on_execution_start = False  # the job shows its own
+        out = pool_map(ray, data, worker, args, gpu)
         with console_quiet(logging.getLogger("ray.data")), workers_died():
-            for table in out.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for row in table.to_pylist():
-                    yield (np.load(io.BytesIO(row["vectors"]), allow_pickle=False),
-                           {"tokens": row["tokens"], "truncated": row["truncated"]})
+            yield from out.iter_batches(batch_size=None, batch_format="pyarrow")
     finally:
         if started:
             ray.shutdown()
