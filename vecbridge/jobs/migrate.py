@@ -39,14 +39,11 @@ def _documents_and_rows(reader: stores.StoreReader, rows: np.ndarray | None, doc
     """(rows with a document, {row: (vector, document)} for the wanted `rows`) in one pass; the documents are
     the store's own, or those of the file `documents` (one line per row)."""
     wanted = None if rows is None else set(int(r) for r in rows)
-    found, with_doc, at = {}, [], 0
-    for block, docs in progressive_jobs.store_documents(reader, documents, 8192):
-        for i, doc in enumerate(docs):
-            if isinstance(doc, str) and doc.strip():
-                with_doc.append(at + i)
-                if wanted is not None and at + i in wanted:
-                    found[at + i] = (block.vectors[i], doc)
-        at += len(block)
+    found, with_doc = {}, []
+    for row, _, vector, doc in progressive_jobs.documented_rows(reader, documents):
+        with_doc.append(row)
+        if wanted is not None and row in wanted:
+            found[row] = (vector, doc)
     return np.array(with_doc, dtype=np.int64), found
 
 

@@ -5,7 +5,7 @@ batches and their rows replaced in place (`vecbridge.stores.replace`); the store
 re-embedded and translated rows, the re-embedded ones are written calibrated (`calibration`: their similarities
 shrunk to the translated rows' scale, else their sharper scores crowd every top-k and the store serves worse than
 the bridge); the last checkpoint writes every re-embedded row exactly as re-embedding gives it (kept meanwhile in
-the work directory, `true-*.npy`). At each checkpoint the retention is
+the work directory's `true.npy`, read back one block at a time). At each checkpoint the retention is
 measured on `migrate`'s held-out documents as the store holds them then (re-embedded or translated), by the same
 pseudo-query check as the verdict. The work's state lives in a directory of vecbridge's cache keyed by the
 destination (`work_dir`): the order of the documents (a Parquet file of row, id, document), the held-out evidence
@@ -68,6 +68,15 @@ def read_state(destination) -> dict | None:
     return files.read_json(path, "progressive state") if path.exists() else None
 
 
+def _state(destination) -> dict:
+    """The state of the progressive migration into `destination`, or a one-line error when there is none."""
+    state = read_state(destination)
+    if state is None or state.get("format") != FORMAT:
+        raise UserError(f"`destination` {destination} has no progressive migration (none was started with "
+                        "`progressive`, or its state was removed)")
+    return state
+
+
 def _save_state(wd: Path, state: dict) -> None:
     with files.staged() as stage:
         files.write_json_file(stage.file(wd / "state.json"), state)
@@ -116,27 +125,18 @@ def check_args(info: stores.StoreInfo, documents, order: str, queries: str | Non
     engines.check(engine, address)
 
 
-def store_documents(reader: stores.StoreReader, documents=None, batch: int | None = None) -> Iterator[tuple]:
-    """The store's batches with each row's document: (batch, documents), the documents from the store itself or
+def documented_rows(reader: stores.StoreReader, documents=None) -> Iterator[tuple[int, object, np.ndarray, str]]:
+    """(row, id, vector, document) of every row with a non-empty document, the documents from the store itself or
     from `documents`, a JSONL file of one line per row (checked by `check_documents_file`)."""
     texts = iter(jsonl_rows(Path(documents), "`documents`", '{"text": "..."}')) if documents is not None else None
-    for block in reader.batches(batch or stores.batch_rows(reader.info.spec)):
-        yield block, ([(next(texts)[1] or {}).get("text") for _ in range(len(block))] if texts is not None
-                      else block.documents or [None] * len(block))
-
-
-def _documents(reader: stores.StoreReader, documents) -> tuple[np.ndarray, list, list]:
-    """(row positions, ids as text, documents) of every row with a non-empty document."""
-    rows, ids, docs = [], [], []
     at = 0
-    for block, block_docs in store_documents(reader, documents):
-        for i, doc in enumerate(block_docs):
+    for block in reader.batches(stores.batch_rows(reader.info.spec)):
+        docs = ([(next(texts)[1] or {}).get("text") for _ in range(len(block))] if texts is not None
+                else block.documents or [None] * len(block))
+        for i, doc in enumerate(docs):
             if isinstance(doc, str) and doc.strip():
-                rows.append(at + i)
-                ids.append(str(block.ids[i]))
-                docs.append(doc)
+                yield at + i, block.ids[i], block.vectors[i], doc
         at += len(block)
-    return np.array(rows, dtype=np.int64), ids, docs
 
 
 def _best_ranks(queries: np.ndarray, spec, what: str, k: int, best: np.ndarray) -> None:
@@ -191,7 +191,9 @@ def start(source, destination, target_encoder: str, evidence: dict | None, verif
     wd.mkdir(parents=True, exist_ok=True)
     with stores.open_reader(source, "`source`") as reader:
         store_rows = reader.info.count
-        rows, ids, docs = _documents(reader, documents)
+        found = [(row, str(i), doc) for row, i, _, doc in documented_rows(reader, documents)]
+    rows = np.array([f[0] for f in found], dtype=np.int64)
+    ids, docs = [f[1] for f in found], [f[2] for f in found]
     if not len(rows):
         raise UserError("`progressive` re-embeds the store's documents, and it has none; give `documents`")
     perm = _order(order, rows, store_rows, seed, queries, source, destination, target_encoder, old_encoder, log)
@@ -270,18 +272,14 @@ def _provenance(state: dict, done: int) -> dict:
     return out
 
 
-def _true_rows(wd: Path) -> np.ndarray:
-    """Every re-embedded row, in the order of the documents: the checkpoints' files streamed into one file and
-    mapped read-only (memory bounded by one checkpoint, whatever the store's size)."""
-    parts = sorted(wd.glob("true-*.npy"))
-    shapes = [np.load(p, mmap_mode="r").shape for p in parts]
-    out = files.RowFile(wd / "true.npy", (sum(n for n, _ in shapes), shapes[0][1]))
+def _keep_true_rows(wd: Path, state: dict, start: int, vectors: np.ndarray) -> None:
+    """Append a checkpoint's re-embedded rows (from document `start` on) to the work directory's `true.npy`, which
+    the last checkpoint writes into the store; a killed run's rows past `start` are cut off first."""
+    out = files.RowFile(wd / "true.npy", (state["documents"], vectors.shape[1]), rows=start or None)
     try:
-        for p in parts:
-            out.write(np.load(p, mmap_mode="r"))
+        out.write(vectors)
     finally:
         out.close()
-    return np.load(wd / "true.npy", mmap_mode="r")
 
 
 def run(destination, *, engine: str = "local", address: str | None = None, progress: bool | None = None,
@@ -289,10 +287,7 @@ def run(destination, *, engine: str = "local", address: str | None = None, progr
     """Re-embed the rest of the documents of a progressive migration into `destination`, checkpoint by checkpoint
     (each replaces its rows in the store and records the retention; `on_checkpoint(state)` after each, and before the
     first when none is done yet); return the final state."""
-    wd, state = work_dir(destination), read_state(destination)
-    if state is None or state.get("format") != FORMAT:
-        raise UserError(f"`destination` {destination} has no progressive migration under way; start one with "
-                        "`progressive`")
+    wd, state = work_dir(destination), _state(destination)
     todo = pq.read_table(wd / "todo.parquet")
     rows, ids = todo.column("row").to_numpy(), todo.column("id").to_pylist()
     documents = todo.column("document")
@@ -304,12 +299,13 @@ def run(destination, *, engine: str = "local", address: str | None = None, progr
         vectors = engines.encode_texts(documents[start:stop].to_pylist(), state["target_encoder"], engine=engine,
                                        address=address, chunk=ENCODE_CHUNK, progress=progress,
                                        desc=f"re-embed {start:,}-{stop:,} of {state['documents']:,}")
-        _save_array(wd, f"true-{start:012d}.npy", vectors)
+        _keep_true_rows(wd, state, start, vectors)
         if stop < state["documents"]:  # mixed with translated rows: calibrated
             replace_rows(destination, rows[start:stop], ids[start:stop], calibrated(vectors, *_calibration(wd, state)),
                          _provenance(state, stop))
         else:  # the last checkpoint: every re-embedded row exactly as re-embedding gives it
-            replace_rows(destination, rows[:stop], ids[:stop], _true_rows(wd), _provenance(state, stop))
+            replace_rows(destination, rows[:stop], ids[:stop], np.load(wd / "true.npy", mmap_mode="r"),
+                         _provenance(state, stop))
         state["done"], state["seconds"] = stop, state["seconds"] + time.perf_counter() - began
         state["complete"] = stop == state["documents"]
         state["checkpoints"].append({"done": stop, "fraction": stop / state["documents"],
@@ -338,10 +334,7 @@ def follow(source, destination, target_encoder: str, options: Progressive, evide
 def status(destination) -> dict:
     """Where the progressive migration into `destination` stands: fraction done, ETA at the rate so far, the
     retention at the last checkpoint beside the bridge and staying, and whether it is complete."""
-    state = read_state(destination)
-    if state is None or state.get("format") != FORMAT:
-        raise UserError(f"`destination` {destination} has no progressive migration (none was started with "
-                        "`progressive`, or its state was removed)")
+    state = _state(destination)
     done, total = state["done"], state["documents"]
     rate = done / state["seconds"] if state["seconds"] > 0 else None
     last = state["checkpoints"][-1]
