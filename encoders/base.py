@@ -29,7 +29,8 @@ class EncodeStats:
 
 
 class Encoder(ABC):
-    """A text encoder. Subclasses set `name`, `dim`, `max_length`, `backend` and implement `_encode`.
+    """A text encoder. Subclasses set `name`, `dim`, `max_length`, `backend` and implement `_encode`;
+    `text_prefix` is what the backend puts before every text (e5's `passage: `), recorded with the vectors.
 
     One instance may serve several threads at once (the registry hands out one per name and device): `encode`
     keeps no per-call state on the instance, and `last_stats` is kept per thread.
@@ -40,6 +41,7 @@ class Encoder(ABC):
     max_length: int
     backend: str
     device: str = "cpu"
+    text_prefix: str = ""
 
     def __init__(self) -> None:
         self._stats = threading.local()

