@@ -17,10 +17,13 @@ copy is not there is reported as skipped.
 
 Data: bench_translate's cache ($VECBRIDGE_HOME/bench/translate): N `train_a` texts in the source space, N other
 (`train_b`) texts in the target space, scored on the 8,192 held-out `eval` texts embedded by both (top-1 among
-8,192; chance 0.0001). Vectors missing from the cache are embedded by bench_translate (`vecbridge embed`).
+8,192; chance 0.0001). Vectors missing from the cache are embedded by bench_translate (`vecbridge embed`); a
+training set larger than the cached one is grown from it (only the new texts are embedded). e5-small's input
+convention is part of its name: `e5-small` (`passage: `), `e5-small:none` (no prefix), `e5-small:query`.
 
     python scripts/bench_anchors.py --pairs e5-small:minilm-l6,minilm-l3:minilm-l6 --sizes 10000 \\
         --mini-vec2vec /work/anchors/mini-vec2vec --rosetta /work/anchors/unpaired-rosetta --json
+    python scripts/bench_anchors.py --pairs e5-small:none:minilm-l6 --sizes 10000 --methods bound,geometric
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import argparse
 import contextlib
 import io
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -36,10 +40,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_translate import bench_dir, vectors  # noqa: E402
+from bench_translate import bench_dir, embedded_file, text_file, vectors  # noqa: E402
 
 from align import translator_class  # noqa: E402
 from align.metrics import evaluate  # noqa: E402
+from encoders.e5 import TEXT_PREFIXES  # noqa: E402
+from vecbridge.jobs.embedding import input_fingerprint  # noqa: E402
+from vecbridge.stores import npy  # noqa: E402
 
 METHODS = ("bound", "geometric", "mini-vec2vec", "rosetta")
 # `geometric@K` / `procrustes@K` / `ridge@K`: K known pairs (the first K train_a texts embedded by both);
@@ -78,11 +85,13 @@ def run_geometric(data: dict, seed: int, shots: int = 0, params: dict | None = N
     model = translator_class("geometric")(seed=seed, verbose=False, **(params or {})).fit(
         data["src_a"], data["tgt_b"], pairs=pairs)
     conf = model.confidence_
-    init = model.fit_report_["stages"]["init"]
+    stages = model.fit_report_["stages"]
+    init = stages["init"]
     extra = {"validation_top1": conf["validation"]["top1"]} if "validation" in conf else {}
     return scored(model.transform(data["src_eval"]), data["tgt_eval"], time.perf_counter() - start,
                   verdict=conf["verdict"], confidence=round(conf["score"], 3), start=init["chosen"],
-                  start_passed=init["passed"], **extra)
+                  start_passed=init["passed"], stage_seconds={k: round(v["seconds"], 1) for k, v in stages.items()
+                                                              if isinstance(v, dict) and "seconds" in v}, **extra)
 
 
 def run_paired(data: dict, name: str, shots: int) -> dict:
@@ -147,15 +156,57 @@ def run_rosetta(data: dict, seed: int, folder: Path, params: dict) -> dict:
                                                "num_iterations": aligner.num_iterations})
 
 
+def grown_vectors(encoder: str, name: str, n: int) -> np.ndarray:
+    """bench_translate's `vectors`, except that a training set larger than every cached one is grown from the
+    largest cached one (a prefix of the same shuffle): only the texts past it are embedded (`vecbridge embed`, into
+    `tail-NAME-M-N.npy`), and the two are joined into the usual `texts-NAME-N.npy`, its sidecar naming both parts.
+    e5-small embeds ~20 texts/s here: 10,000 -> 100,000 saves the 10,000 already paid for."""
+    folder = bench_dir() / encoder
+    sizes = [int(p.stem.rsplit("-", 1)[1]) for p in folder.glob(f"texts-{name}-*.npy")
+             if p.stem.rsplit("-", 1)[1].isdigit()]
+    if not name.startswith("train") or not sizes or max(sizes) >= n:
+        return vectors(encoder, name, n)
+    m = max(sizes)
+    head_path = folder / f"texts-{name}-{m}.npy"
+    lines = text_file(name, n).read_text().splitlines(keepends=True)
+    tail = bench_dir() / f"tail-{name}-{m}-{n}.jsonl"
+    if not tail.exists():
+        tail.write_text("".join(lines[m:]))
+    head, rest = npy.read_vectors(head_path), embedded_file(encoder, tail)
+    texts = [json.loads(line)["text"] for line in lines]
+    parts = [npy.read_sidecar(head_path), npy.read_sidecar(folder / f"{tail.stem}.npy")]
+    if parts[0].get("input_sha256") != input_fingerprint(texts[:m]):
+        raise SystemExit(f"{head_path} is not the first {m} texts of {name}; delete it")
+    meta = {**{k: v for k, v in parts[1].items() if k != "vecbridge"}, "count": n,
+            "source": str(text_file(name, n)), "input_sha256": input_fingerprint(texts),
+            "joined_from": [str(head_path), str(tail)]}
+    out = folder / f"texts-{name}-{n}.npy"
+    npy.write_vectors(out, np.concatenate([head, rest]), meta=meta)
+    return npy.read_vectors(out)
+
+
 def pair_data(src: str, tgt: str, n: int, swap: bool = False) -> dict:
     """`src_a` / `tgt_b`: the unpaired training sets (source: train_a, target: train_b; `swap`: the other way
     round, so an encoder embedded on train_a alone can be the target); `src_pairs` / `tgt_pairs`: train_a
     embedded by both (the bound's and the few-shot pairs' texts); the eval sets."""
-    src_pairs, tgt_pairs = vectors(src, "train_a", n), vectors(tgt, "train_a", n)
-    return {"src_a": vectors(src, "train_b", n) if swap else src_pairs,
-            "tgt_b": tgt_pairs if swap else vectors(tgt, "train_b", n),
+    src_pairs, tgt_pairs = grown_vectors(src, "train_a", n), grown_vectors(tgt, "train_a", n)
+    return {"src_a": grown_vectors(src, "train_b", n) if swap else src_pairs,
+            "tgt_b": tgt_pairs if swap else grown_vectors(tgt, "train_b", n),
             "src_pairs": src_pairs, "tgt_pairs": tgt_pairs,
             "src_eval": vectors(src, "eval", n), "tgt_eval": vectors(tgt, "eval", n)}
+
+
+def encoder_pair(text: str) -> tuple[str, str]:
+    """`SRC:TGT`, where either may carry e5-small's prefix option (`e5-small:none:minilm-l6`)."""
+    names: list[str] = []
+    for part in text.split(":"):
+        if part in TEXT_PREFIXES and names:
+            names[-1] += f":{part}"
+        else:
+            names.append(part)
+    if len(names) != 2:
+        raise SystemExit(f"--pairs: {text!r} is not SOURCE:TARGET")
+    return names[0], names[1]
 
 
 def parse_params(text: str) -> dict:
@@ -187,7 +238,7 @@ def main() -> None:
                "rosetta": (args.rosetta, "unpaired_rosetta/__init__.py")}
     rows = []
     for pair in args.pairs.split(","):
-        src, tgt = pair.split(":")
+        src, tgt = encoder_pair(pair)
         for n in map(int, args.sizes.split(",")):
             data = pair_data(src, tgt, n, args.swap_sets)
             for method in methods:
@@ -211,6 +262,7 @@ def main() -> None:
                         row |= run_mini_vec2vec(data, seed, folder)
                     else:
                         row |= run_rosetta(data, seed, folder, parse_params(args.rosetta_params))
+                    row["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
     (bench_dir() / f"anchors-{int(time.time())}.json").write_text(json.dumps(rows, indent=1))
