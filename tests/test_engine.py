@@ -24,7 +24,7 @@ from vecbridge.engine import Flow, run
 from vecbridge.engine.local import cut
 from vecbridge.engine.ray_data import check_reachable, pool_size
 from vecbridge.jobs.translate import TranslateBatch
-from vecbridge.stores import npy
+from vecbridge.stores import npy, parquet
 from vecbridge.stores.base import Batch
 
 N, D_IN, D_OUT, CHUNK = 600, 16, 24, 64
@@ -75,8 +75,11 @@ def translate_cli(translator, src, out, *flags):
 
 
 @pytest.mark.parametrize("source,out", [("npy", "{d}/out.npy"), ("parquet", "{d}/out.parquet"),
-                                        ("parquet", "lancedb:{d}/ld#out")])
-def test_ray_writes_the_local_store_bit_for_bit(cluster, world, tmp_path, source, out):
+                                        ("npy", "parquet:{d}/shards"), ("parquet", "lancedb:{d}/ld#out")])
+def test_ray_writes_the_local_store_bit_for_bit(cluster, world, tmp_path, monkeypatch, source, out):
+    """Parquet stores: the workers write the part files themselves (here 128 rows each, 5 parts), the same bytes
+    as this process writes them on the local engine."""
+    monkeypatch.setattr(parquet, "PART_ROWS", 2 * CHUNK)
     translator, src = world
     local, on_ray = out.format(d=tmp_path / "local"), out.format(d=tmp_path / "ray")
     for d in ("local", "ray"):
@@ -90,6 +93,13 @@ def test_ray_writes_the_local_store_bit_for_bit(cluster, world, tmp_path, source
             assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
     if out.endswith(".parquet"):
         assert pq.read_table(on_ray).equals(pq.read_table(local), check_metadata=True)
+    if out.endswith("shards"):
+        parts = sorted(p.name for p in (tmp_path / "local" / "shards").iterdir())
+        assert parts == [f"part-{k:05d}.parquet" for k in range(5)]
+        assert sorted(p.name for p in (tmp_path / "ray" / "shards").iterdir()) == parts
+        for name in parts:
+            assert (tmp_path / "ray" / "shards" / name).read_bytes() == \
+                (tmp_path / "local" / "shards" / name).read_bytes()
 
 
 class DiesOnce:
@@ -117,6 +127,9 @@ class Collected:
 
     def checkpoint(self):
         self.checkpoints += 1
+
+    def worker_parts(self, batch, first):
+        return None  # this process writes every batch
 
 
 def run_flow(translator, src, engine, step=None, skip=0) -> list[tuple]:
@@ -199,6 +212,52 @@ def test_a_killed_local_run_resumes_on_ray(cluster, world, tmp_path):
     assert json.loads(stdout)["resumed_rows"] == 3 * CHUNK
     translate_cli(translator, src["npy"], tmp_path / "one-go.npy")
     assert (tmp_path / "out.npy").read_bytes() == (tmp_path / "one-go.npy").read_bytes()
+
+
+def _killed_ray_run(translator, src, out, address):
+    """In a child process joined to the tests' cluster: translate on Ray into a Parquet directory of 128-row parts
+    written by the workers, recording after every part, and SIGKILL when the third part is adopted."""
+    from vecbridge.jobs.translate import translate
+    from vecbridge.stores import resume
+
+    resume.CHECKPOINT_SECONDS, parquet.PART_ROWS = 0.0, 2 * CHUNK
+    real = parquet.Writer.adopt_part
+
+    def adopt_part(self, k, rows):
+        if k == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(self, k, rows)
+
+    parquet.Writer.adopt_part = adopt_part
+    translate(translator, src, out, batch=CHUNK, engine="ray", address=address, progress=False)
+    os._exit(0)
+
+
+def test_a_killed_ray_run_resumes_from_its_committed_parts(cluster, world, tmp_path, monkeypatch):
+    """The driver dies with two parts recorded (and maybe more written whole by the workers): the resumed run
+    keeps every whole part, writes the others, and the store is the one a single local run writes."""
+    monkeypatch.setattr(parquet, "PART_ROWS", 2 * CHUNK)
+    translator, src = world
+    out = f"parquet:{tmp_path}/shards"
+    address = ray.get_runtime_context().gcs_address
+    child = multiprocessing.get_context("spawn").Process(target=_killed_ray_run,
+                                                         args=(translator, src["npy"], out, address))
+    child.start()
+    child.join(300)
+    assert child.exitcode == -signal.SIGKILL
+    staged = [p for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith(".shards")]
+    assert len(staged) == 1 and not (tmp_path / "shards").exists()
+    whole = sorted(p.name for p in staged[0].iterdir() if p.name.startswith("part-"))
+    assert whole[:2] == ["part-00000.parquet", "part-00001.parquet"]
+    rc, stdout, err = cli("translate", "--translator", translator, "--input", src["npy"], "--output", out,
+                          "--chunk", CHUNK, "--resume", "--engine", "ray", "--json")
+    assert rc == 0, err
+    assert json.loads(stdout)["resumed_rows"] == 4 * CHUNK
+    translate_cli(translator, src["npy"], f"parquet:{tmp_path}/one-go")
+    names = sorted(p.name for p in (tmp_path / "one-go").iterdir())
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == names and len(names) == 5
+    for name in names:
+        assert (tmp_path / "shards" / name).read_bytes() == (tmp_path / "one-go" / name).read_bytes()
 
 
 def test_a_workers_error_is_one_line(cluster, world, tmp_path):

@@ -62,10 +62,23 @@ def run(flow: Flow, engine: str = "local", address: str | None = None, progress:
     """Run `flow` on `engine` (`address`: the Ray cluster to join; None starts a local one for the job); return
     the rows read, those a resumed destination held included. `progress`: a progress bar (None: on a terminal)."""
     check(engine, address, flow.reader, flow.what)
-    batches = ray_data.mapped(flow, address) if engine == "ray" else local.mapped(flow)
     rows, writer, held = flow.skip, flow.writer, flow.skip % flow.batch
-    with contextlib.closing(batches), tqdm(total=flow.reader.info.count, initial=rows, unit="vec", unit_scale=True,
-                                           desc=flow.desc, disable=None if progress is None else not progress) as bar:
+    bar = tqdm(total=flow.reader.info.count, initial=rows, unit="vec", unit_scale=True, desc=flow.desc,
+               disable=None if progress is None else not progress)
+    parts = None
+    if engine == "ray":
+        first = flow.reader.read_range(0, min(flow.batch, flow.reader.info.count))
+        parts = writer.worker_parts(flow.batch, first)
+    if parts is not None:  # the workers write the destination's files themselves
+        with contextlib.closing(ray_data.parts_written(flow, *parts, address)) as written, bar:
+            for k, n in written:
+                writer.adopt_part(k, n)
+                writer.checkpoint()
+                rows += n
+                bar.update(n)
+        return rows
+    batches = ray_data.mapped(flow, address) if engine == "ray" else local.mapped(flow)
+    with contextlib.closing(batches), bar:
         for batch in batches:
             if held:  # the first batch: its rows before `skip` are in the destination already
                 batch, held = batch.tail(held), 0

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from vecbridge import stores
 from vecbridge.engine.flow import Flow, row_ranges
+from vecbridge.engine.local import head
 from vecbridge.errors import ROOM_ERRORS, UserError
 from vecbridge.stores.base import Batch, StoreReader, StoreSpec, first_line
 
@@ -37,21 +38,42 @@ def import_ray():
     return ray
 
 
-def mapped(flow: Flow, address: str | None) -> Iterator[Batch]:
-    """The flow's batches, mapped by its step on a Ray cluster, in order. `address`: a running cluster to join;
-    None starts a local one for the job (or uses the one this process is already connected to)."""
-    source = flow.source  # the workers need not share this process's working directory
-    if source.path is not None:
-        source = dataclasses.replace(source, path=source.path.resolve())
-    items = [{"start": start, "stop": stop} for start, stop in row_ranges(flow.reader.info.count, flow.batch,
-                                                                           flow.skip)]
-    for table in pool_tables(items, RangeWorker, (source, flow.what, flow.step), flow.gpu, address):
-        for chunk in table.column("batch").chunks:
+def resolved(source: StoreSpec) -> StoreSpec:
+    """The source with an absolute path: the workers need not share this process's working directory."""
+    return source if source.path is None else dataclasses.replace(source, path=source.path.resolve())
+
+
+def results(tables: Iterator[pa.Table]) -> Iterator:
+    """The workers' results (column `result`) in order; a job error a worker returned is raised here."""
+    for table in tables:
+        for chunk in table.column("result").chunks:
             for k in range(len(chunk)):
                 result = pickle.loads(chunk[k].as_buffer())
                 if isinstance(result, Exception):
                     raise result
                 yield result
+
+
+def mapped(flow: Flow, address: str | None) -> Iterator[Batch]:
+    """The flow's batches, mapped by its step on a Ray cluster, in order. `address`: a running cluster to join;
+    None starts a local one for the job (or uses the one this process is already connected to)."""
+    items = [{"start": start, "stop": stop} for start, stop in row_ranges(flow.reader.info.count, flow.batch,
+                                                                           flow.skip)]
+    yield from results(pool_tables(items, RangeWorker, (resolved(flow.source), flow.what, flow.step), flow.gpu,
+                                   address))
+
+
+def parts_written(flow: Flow, sink, size: int, held: dict[int, int], address: str | None) -> Iterator[tuple]:
+    """(part, rows) of every part of `size` rows from the flow's `skip` on, in order: the parts `held` (whole in
+    the destination already, from a killed run) as they are, the others read, mapped and written by the workers
+    themselves with `sink` (a `PartSink`), so no vector passes through this process."""
+    count = flow.reader.info.count
+    todo = [{"part": k, "start": k * size, "stop": min(k * size + size, count)}
+            for k in range(flow.skip // size, -(-count // size)) if k not in held]
+    done = results(pool_tables(todo, PartWorker, (resolved(flow.source), flow.what, flow.step, sink, flow.batch),
+                               flow.gpu, address)) if todo else iter(())
+    for k in range(flow.skip // size, -(-count // size)):
+        yield (k, held[k]) if k in held else next(done)
 
 
 def encoded(texts: list[str], ranges: list[tuple[int, int]], encoder: str, address: str | None,
@@ -139,9 +161,8 @@ def workers_died():
     try:
         yield
     except (ActorDiedError, ActorUnavailableError, RayActorError) as e:
-        raise UserError(f"a batch killed its Ray worker {RETRIES + 1} times ({first_line(e)[:160]}); the job stops "
-                        "there (a store keeps what was committed: run again with `resume`): give the workers "
-                        "more memory or use a smaller batch") from None
+        raise UserError(f"a batch killed its Ray worker {RETRIES + 1} times ({first_line(e)[:160]}); the job stopped "
+                        "there and published nothing: give the workers more memory or use a smaller batch") from None
 
 
 @contextlib.contextmanager
@@ -195,7 +216,34 @@ class RangeWorker:
             result.vectors = self.step(result.vectors, start)
         except (UserError, OSError, *ROOM_ERRORS) as e:
             result = e
-        return pa.table({"batch": pa.array([pickle.dumps(result, protocol=5)], pa.large_binary())})
+        return pa.table({"result": pa.array([pickle.dumps(result, protocol=5)], pa.large_binary())})
+
+
+class PartWorker(RangeWorker):
+    """A Ray actor: opens the source once, then for each part it is given reads its rows, maps them by `step` in
+    the flow's batches and writes them as one part file of the destination (`sink`); returns (part, rows)."""
+
+    def __init__(self, source: StoreSpec, what: str, step, sink, batch: int):
+        super().__init__(source, what, step)
+        self.sink, self.batch = sink, batch
+
+    def __call__(self, parts: pa.Table) -> pa.Table:
+        k, start, stop = (parts[name][0].as_py() for name in ("part", "start", "stop"))
+        try:
+            if self.reader is None:
+                self.reader = stores.open_reader(self.source, self.what)
+            rows = self.reader.read_range(start, stop)
+            result = (k, self.sink.write_part(k, self.mapped(rows, start)))
+        except (UserError, OSError, *ROOM_ERRORS) as e:
+            result = e
+        return pa.table({"result": pa.array([pickle.dumps(result, protocol=5)], pa.large_binary())})
+
+    def mapped(self, rows: Batch, start: int) -> Iterator[tuple[int, Batch]]:
+        """The part's rows in the flow's batches, mapped: (first row, batch) pairs."""
+        for first in range(0, len(rows), self.batch):
+            batch = head(rows.tail(first), self.batch)
+            batch.vectors = self.step(batch.vectors, start + first)
+            yield start + first, batch
 
 
 def check_source(reader: StoreReader, what: str) -> None:

@@ -247,6 +247,14 @@ class StoreWriter:
     def write(self, batch: Batch) -> None:
         raise NotImplementedError
 
+    def worker_parts(self, batch: int, first: Batch):
+        """For a store of files that an engine's workers can write themselves, part by part (Parquet), what they
+        need: see `parquet.Writer.worker_parts`; None (the default) where this process writes every batch."""
+        return None
+
+    def adopt_part(self, k: int, rows: int) -> None:
+        raise NotImplementedError
+
     def check_unique(self, keys, batch: Batch, backend: str, written: int) -> None:
         """Refuse a batch that repeats an id (`keys`: its ids as the backend keys rows, which keeps one row per
         id; `written`: the rows before it): written, the rows would be lost in silence."""

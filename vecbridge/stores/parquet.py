@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import concurrent.futures
+import dataclasses
 import functools
 import itertools
 import os
@@ -231,10 +232,54 @@ def _is_vecbridge_parquet(path) -> bool:
         return False
 
 
+def part_rows(batch: int) -> int:
+    """Rows in each part file when rows come `batch` at a time: a part is closed at the first batch that takes it
+    to `PART_ROWS` rows."""
+    return -(-PART_ROWS // batch) * batch
+
+
+@dataclasses.dataclass
+class PartSink:
+    """How a part file of a staged Parquet store is written, by the writer or by an engine's worker in another
+    process (picklable): the columns fixed, each part under a temporary name renamed when whole."""
+
+    parts: Path
+    schema: pa.Schema
+    dim: int
+    id_type: pa.DataType | None
+    meta_schema: pa.Schema | None
+    spec: str
+    what: str
+
+    def table(self, batch: Batch, first: int) -> pa.Table:
+        """A batch (from row `first`) as a table of the store's columns."""
+        table = arrow_table(batch, self.dim, self.id_type, self.meta_schema)
+        try:
+            return table.cast(self.schema)
+        except (pa.ArrowException, ValueError) as e:
+            raise UserError(f"{self.what} {self.spec}: rows near {first} do not fit the columns of the first "
+                            f"batch ({first_line(e)})") from None
+
+    def write_part(self, k: int, batches: Iterator[tuple[int, Batch]]) -> int:
+        """Part `k` from (first row, batch) pairs, one row group a batch; its rows."""
+        path = self.parts / f"part-{k:05d}.parquet"
+        tmp, rows = files.tmp_path(path), 0
+        try:
+            with files.disk_errors(path), part_writer(tmp, self.schema) as out:
+                for first, batch in batches:
+                    out.write_table(self.table(batch, first))
+                    rows += len(batch)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return rows
+
+
 class Writer(StoreWriter):
-    """Rows go into part files of `PART_ROWS` rows in a staged directory, each closed when full (what a resume
-    continues from). A directory store is that directory, renamed into place; a single `.parquet` file is
-    the parts' row groups copied into one staged file at commit."""
+    """Rows go into part files of `part_rows(batch)` rows in a staged directory, each written under a temporary
+    name and renamed when full (what a resume continues from), by this process or by an engine's workers. A
+    directory store is that directory, renamed into place; a single `.parquet` file is the parts' row groups
+    copied into one staged file at commit."""
 
     def __init__(self, spec, **kwargs):
         super().__init__(spec, **kwargs)
@@ -264,34 +309,34 @@ class Writer(StoreWriter):
         self.parts.rmdir()
         os.rename(held, self.parts)
         self.part = state["part"]
-        for entry in self.parts.iterdir():  # parts after the last closed one were cut off by the kill
-            if entry.name >= self._part_path(self.part).name:
-                entry.unlink()
+        for entry in self.parts.iterdir():  # a part being written when the run was killed; closed parts are whole
+            if not PART_NAME.fullmatch(entry.name):
+                files.remove(entry)
         if self.part:
             self.schema = pq.read_schema(self._part_path(0))
             self.id_type = self.schema.field("id").type if "id" in self.schema.names else None
             self.meta_schema = self.source.metadata_schema if self.source else None
         self.rows = self.closed_rows = self.resumed_rows
 
+    def set_schema(self, batch: Batch) -> None:
+        """The store's columns, decided by its first batch (once)."""
+        if self.schema is not None:
+            return
+        keep_ids = self.source is None or self.source.id_type != "row"
+        meta_schema = self.source.metadata_schema if self.source else None
+        table = arrow_table(batch, self.dim, id_arrow_type(batch) if keep_ids else None, meta_schema)
+        self.id_type = table.schema.field("id").type if keep_ids else None
+        self.meta_schema = meta_schema
+        self.schema = table.schema.with_metadata({PROVENANCE_KEY: provenance_json(
+            {**self.provenance, "metric": self.metric})})
+
     def write(self, batch: Batch) -> None:
-        if self.schema is None:
-            keep_ids = self.source is None or self.source.id_type != "row"
-            meta_schema = self.source.metadata_schema if self.source else None
-            table = arrow_table(batch, self.dim, id_arrow_type(batch) if keep_ids else None, meta_schema)
-            self.id_type = table.schema.field("id").type if keep_ids else None
-            self.meta_schema = meta_schema
-            self.schema = table.schema.with_metadata({PROVENANCE_KEY: provenance_json(
-                {**self.provenance, "metric": self.metric})})
-        else:
-            table = arrow_table(batch, self.dim, self.id_type, self.meta_schema)
-        try:
-            table = table.cast(self.schema)
-        except (pa.ArrowException, ValueError) as e:
-            raise UserError(f"{self.what} {self.spec}: rows near {self.rows} do not fit the columns of the first "
-                            f"batch ({first_line(e)})") from None
+        self.set_schema(batch)
+        table = self.sink().table(batch, self.rows)
         with files.disk_errors(self.spec.path):
             if self.writer is None:
-                self.writer = part_writer(self._part_path(self.part), self.schema)
+                self._writing = files.tmp_path(self._part_path(self.part))
+                self.writer = part_writer(self._writing, self.schema)
             self.writer.write_table(table)
             self.rows += len(batch)
             if self.rows - self.closed_rows >= PART_ROWS:
@@ -299,7 +344,36 @@ class Writer(StoreWriter):
 
     def _close_part(self) -> None:
         self.writer.close()
+        os.replace(self._writing, self._part_path(self.part))  # a part under its own name is whole
         self.writer, self.part, self.closed_rows = None, self.part + 1, self.rows
+
+    # -- parts written by an engine's workers ---------------------------------------------------------------
+    def sink(self) -> PartSink:
+        return PartSink(self.parts, self.schema, self.dim, self.id_type, self.meta_schema, str(self.spec), self.what)
+
+    def worker_parts(self, batch: int, first: Batch) -> tuple[PartSink, int, dict[int, int]]:
+        """Let an engine's workers write the parts themselves, `part_rows(batch)` rows each (the parts this
+        writer would cut): (the sink they write with, rows a part, {part: rows} of the whole parts after the
+        resumed ones already in the staged directory, from a killed run of the same fingerprint). `first`
+        decides the columns, as the first batch written would."""
+        self.set_schema(Batch(first.ids, np.zeros((len(first.ids), self.dim), np.float32), first.documents,
+                              first.metadata))
+        size = part_rows(batch)
+        held = {}
+        for entry in self.parts.iterdir():
+            k = int(entry.name[5:10]) if PART_NAME.fullmatch(entry.name) else -1
+            if k >= self.part:
+                rows = pq.ParquetFile(entry).metadata.num_rows
+                if rows == min(size, self.count - k * size):  # else not this run's: written again
+                    held[k] = rows
+        return self.sink(), size, held
+
+    def adopt_part(self, k: int, rows: int) -> None:
+        """Part `k` (the next one) was written whole by a worker."""
+        if k != self.part:
+            raise RuntimeError(f"part {k} adopted after part {self.part - 1}")
+        self.rows += rows
+        self.part, self.closed_rows = k + 1, self.rows
 
     def durable_state(self) -> dict | None:
         if not self.closed_rows:  # nothing a resume could keep yet
@@ -310,6 +384,9 @@ class Writer(StoreWriter):
         with files.disk_errors(self.spec.path):
             if self.writer is not None:
                 self._close_part()
+            for entry in self.parts.iterdir():  # what dead workers began
+                if not PART_NAME.fullmatch(entry.name):
+                    files.remove(entry)
             if not self.sharded:
                 with part_writer(self._staging.file(self.spec.path), self.schema) as out:
                     for group in row_groups_ahead([self._part_path(k) for k in range(self.part)]):
