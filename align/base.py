@@ -135,7 +135,13 @@ class Translator:
         else:
             x = check_vectors(x, "source vectors", self.dim_source_)
             out = self._search(x, reverse=False) if search else self._forward(x)
-        out = unit_rows(out).numpy()
+        out = np.asarray(out if isinstance(out, np.ndarray) else out.numpy(), dtype=np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", out, out))
+        if np.isfinite(norms).all():
+            out = out if out.flags.writeable and out.base is None and out is not x else out.copy()
+            out /= np.maximum(norms, 1e-12)[:, None]  # unit rows, in place (what `unit_rows` gives)
+            return out
+        out = unit_rows(out).numpy()  # rows too long for float32 norms, or NaN / inf
         bad = ~np.isfinite(out).all(axis=1)
         if bad.any():
             raise AlignError(f"translating produced NaN or inf in {int(bad.sum())} rows (first: row "

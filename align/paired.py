@@ -34,14 +34,21 @@ def paired_rows(src, tgt, pairs=None) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def affine(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """x @ weight + bias, the bias added in place (one output array, not two)."""
+    out = x @ weight
+    out += bias
+    return out
+
+
 class _AffinePair(Translator):
     """Two affine maps, forward (source -> target) and backward, stored as plain arrays."""
 
     def _forward(self, x):
-        return x @ self.forward_weight_ + self.forward_bias_
+        return affine(x, self.forward_weight_, self.forward_bias_)
 
     def _backward(self, y):
-        return y @ self.backward_weight_ + self.backward_bias_
+        return affine(y, self.backward_weight_, self.backward_bias_)
 
     def _get_state(self):
         return {"forward_weight": self.forward_weight_, "forward_bias": self.forward_bias_,
