@@ -196,6 +196,22 @@ def pair_data(src: str, tgt: str, n: int, swap: bool = False) -> dict:
             "src_eval": vectors(src, "eval", n), "tgt_eval": vectors(tgt, "eval", n)}
 
 
+def geometry(src: str, tgt: str, n: int = 2000, k: int = 10) -> dict:
+    """How alike the two spaces are on the same `n` eval texts (the structure an unsupervised map must find):
+    each side's mean-vector norm (a shared direction, 0 for an isotropic space), the correlation of the centred
+    pairwise cosines, and the share of each text's `k` nearest texts that both spaces agree on."""
+    xs, ys = (centred_units(vectors(e, "eval", n)[:n])[0] for e in (src, tgt))
+    upper = np.triu_indices(n, 1)
+    grams = [(a @ a.T) for a in (xs, ys)]
+    for g in grams:
+        np.fill_diagonal(g, -np.inf)
+    near = [set(map(tuple, np.c_[np.repeat(np.arange(n), k), np.argsort(-g, 1)[:, :k].ravel()])) for g in grams]
+    return {"pair": f"{src}->{tgt}", "texts": n,
+            "mean_norm": [round(float(np.linalg.norm(vectors(e, "eval", n)[:n].mean(0))), 3) for e in (src, tgt)],
+            "gram_corr": round(float(np.corrcoef(grams[0][upper], grams[1][upper])[0, 1]), 3),
+            f"knn{k}_overlap": round(len(near[0] & near[1]) / (n * k), 3)}
+
+
 def encoder_pair(text: str) -> tuple[str, str]:
     """`SRC:TGT`, where either may carry e5-small's prefix option (`e5-small:none:minilm-l6`)."""
     names: list[str] = []
@@ -228,8 +244,14 @@ def main() -> None:
     ap.add_argument("--rosetta-params", default="", help="WassersteinProcrustes overrides, e.g. num_restarts=8")
     ap.add_argument("--swap-sets", action="store_true",
                     help="unpaired source on train_b, target on train_a (a target embedded on train_a only)")
+    ap.add_argument("--geometry", action="store_true",
+                    help="only compare the two spaces on 2,000 eval texts (shared direction, pairwise cosines, 10-NN)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.geometry:
+        for pair in args.pairs.split(","):
+            print(json.dumps(geometry(*encoder_pair(pair))))
+        return
     methods = args.methods.split(",")
     unknown = {m for m in methods if m.split("@")[0].split("/")[0] not in (*METHODS, "procrustes", "ridge")}
     if unknown:
