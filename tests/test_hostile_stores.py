@@ -24,6 +24,7 @@ from tests.helpers import (
     snapshot,
     vecbridge_process,
 )
+from vecbridge import stores
 
 
 def parquet_source(path, vectors, ids):
@@ -283,3 +284,35 @@ def test_reading_a_chroma_source_changes_none_of_its_data(stores_world, tmp_path
         assert _chroma_data(tmp_path / "db") == data
         assert sorted(p.name for p in (tmp_path / "db").rglob("*")) == entries
     assert pq.read_table(tmp_path / "out.parquet").num_rows == N
+
+
+def _chroma_with_metadata(path, vectors, metadatas):
+    import chromadb
+    from chromadb.config import Settings
+
+    c = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+    col = c.create_collection("src", embedding_function=None)
+    col.add(ids=[f"r{i}" for i in range(len(vectors))], embeddings=vectors, metadatas=metadatas)
+    return f"chroma:{path}#src"
+
+
+@pytest.mark.parametrize("out", ["{d}/out.parquet", "lancedb:{d}/ld#out"])
+def test_sparse_chroma_metadata_keeps_every_key_or_is_refused(stores_world, tmp_path, out):
+    """Chroma rows need not share keys: every key the first batch holds becomes a column (null where a row lacks
+    it), whatever order the database returns a row's keys in; a key first seen in a later batch is refused in one
+    line, never dropped."""
+    tr, _, v = stores_world
+    meta = [{"a": i} if i % 3 == 0 else {"b": f"x{i}"} if i % 3 == 1 else {"b": f"y{i}", "a": i} for i in range(8)]
+    src = _chroma_with_metadata(tmp_path / "db", v[:8], meta)
+    dest = out.format(d=tmp_path)
+    rc, _, err = cli("translate", "--translator", tr, "--input", src, "--output", dest, "--chunk", 4)
+    assert rc == 0, err
+    with stores.open_reader(dest) as reader:
+        got = {i: m for b in reader.batches(100) for i, m in zip(b.ids, b.metadata, strict=True)}
+    assert got == {f"r{i}": {"a": m.get("a"), "b": m.get("b")} for i, m in enumerate(meta)}
+    late = meta[:4] + [{"a": 4, "c": True}] + meta[5:]
+    src = _chroma_with_metadata(tmp_path / "db2", v[:8], late)
+    rc, _, err = cli("translate", "--translator", tr, "--input", src, "--output", tmp_path / "late.parquet",
+                     "--chunk", 4)
+    assert_clean_failure(rc, err, "metadata key 'c' is not among the keys of the first batch (a, b)")
+    assert not (tmp_path / "late.parquet").exists()

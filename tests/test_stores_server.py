@@ -93,3 +93,21 @@ def test_server_refuses_resume_and_a_missing_collection(stores_world, server, tm
     assert_clean_failure(*cli("translate", "--translator", tr, "--input", src, "--output", f"{url}#r",
                               "--resume")[::2], "--resume needs a local store")
     assert_clean_failure(*cli("stores", "inspect", f"{url}#nope")[::2], "collection 'nope' does not exist")
+
+
+def test_ray_workers_read_a_server_by_row_ranges(stores_world, server, tmp_path):
+    """`--engine ray` from a Chroma server: each worker asks the server for its own rows (here 4 a batch); the
+    store written is the one the local engine writes, byte for byte. A local database is refused in one line."""
+    tr, _, v = stores_world
+    url, _ = server
+    src = make_chroma(tmp_path / "local", v)
+    rc, _, err = cli("translate", "--translator", tr, "--input", src, "--output", f"{url}#ray-source")
+    assert rc == 0, err
+    for engine in ("local", "ray"):
+        rc, _, err = cli("translate", "--translator", tr, "--input", f"{url}#ray-source", "--output",
+                         tmp_path / f"{engine}.parquet", "--chunk", 4, "--reverse", "--engine", engine)
+        assert rc == 0, err
+    assert (tmp_path / "ray.parquet").read_bytes() == (tmp_path / "local.parquet").read_bytes()
+    rc, _, err = cli("translate", "--translator", tr, "--input", src, "--output", tmp_path / "x.npy", "--engine",
+                     "ray")
+    assert_clean_failure(rc, err, "a local Chroma database opens in one process at a time")

@@ -43,26 +43,10 @@ def cut(blocks: Iterable[Batch], size: int, skip: int = 0) -> Iterator[tuple[int
         pending.append(block)
         held += len(block)
         while held >= (need := size - first % size):
-            whole = concat(pending)
-            yield first, head(whole, need)
+            whole = Batch.concat(pending)
+            yield first, whole.head(need)
             rest = whole.tail(need)
             pending, held, first = [rest] if len(rest) else [], held - need, first + need
     if held:
-        yield first, concat(pending)
+        yield first, Batch.concat(pending)
 
-
-def head(batch: Batch, stop: int) -> Batch:
-    """The rows before `stop` (the batch itself when that is all of it)."""
-    if stop >= len(batch):
-        return batch
-    return Batch(batch.ids[:stop], batch.vectors[:stop], None if batch.documents is None else batch.documents[:stop],
-                 None if batch.metadata is None else batch.metadata[:stop])
-
-
-def concat(batches: list[Batch]) -> Batch:
-    """One batch of the rows of `batches`, in order (the batch itself when there is one)."""
-    if len(batches) == 1:
-        return batches[0]
-    return Batch([i for b in batches for i in b.ids], np.concatenate([b.vectors for b in batches]),
-                 None if batches[0].documents is None else [d for b in batches for d in b.documents],
-                 None if batches[0].metadata is None else [m for b in batches for m in b.metadata])

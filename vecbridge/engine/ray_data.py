@@ -19,7 +19,6 @@ import pyarrow as pa
 
 from vecbridge import stores
 from vecbridge.engine.flow import Flow, row_ranges
-from vecbridge.engine.local import head
 from vecbridge.errors import ROOM_ERRORS, UserError
 from vecbridge.stores.base import Batch, StoreReader, StoreSpec, first_line
 
@@ -241,7 +240,7 @@ class PartWorker(RangeWorker):
     def mapped(self, rows: Batch, start: int) -> Iterator[tuple[int, Batch]]:
         """The part's rows in the flow's batches, mapped: (first row, batch) pairs."""
         for first in range(0, len(rows), self.batch):
-            batch = head(rows.tail(first), self.batch)
+            batch = rows.tail(first).head(self.batch)
             batch.vectors = self.step(batch.vectors, start + first)
             yield start + first, batch
 
@@ -251,5 +250,9 @@ def check_source(reader: StoreReader, what: str) -> None:
     try:
         reader.read_range(0, 1)
     except NotImplementedError:
-        raise UserError(f"{what} {reader.info.spec} cannot be read in row ranges by the ray engine's workers (it "
-                        "reads .npy, Parquet, LanceDB and faiss Flat stores); use `engine` local") from None
+        local_db = {"chroma": " (a local Chroma database opens in one process at a time: serve it with `chroma run "
+                              "--path DIR` and read chroma+http://HOST:PORT#COLLECTION)",
+                    "qdrant": " (Qdrant's local mode locks its folder to one process)"}.get(reader.info.backend, "")
+        raise UserError(f"{what} {reader.info.spec} cannot be read in row ranges by the ray engine's workers"
+                        f"{local_db}; it reads .npy, Parquet, LanceDB, faiss Flat and Chroma servers: use `engine` "
+                        "local") from None

@@ -89,6 +89,22 @@ class Batch:
                      None if self.documents is None else self.documents[start:],
                      None if self.metadata is None else self.metadata[start:])
 
+    def head(self, stop: int) -> Batch:
+        """The rows before `stop` (the batch itself when that is all of it)."""
+        if stop >= len(self):
+            return self
+        return Batch(self.ids[:stop], self.vectors[:stop], None if self.documents is None else self.documents[:stop],
+                     None if self.metadata is None else self.metadata[:stop])
+
+    @staticmethod
+    def concat(batches: list[Batch]) -> Batch:
+        """One batch of the rows of `batches`, in order (the batch itself when there is one)."""
+        if len(batches) == 1:
+            return batches[0]
+        return Batch([i for b in batches for i in b.ids], np.concatenate([b.vectors for b in batches]),
+                     None if batches[0].documents is None else [d for b in batches for d in b.documents],
+                     None if batches[0].metadata is None else [m for b in batches for m in b.metadata])
+
 
 class StoreReader:
     """Read-only access to one store; `batches` streams its rows in a stable order."""

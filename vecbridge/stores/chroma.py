@@ -128,21 +128,44 @@ class Reader(StoreReader):
         size = min(size, self.client.get_max_batch_size())
         offset = 0
         while offset < self.info.count:
-            try:
-                page = self.collection.get(include=["embeddings", "documents", "metadatas"], limit=size,
-                                           offset=offset)
-            except Exception as e:
-                raise UserError(f"{self.what} {self.spec}: reading failed at row {offset} ({first_line(e)})") \
-                    from None
-            if not page["ids"]:
+            page = self.page(offset, size)
+            if page is None:
                 break
-            vectors = np.asarray(page["embeddings"], dtype=np.float32)
-            docs = page.get("documents")
-            metas = page.get("metadatas")
-            yield Batch(list(page["ids"]), vectors,
-                        list(docs) if docs is not None and any(d is not None for d in docs) else None,
-                        [dict(m) if m else None for m in metas] if metas is not None and any(metas) else None)
-            offset += len(page["ids"])
+            yield page
+            offset += len(page)
+        self.check_unchanged(offset)
+
+    def page(self, offset: int, limit: int) -> Batch | None:
+        """Up to `limit` rows from row `offset` in the collection's order; None past its end."""
+        try:
+            page = self.collection.get(include=["embeddings", "documents", "metadatas"], limit=limit, offset=offset)
+        except Exception as e:
+            raise UserError(f"{self.what} {self.spec}: reading failed at row {offset} ({first_line(e)})") from None
+        if not page["ids"]:
+            return None
+        docs, metas = page.get("documents"), page.get("metadatas")
+        return Batch(list(page["ids"]), np.asarray(page["embeddings"], dtype=np.float32),
+                     list(docs) if docs is not None and any(d is not None for d in docs) else None,
+                     [dict(m) if m else None for m in metas] if metas is not None and any(metas) else None)
+
+    def read_range(self, start: int, stop: int) -> Batch:
+        """A server's rows by offset, in pages (every worker of an engine asks the server for its own rows). A
+        local database is opened by one process at a time: not in ranges."""
+        if self.spec.url is None:
+            raise NotImplementedError
+        pages, size = [], self.client.get_max_batch_size()
+        for offset in range(start, stop, size):
+            page = self.page(offset, min(size, stop - offset))
+            if page is None:
+                break
+            pages.append(page)
+        rows = sum(len(p) for p in pages)
+        if rows != stop - start:
+            raise UserError(f"{self.what} {self.spec} changed while being read (rows {start}-{stop} asked, {rows} "
+                            "there); stop the writers and run again")
+        return Batch.concat(pages) if pages else Batch([], np.zeros((0, self.info.dim), np.float32))
+
+    def check_unchanged(self, offset: int) -> None:
         if offset != self.info.count or self.collection.count() != self.info.count:
             raise UserError(f"{self.what} {self.spec} changed while being read ({self.info.count} rows at the start, "
                             f"{offset} read); stop the writers and run again")

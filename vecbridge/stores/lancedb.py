@@ -17,15 +17,13 @@ from vecbridge import files
 from vecbridge.errors import UserError
 from vecbridge.files import claim, is_stale_tmp, tmp_name
 from vecbridge.stores.base import (
-    PROVENANCE_KEY,
     Batch,
     StoreWriter,
     check_parent_dir,
     existing_dir,
     first_line,
-    provenance_json,
 )
-from vecbridge.stores.parquet import ArrowReader, arrow_table, id_arrow_type, schema_provenance
+from vecbridge.stores.parquet import ArrowReader, arrow_table, first_schema, schema_provenance
 
 # what lance writes in a table's directory: what an `overwrite` may delete with it
 LANCE_FILES = re.compile(r"_versions(/[^/]+\.manifest|/latest_version_hint\.json)?|_transactions(/[^/]+\.txn)?|"
@@ -138,20 +136,13 @@ class Writer(StoreWriter):
 
     def write(self, batch: Batch) -> None:
         if self.table is None:
-            keep_ids = self.source is None or self.source.id_type != "row"
-            self.meta_schema = self.source.metadata_schema if self.source else None
-            table = arrow_table(batch, self.dim, id_arrow_type(batch) if keep_ids else None, self.meta_schema)
-            self.id_type = table.schema.field("id").type if keep_ids else None
-            self.schema = table.schema.with_metadata({PROVENANCE_KEY: provenance_json(
-                {**self.provenance, "metric": self.metric})})
+            self.id_type, self.meta_schema, self.schema = first_schema(self, batch)
             self.table = self.db.create_table(self.tmp, schema=self.schema)
             if not self._dir(self.tmp).is_dir():
                 raise UserError(f"{self.what} {self.spec}: lancedb did not create {self._dir(self.tmp)}; only local "
                                 "databases with one directory per table are supported")
-        else:
-            table = arrow_table(batch, self.dim, self.id_type, self.meta_schema)
         try:
-            self.table.add(table.cast(self.schema))
+            self.table.add(arrow_table(batch, self.dim, self.id_type, self.meta_schema).cast(self.schema))
         except Exception as e:
             raise UserError(f"{self.what} {self.spec}: lancedb refused rows near row {self.rows} "
                             f"({first_line(e)}); nothing was published") from None

@@ -192,11 +192,24 @@ def arrow_table(batch: Batch, dim: int, id_type: pa.DataType | None, meta_schema
         columns[doc_name] = pa.array(batch.documents, type=pa.string())
     table = pa.table(columns)
     if batch.metadata is not None:
-        rows = [m or {} for m in batch.metadata]
-        meta = pa.Table.from_pylist(rows, schema=meta_schema) if meta_schema is not None else pa.Table.from_pylist(rows)
+        meta = metadata_table([m or {} for m in batch.metadata], meta_schema)
         for name in meta.column_names:
             table = table.append_column(meta.schema.field(name), meta.column(name))
     return table
+
+
+def metadata_table(rows: list[dict], schema: pa.Schema | None) -> pa.Table:
+    """Per-row metadata dicts as columns: every key any row has, a null where a row lacks it (in `schema`'s order
+    and types when given, a key it lacks refused, never dropped; else sorted: a database's dicts come in no fixed
+    order)."""
+    names = sorted({k for row in rows for k in row})
+    if schema is None:
+        return pa.table({name: pa.array([row.get(name) for row in rows]) for name in names})
+    new = [name for name in names if name not in schema.names]
+    if new:
+        raise ValueError(f"metadata key {new[0]!r} is not among the keys of the first batch "
+                         f"({', '.join(schema.names) or 'none'})")
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def id_arrow_type(batch: Batch) -> pa.DataType:
@@ -232,6 +245,25 @@ def _is_vecbridge_parquet(path) -> bool:
         return False
 
 
+def first_schema(writer: StoreWriter, batch: Batch) -> tuple[pa.DataType | None, pa.Schema | None, pa.Schema]:
+    """(id type, metadata schema, whole schema with the provenance) of an Arrow store that `writer` (Parquet,
+    LanceDB) starts with `batch`: ids kept unless the source numbers its rows, the source's metadata schema or
+    else the one of the first batch's keys."""
+    keep_ids = writer.source is None or writer.source.id_type != "row"
+    meta_schema = writer.source.metadata_schema if writer.source else None
+    try:
+        table = arrow_table(batch, writer.dim, id_arrow_type(batch) if keep_ids else None, meta_schema)
+    except (pa.ArrowException, ValueError) as e:
+        raise UserError(f"{writer.what} {writer.spec}: the first rows' metadata cannot be stored as columns "
+                        f"({first_line(e)})") from None
+    if meta_schema is None and batch.metadata is not None:
+        fixed = ("id", "vector", "document")
+        meta_schema = pa.schema([f for f in table.schema if f.name not in fixed])
+    schema = table.schema.with_metadata({PROVENANCE_KEY: provenance_json({**writer.provenance,
+                                                                          "metric": writer.metric})})
+    return table.schema.field("id").type if keep_ids else None, meta_schema, schema
+
+
 def part_rows(batch: int) -> int:
     """Rows in each part file when rows come `batch` at a time: a part is closed at the first batch that takes it
     to `PART_ROWS` rows."""
@@ -253,9 +285,8 @@ class PartSink:
 
     def table(self, batch: Batch, first: int) -> pa.Table:
         """A batch (from row `first`) as a table of the store's columns."""
-        table = arrow_table(batch, self.dim, self.id_type, self.meta_schema)
         try:
-            return table.cast(self.schema)
+            return arrow_table(batch, self.dim, self.id_type, self.meta_schema).cast(self.schema)
         except (pa.ArrowException, ValueError) as e:
             raise UserError(f"{self.what} {self.spec}: rows near {first} do not fit the columns of the first "
                             f"batch ({first_line(e)})") from None
@@ -322,13 +353,7 @@ class Writer(StoreWriter):
         """The store's columns, decided by its first batch (once)."""
         if self.schema is not None:
             return
-        keep_ids = self.source is None or self.source.id_type != "row"
-        meta_schema = self.source.metadata_schema if self.source else None
-        table = arrow_table(batch, self.dim, id_arrow_type(batch) if keep_ids else None, meta_schema)
-        self.id_type = table.schema.field("id").type if keep_ids else None
-        self.meta_schema = meta_schema
-        self.schema = table.schema.with_metadata({PROVENANCE_KEY: provenance_json(
-            {**self.provenance, "metric": self.metric})})
+        self.id_type, self.meta_schema, self.schema = first_schema(self, batch)
 
     def write(self, batch: Batch) -> None:
         self.set_schema(batch)
