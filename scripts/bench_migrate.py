@@ -269,6 +269,55 @@ def progressive_curves(task: str, old: str, new: str, n_docs: int, n_queries: in
     return rows
 
 
+def ordering_simulation(task: str, old: str, new: str, n_docs: int, n_queries: int, seed: int) -> list[dict]:
+    """Query-first orders for queries the log never held, simulated on the cached vectors (no re-embedding): the
+    bridge (procrustes on the public pairs, as `migrate` fits it), re-embedded rows calibrated as the job writes
+    them; the log is the even queries, the odd ones are measured. Each order's retention at 10-60% re-embedded:
+    the job's (best rank among each logged query's k nearest rows in both stores) at k = 10/20/50, then by how many
+    logged queries reach a row, by the sum of reciprocal ranks, by the nearest logged query's similarity, and
+    random."""
+    from align import translator_class
+    from align.vectors import unit_rows_np
+    from vecbridge.jobs.progressive import calibrated, calibration
+
+    docs_p, q_p, rel_p = task_files(task, n_docs, n_queries)
+    qrels = json.loads(rel_p.read_text())
+    od, nd = unit_rows_np(embedded(old, docs_p)), unit_rows_np(embedded(new, docs_p))
+    oq, nq = unit_rows_np(embedded(old, q_p)), unit_rows_np(embedded(new, q_p))
+    tr = translator_class("procrustes")().fit(translate_cache(old, "texts-eval-8192"),
+                                              translate_cache(new, "texts-eval-8192"))
+    bridge, n, rng = tr.transform(od), len(od), np.random.default_rng(seed)
+    true = calibrated(nd, *calibration(nd[held := rng.choice(n, 1000, replace=False)], bridge[held]))
+    log = np.arange(len(nq)) % 2 == 0
+    rel = [r for r, m in zip(qrels, ~log, strict=True) if m]
+    base = retrieval(nq[~log], nd, rel)["ndcg10"]
+    tie = rng.random(n)
+
+    def point(order, f):
+        mixed = bridge.copy()
+        mixed[order[:round(f * n)]] = true[order[:round(f * n)]]
+        return round(retrieval(nq[~log], mixed, rel)["ndcg10"] / base, 4)
+
+    orders = {"random": np.argsort(tie)}
+    for k in (10, 20, 50):
+        tops = [np.argsort(-(q[log] @ store.T), axis=1)[:, :k] for q, store in ((nq, bridge), (oq, od))]
+        best, hits, rr = np.full(n, k), np.zeros(n), np.zeros(n)
+        for top in tops:
+            for r in range(k):
+                best[top[:, r]] = np.minimum(best[top[:, r]], r)
+                np.add.at(hits, top[:, r], 1)
+                np.add.at(rr, top[:, r], 1 / (r + 1))
+        orders[f"best rank, k={k}{' (the job)' if k == 10 else ''}"] = np.lexsort((tie, best))
+        orders[f"logged queries reaching it, k={k}"] = np.lexsort((tie, best, -hits))
+        orders[f"reciprocal rank sum, k={k}"] = np.lexsort((tie, -rr))
+    orders["nearest logged query's similarity"] = np.lexsort(
+        (tie, -np.maximum((oq[log] @ od.T).max(0), (nq[log] @ bridge.T).max(0))))
+    stay = retrieval(oq[~log], od, rel)["ndcg10"] / base
+    return [{"task": task, "pair": f"{old}->{new}", "row": "ordering", "order": name, "stay": round(stay, 4),
+             **{f"{f:.0%}": point(order, f) for f in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)}}
+            for name, order in orders.items()]
+
+
 def progressive_markdown(rows: list[dict]) -> str:
     """One line per run: retention at each checkpoint (fraction re-embedded), staying beside it."""
     runs: dict = {}
@@ -378,6 +427,8 @@ def main() -> None:
     ap.add_argument("--throughput", action="store_true")
     ap.add_argument("--progressive", action="store_true",
                     help="the retention curve of `migrate --progressive` in random and query-first order")
+    ap.add_argument("--orderings", action="store_true",
+                    help="query-first orders for unseen queries, simulated on the cached vectors")
     ap.add_argument("--checkpoints", type=int, default=10, help="checkpoints of a --progressive run (default 10)")
     ap.add_argument("--tasks", default="wordnet,gcide")
     ap.add_argument("--pairs", default="minilm-l3:minilm-l6,minilm-l6:mpnet-base,mpnet-base:minilm-l6")
@@ -430,6 +481,12 @@ def main() -> None:
                                            args.log)
         result["progressive"] = rows
         print(progressive_markdown(rows))
+    if args.orderings:
+        rows = [r for task in args.tasks.split(",") for old, new in (tuple(p.split(":")) for p in args.pairs.split(","))
+                for r in ordering_simulation(task, old, new, args.docs, args.queries, args.seed)]
+        result["orderings"] = rows
+        for r in rows:
+            print(json.dumps(r))
     if args.throughput:
         result["throughput"] = throughput(args.rows, args.backends.split(","), args.small_rows)
     if args.json:
