@@ -215,8 +215,12 @@ def bench_task_pair(task: str, old: str, new: str, n_docs: int, n_queries: int, 
     return rows
 
 
+ORDERS = {"random": ("random", None), "queries": ("queries", "all"), "queries-unseen": ("queries", "other half")}
+
+
 def progressive_curves(task: str, old: str, new: str, n_docs: int, n_queries: int, seed: int,
-                       checkpoints: int = 10, log_path: Path | None = None) -> list[dict]:
+                       checkpoints: int = 10, log_path: Path | None = None,
+                       orders: tuple[str, ...] = tuple(ORDERS)) -> list[dict]:
     """`vecbridge migrate --progressive` through the library on the task's store of old-model vectors (documents
     from the task's file): the task's real queries scored against the destination at every checkpoint, as a
     fraction of re-embedding, in random order and in query-first order (the log being the measured queries, then
@@ -238,7 +242,7 @@ def progressive_curves(task: str, old: str, new: str, n_docs: int, n_queries: in
         halves["other half"][0].write_text("".join(json.dumps({"text": t}) + "\n"
                                                    for t, h in zip(texts, half, strict=True) if h))
         tr_dir = tmp / "translator"
-        for order, log_name in (("random", None), ("queries", "all"), ("queries", "other half")):
+        for order, log_name in (ORDERS[name] for name in orders):
             measured = halves[log_name or "all"][1]
             q_rel = [r for r, m in zip(qrels, measured, strict=True) if m]
             base = retrieval(nq[measured], nd, q_rel)["ndcg10"]
@@ -429,6 +433,8 @@ def main() -> None:
                     help="the retention curve of `migrate --progressive` in random and query-first order")
     ap.add_argument("--orderings", action="store_true",
                     help="query-first orders for unseen queries, simulated on the cached vectors")
+    ap.add_argument("--orders", default=",".join(ORDERS),
+                    help=f"the orders of a --progressive run, in this order (default {','.join(ORDERS)})")
     ap.add_argument("--checkpoints", type=int, default=10, help="checkpoints of a --progressive run (default 10)")
     ap.add_argument("--tasks", default="wordnet,gcide")
     ap.add_argument("--pairs", default="minilm-l3:minilm-l6,minilm-l6:mpnet-base,mpnet-base:minilm-l6")
@@ -478,7 +484,7 @@ def main() -> None:
         for task in args.tasks.split(","):
             for old, new in (tuple(p.split(":")) for p in args.pairs.split(",")):
                 rows += progressive_curves(task, old, new, args.docs, args.queries, args.seed, args.checkpoints,
-                                           args.log)
+                                           args.log, tuple(args.orders.split(",")))
         result["progressive"] = rows
         print(progressive_markdown(rows))
     if args.orderings:
