@@ -342,8 +342,8 @@ def test_truth_from_the_builtin_split_a_store_was_embedded_from(tmp_path, monkey
 
 def test_an_attacker_who_knows_documents(world, tmp_path):
     # the vectors-only attacker holds a wrong map (Procrustes on shuffled pairs, used as given) and demonstrates
-    # nothing; an attacker who knows 64 of the leaked documents fits the leak with them as known pairs (16 held out
-    # validate it) and reads the other records as the true encoder does; the known documents are never scored
+    # nothing; an attacker who knows 64 of the leaked documents maps the leak by them (each quarter held out in turn
+    # validates it) and reads the other records as the true encoder does; the known documents are never scored
     from align.paired import ProcrustesTranslator
     from encoders.registry import get_encoder
     from vecbridge.jobs import save_translator
@@ -369,7 +369,8 @@ def test_an_attacker_who_knows_documents(world, tmp_path):
     assert vectors_only["attributes"]["topic"]["accuracy"] < 0.6
     assert known["scored"] == 176 and len(set(known["known_ids"])) == 64
     assert known["translator"]["verdict"] == "ok" and known["translator"]["verdict_from"] == "held-out known pairs"
-    assert known["translator"]["validation"]["pairs"] == 16 and known["translator"]["validation"]["top1"] > 0.9
+    assert known["translator"]["method"] == "pairs_subspace"
+    assert known["translator"]["validation"]["pairs"] == 64 and known["translator"]["validation"]["top1"] > 0.7
     a = known["attributes"]["topic"]
     assert a["n"] == 176 and a["accuracy"] > 0.9 and a["accuracy"] == pytest.approx(a["ideal_accuracy"], abs=0.03)
     assert known["keywords"]["f1"] == pytest.approx(known["keywords"]["ideal_f1"], abs=0.05)

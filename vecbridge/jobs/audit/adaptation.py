@@ -73,14 +73,6 @@ def adaptation_start(given: Translator, x: np.ndarray, given_x: np.ndarray) -> n
                           yc / np.linalg.norm(yc, axis=1, keepdims=True))
 
 
-def pairs_start(x: np.ndarray, reference: np.ndarray, known_x: np.ndarray, known_y: np.ndarray) -> np.ndarray:
-    """The start of an attacker who knows pairs (`known_x` in the leak's space, `known_y` in the reference's): the
-    rotation between their unit rows centred on the leak's and the reference's means, as a fit centres them."""
-    xc, yc = known_x - x.mean(0), known_y - reference.mean(0)
-    return orthogonal_map(xc / np.linalg.norm(xc, axis=1, keepdims=True),
-                          yc / np.linalg.norm(yc, axis=1, keepdims=True))
-
-
 def choose_adapted(given: Translator, adapted: Translator, x: np.ndarray, reference: np.ndarray,
                    seed: int) -> tuple[Translator, dict]:
     """The translator the attack uses: the given one adapted to the leak `x` (fitted against `reference`),

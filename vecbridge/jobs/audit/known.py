@@ -1,6 +1,6 @@
 """The known-documents threat model: an attacker who knows K of the leaked documents (public pages in a private
-index, a few of the victim's own mails) fits a few-shot translator on those K pairs (from 16 on a quarter held out
-validates it) and reads the other records; one point of the curve per K, scored beside the ideal on those records.
+index, a few of the victim's own mails) maps the leak by those K pairs (from 16 on, held-out folds of them
+validate the map) and reads the other records; one point of the curve per K, scored beside the ideal on those records.
 The known documents are never scored as recovered."""
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def curve_point(k: int, model: Translator, suite: AttackSuite, rows: Leak, ideal
     confidence = model.confidence_ or {}
     return {"k": k, "known_ids": [rows.ids[i] for i in np.sort(order[:k])], "scored": len(scored),
             "reference": reference,
-            "translator": {"confidence": confidence.get("score"), "verdict": confidence.get("verdict"),
-                           "verdict_from": confidence.get("verdict_from"),
+            "translator": {"method": model.method, "confidence": confidence.get("score"),
+                           "verdict": confidence.get("verdict"), "verdict_from": confidence.get("verdict_from"),
                            "validation": confidence.get("validation")},
             "demonstrated": confidence.get("verdict") != "low",
             "attributes": {name: {m: a[m] for m in ("accuracy", "top_k_accuracy", "ideal_accuracy", "chance", "n")}
