@@ -128,8 +128,7 @@ class Collected:
     def checkpoint(self):
         self.checkpoints += 1
 
-    def worker_parts(self, batch, first):
-        return None  # this process writes every batch
+    workers_write = False  # this process writes every batch
 
 
 def run_flow(translator, src, engine, step=None, skip=0) -> list[tuple]:

@@ -65,11 +65,8 @@ def run(flow: Flow, engine: str = "local", address: str | None = None, progress:
     rows, writer, held = flow.skip, flow.writer, flow.skip % flow.batch
     bar = tqdm(total=flow.reader.info.count, initial=rows, unit="vec", unit_scale=True, desc=flow.desc,
                disable=None if progress is None else not progress)
-    parts = None
-    if engine == "ray":
-        first = flow.reader.read_range(0, min(flow.batch, flow.reader.info.count))
-        parts = writer.worker_parts(flow.batch, first)
-    if parts is not None:  # the workers write the destination's files themselves
+    if engine == "ray" and writer.workers_write:  # the workers write the destination's files themselves
+        parts = writer.worker_parts(flow.batch, flow.reader.read_range(0, min(flow.batch, flow.reader.info.count)))
         with contextlib.closing(ray_data.parts_written(flow, *parts, address)) as written, bar:
             for k, n in written:
                 writer.adopt_part(k, n)

@@ -263,10 +263,12 @@ class StoreWriter:
     def write(self, batch: Batch) -> None:
         raise NotImplementedError
 
+    # a store of files that an engine's workers can write themselves, part by part (Parquet): see
+    # `parquet.Writer.worker_parts` and `adopt_part`; elsewhere this process writes every batch
+    workers_write = False
+
     def worker_parts(self, batch: int, first: Batch):
-        """For a store of files that an engine's workers can write themselves, part by part (Parquet), what they
-        need: see `parquet.Writer.worker_parts`; None (the default) where this process writes every batch."""
-        return None
+        raise NotImplementedError
 
     def adopt_part(self, k: int, rows: int) -> None:
         raise NotImplementedError

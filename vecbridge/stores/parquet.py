@@ -312,6 +312,8 @@ class Writer(StoreWriter):
     directory store is that directory, renamed into place; a single `.parquet` file is the parts' row groups
     copied into one staged file at commit."""
 
+    workers_write = True
+
     def __init__(self, spec, **kwargs):
         super().__init__(spec, **kwargs)
         self.sharded = spec.path.suffix != ".parquet"
