@@ -291,7 +291,8 @@ def loo_row(r: dict, victim: str, corpus: str, n: int, wall_s: float, cpu_s: flo
                   for k, a in p["attributes"].items()}
         gains = [(a["accuracy"] - a["chance"]) / (a["ideal_accuracy"] - a["chance"])
                  for a in p["attributes"].values() if a["ideal_accuracy"] > a["chance"]]
-        points[p["k"]] = {"verdict": p["translator"]["verdict"], "demonstrated": p["demonstrated"],
+        points[p["k"]] = {"method": p["translator"].get("method"), "verdict": p["translator"]["verdict"],
+                          "demonstrated": p["demonstrated"],
                           "validation_top1": (p["translator"]["validation"] or {}).get("top1"),
                           "reference": p["reference"], "scored": p["scored"], "ratio": ratios,
                           "attributes": {k: {m: a[m] for m in ("accuracy", "ideal_accuracy", "chance")}
