@@ -264,6 +264,15 @@ def first_schema(writer: StoreWriter, batch: Batch) -> tuple[pa.DataType | None,
     return table.schema.field("id").type if keep_ids else None, meta_schema, schema
 
 
+def as_written(schema: pa.Schema) -> pa.Schema:
+    """A schema read back from a part file as the writer built it: Parquet names a list's values `element` where
+    Arrow named them `item` (the same columns, but other bytes in every file written with it)."""
+    i = schema.get_field_index("vector")
+    values = schema.field(i).type.value_field
+    vector = pa.list_(pa.field("item", values.type, values.nullable), schema.field(i).type.list_size)
+    return schema.set(i, schema.field(i).with_type(vector))
+
+
 def part_rows(batch: int) -> int:
     """Rows in each part file when rows come `batch` at a time: a part is closed at the first batch that takes it
     to `PART_ROWS` rows."""
@@ -346,7 +355,7 @@ class Writer(StoreWriter):
             if not PART_NAME.fullmatch(entry.name):
                 files.remove(entry)
         if self.part:
-            self.schema = pq.read_schema(self._part_path(0))
+            self.schema = as_written(pq.read_schema(self._part_path(0)))
             self.id_type = self.schema.field("id").type if "id" in self.schema.names else None
             self.meta_schema = self.source.metadata_schema if self.source else None
         self.rows = self.closed_rows = self.resumed_rows
