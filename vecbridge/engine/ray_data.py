@@ -67,11 +67,11 @@ def parts_written(flow: Flow, sink, size: int, held: dict[int, int], address: st
     the destination already, from a killed run) as they are, the others read, mapped and written by the workers
     themselves with `sink` (a `PartSink`), so no vector passes through this process."""
     count = flow.reader.info.count
-    todo = [{"part": k, "start": k * size, "stop": min(k * size + size, count)}
-            for k in range(flow.skip // size, -(-count // size)) if k not in held]
+    parts = range(flow.skip // size, -(-count // size))
+    todo = [{"part": k, "start": k * size, "stop": min(k * size + size, count)} for k in parts if k not in held]
     done = results(pool_tables(todo, PartWorker, (resolved(flow.source), flow.what, flow.step, sink, flow.batch),
                                flow.gpu, address)) if todo else iter(())
-    for k in range(flow.skip // size, -(-count // size)):
+    for k in parts:
         yield (k, held[k]) if k in held else next(done)
 
 

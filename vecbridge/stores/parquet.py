@@ -351,9 +351,7 @@ class Writer(StoreWriter):
         self.parts.rmdir()
         os.rename(held, self.parts)
         self.part = state["part"]
-        for entry in self.parts.iterdir():  # a part being written when the run was killed; closed parts are whole
-            if not PART_NAME.fullmatch(entry.name):
-                files.remove(entry)
+        self._drop_unfinished()  # a part being written when the run was killed; closed parts are whole
         if self.part:
             self.schema = as_written(pq.read_schema(self._part_path(0)))
             self.id_type = self.schema.field("id").type if "id" in self.schema.names else None
@@ -411,6 +409,12 @@ class Writer(StoreWriter):
         self.rows += rows
         self.part, self.closed_rows = k + 1, self.rows
 
+    def _drop_unfinished(self) -> None:
+        """Remove from the staged parts what is not a whole part (temporary files of parts being written)."""
+        for entry in self.parts.iterdir():
+            if not PART_NAME.fullmatch(entry.name):
+                files.remove(entry)
+
     def durable_state(self) -> dict | None:
         if not self.closed_rows:  # nothing a resume could keep yet
             return None
@@ -420,9 +424,7 @@ class Writer(StoreWriter):
         with files.disk_errors(self.spec.path):
             if self.writer is not None:
                 self._close_part()
-            for entry in self.parts.iterdir():  # what dead workers began
-                if not PART_NAME.fullmatch(entry.name):
-                    files.remove(entry)
+            self._drop_unfinished()  # what dead workers began
             if not self.sharded:
                 with part_writer(self._staging.file(self.spec.path), self.schema) as out:
                     for group in row_groups_ahead([self._part_path(k) for k in range(self.part)]):
