@@ -159,3 +159,58 @@ def test_sigkill_of_the_cli_mid_run_then_resume(tmp_path):
     resumed, one_go = pq.read_table(tmp_path / "out"), pq.read_table(tmp_path / "one")
     assert resumed.num_rows == 300_000 and resumed.equals(one_go)
     assert not [p for p in tmp_path.iterdir() if "vecbridge-tmp" in p.name]
+
+
+def _sparse_chroma(path, vectors):
+    """A Chroma collection (made with chromadb) whose rows have different metadata keys, in varying order: every
+    row `n`; rows before 100 and from 256 `tag` (none in the batches a resume after two batches starts with); every
+    third row `score`; every fifth a list `l`; none at all in rows 192 to 255 (a whole batch)."""
+    import chromadb
+    from chromadb.config import Settings
+
+    meta = []
+    for i in range(N):
+        m = {"n": i} | ({"tag": f"t{i % 5}"} if i < 100 or i >= 256 else {}) | ({"score": i / 10} if i % 3 == 0
+                                                                                  else {})
+        m |= {"l": [i, i + 1]} if i % 5 == 0 else {}
+        meta.append(None if 192 <= i < 256 else dict(reversed(m.items())) if i % 2 else m)
+    client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+    col = client.create_collection("src", embedding_function=None, metadata={"hnsw:space": "cosine"})
+    col.add(ids=[f"doc-{i}" for i in range(N)], embeddings=vectors, documents=[f"text {i}" for i in range(N)],
+            metadatas=meta)
+    return f"chroma:{path}#src"
+
+
+@pytest.mark.parametrize("out", ["{d}/out.parquet", "parquet:{d}/outdir", "lancedb:{d}/ld#dst"])
+def test_a_resumed_store_from_sparse_chroma_metadata_is_the_one_go_store(world, tmp_path, monkeypatch, out):
+    """Chroma has no metadata schema: the resumed run takes the columns of what was already written (a null
+    where a row lacks a key, lists as first built), not the keys of its own first batch."""
+    from vecbridge.stores import parquet
+
+    translator, _ = world
+    src = _sparse_chroma(tmp_path / "db", random_unit_rows(np.random.default_rng(3), N, D_IN))
+    resumed, one_go = out.format(d=tmp_path / "a"), out.format(d=tmp_path / "b")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    kill_half_way(translator, src, resumed)
+    monkeypatch.setattr(parquet, "PART_ROWS", CHUNK)  # the parts as the killed run cut them
+    rc, stdout, err = cli("translate", "--translator", translator, "--input", src, "--output", resumed,
+                          "--chunk", CHUNK, "--resume", "--json")
+    assert rc == 0, err
+    assert json.loads(stdout)["resumed_rows"] == 2 * CHUNK
+    rc, _, err = cli("translate", "--translator", translator, "--input", src, "--output", one_go, "--chunk", CHUNK)
+    assert rc == 0, err
+    if out.startswith("lancedb"):
+        import lancedb
+
+        table, other = (lancedb.connect(tmp_path / d / "ld").open_table("dst").to_arrow() for d in "ab")
+        assert content(resumed) == content(one_go) and table.schema.equals(other.schema, check_metadata=True)
+    else:
+        assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")  # byte for byte
+        table = pq.read_table(tmp_path / "a" / ("out.parquet" if out.endswith(".parquet") else "outdir"))
+    assert table.column_names == ["id", "vector", "document", "l", "n", "score", "tag"]
+    tags = table.column("tag").to_pylist()
+    assert tags[150] is None and tags[99] == "t4" and tags[260] == "t0"
+    assert table.column("l").to_pylist()[:6] == [[0, 1], None, None, None, None, [5, 6]]
+    assert table.column("n").to_pylist()[190:194] + table.column("n").to_pylist()[255:257] == [190, 191, None, None,
+                                                                                                 None, 256]

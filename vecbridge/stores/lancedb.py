@@ -23,7 +23,7 @@ from vecbridge.stores.base import (
     existing_dir,
     first_line,
 )
-from vecbridge.stores.parquet import ArrowReader, arrow_table, first_schema, schema_provenance
+from vecbridge.stores.parquet import ArrowReader, arrow_table, first_schema, resumed_schema, schema_provenance
 
 # what lance writes in a table's directory: what an `overwrite` may delete with it
 LANCE_FILES = re.compile(r"_versions(/[^/]+\.manifest|/latest_version_hint\.json)?|_transactions(/[^/]+\.txn)?|"
@@ -120,9 +120,7 @@ class Writer(StoreWriter):
             if rows != self.resumed_rows:
                 raise UserError(f"{self.what} {self.spec}: the unfinished table holds {rows} rows, its record "
                                 f"{self.resumed_rows}; run without `resume` to start over")
-            self.schema = self.table.schema
-            self.id_type = self.schema.field("id").type if "id" in self.schema.names else None
-            self.meta_schema = self.source.metadata_schema if self.source else None
+            self.id_type, self.meta_schema, self.schema = resumed_schema(self, self.table.schema)
             self.rows = rows
         for entry in self.base.iterdir():
             if entry.suffix == ".lance" and is_stale_tmp(entry.stem, self.spec.name):

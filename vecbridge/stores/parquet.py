@@ -191,8 +191,8 @@ def arrow_table(batch: Batch, dim: int, id_type: pa.DataType | None, meta_schema
     if batch.documents is not None:
         columns[doc_name] = pa.array(batch.documents, type=pa.string())
     table = pa.table(columns)
-    if batch.metadata is not None:
-        meta = metadata_table([m or {} for m in batch.metadata], meta_schema)
+    if batch.metadata is not None or meta_schema is not None:  # a batch without metadata: nulls in the columns
+        meta = metadata_table([m or {} for m in batch.metadata or [None] * len(batch)], meta_schema)
         for name in meta.column_names:
             table = table.append_column(meta.schema.field(name), meta.column(name))
     return table
@@ -245,6 +245,9 @@ def _is_vecbridge_parquet(path) -> bool:
         return False
 
 
+FIXED_COLUMNS = ("id", "vector", "document")  # an Arrow store's columns that are not metadata
+
+
 def first_schema(writer: StoreWriter, batch: Batch) -> tuple[pa.DataType | None, pa.Schema | None, pa.Schema]:
     """(id type, metadata schema, whole schema with the provenance) of an Arrow store that `writer` (Parquet,
     LanceDB) starts with `batch`: ids kept unless the source numbers its rows, the source's metadata schema or
@@ -257,11 +260,36 @@ def first_schema(writer: StoreWriter, batch: Batch) -> tuple[pa.DataType | None,
         raise UserError(f"{writer.what} {writer.spec}: the first rows' metadata cannot be stored as columns "
                         f"({first_line(e)})") from None
     if meta_schema is None and batch.metadata is not None:
-        fixed = ("id", "vector", "document")
-        meta_schema = pa.schema([f for f in table.schema if f.name not in fixed])
+        meta_schema = pa.schema([f for f in table.schema if f.name not in FIXED_COLUMNS])
     schema = table.schema.with_metadata({PROVENANCE_KEY: provenance_json({**writer.provenance,
                                                                           "metric": writer.metric})})
     return table.schema.field("id").type if keep_ids else None, meta_schema, schema
+
+
+def resumed_schema(writer: StoreWriter, written: pa.Schema) -> tuple[pa.DataType | None, pa.Schema, pa.Schema]:
+    """`first_schema` of the run that `writer` resumes, from the schema `written` read back from what that run
+    wrote: the metadata columns are the written ones (a source without a metadata schema, such as Chroma's,
+    gave them from the first batch's keys, not this run's), with a list's values named as Arrow built them."""
+    written = as_written(written)
+    meta_schema = writer.source.metadata_schema if writer.source else None
+    if meta_schema is None:
+        meta_schema = pa.schema([f.with_type(_as_built(f.type)) for f in written if f.name not in FIXED_COLUMNS])
+    meta = {f.name: f for f in meta_schema}
+    schema = pa.schema([meta.get(f.name, f) if f.name not in FIXED_COLUMNS else f for f in written],
+                       metadata=written.metadata)
+    return schema.field("id").type if "id" in schema.names else None, meta_schema, schema
+
+
+def _as_built(t: pa.DataType) -> pa.DataType:
+    """A type read back from Parquet as Arrow builds it from Python values: a list's values named `item`."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        values = pa.field("item", _as_built(t.value_type), t.value_field.nullable)
+        if pa.types.is_fixed_size_list(t):
+            return pa.list_(values, t.list_size)
+        return pa.large_list(values) if pa.types.is_large_list(t) else pa.list_(values)
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_as_built(t.field(i).type)) for i in range(t.num_fields)])
+    return t
 
 
 def as_written(schema: pa.Schema) -> pa.Schema:
@@ -353,9 +381,7 @@ class Writer(StoreWriter):
         self.part = state["part"]
         self._drop_unfinished()  # a part being written when the run was killed; closed parts are whole
         if self.part:
-            self.schema = as_written(pq.read_schema(self._part_path(0)))
-            self.id_type = self.schema.field("id").type if "id" in self.schema.names else None
-            self.meta_schema = self.source.metadata_schema if self.source else None
+            self.id_type, self.meta_schema, self.schema = resumed_schema(self, pq.read_schema(self._part_path(0)))
         self.rows = self.closed_rows = self.resumed_rows
 
     def set_schema(self, batch: Batch) -> None:
