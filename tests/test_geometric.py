@@ -11,7 +11,8 @@ from align.base import Translator
 from align.confidence import AGREEMENT_OK
 from align.errors import AlignError
 from align.geometric import SEARCH_WEIGHT, GeometricTranslator
-from align.geometric.screening import STRUCTURE_OK, Screen, Start
+from align.geometric.refine import Pairs
+from align.geometric.screening import STRUCTURE_OK, Screen, Start, known_pairs_starts, relative_start
 from align.metrics import evaluate
 from align.paired import ProcrustesTranslator
 from align.vectors import unit_rows
@@ -363,11 +364,28 @@ def test_a_weak_known_pairs_start_gets_more_screening_rounds_and_skips_the_ancho
     # directions open, so it comes as several completions, each screened
     tr = GeometricTranslator(seed=1, **FAST).fit(src, tgt, pairs=(ev_src[:8], ev_tgt[:8]))
     init = tr.fit_report_["stages"]["init"]
-    assert set(init["candidates"]) == {f"known_pairs:{i}" for i in range(1, tr.pair_completions + 1)}
+    assert set(init["candidates"]) == {"known_pairs:relative"} | \
+        {f"known_pairs:{i}" for i in range(1, tr.pair_completions + 1)}
     assert init["chosen"].startswith("known_pairs:") and init["score"] == max(init["candidates"].values())
     assert tr.screen_iters < init["screen"]["rounds"] <= tr.final_iters
     assert "validation" not in tr.confidence_  # too few pairs to hold any out
     assert evaluate(tr.transform(ev_src[30:]), ev_tgt[30:], pool=470)["top1"] > 0.95
+
+
+def test_the_relative_start_places_every_row_by_all_the_known_pairs(data):
+    # 8 pairs in 16 dims fix half the directions; the completions guess the rest, the relative start reads every
+    # unpaired row's cosines to the pairs and matches the two sides by them: right before any refinement
+    src, tgt, ev_src, ev_tgt = data
+    mx, my = src.mean(0), tgt.mean(0)
+    known = Pairs(unit_rows(ev_src[:8] - mx), unit_rows(ev_tgt[:8] - my))
+    xs, yt = unit_rows(src - mx), unit_rows(tgt - my)
+    ex, ey = unit_rows(ev_src[30:] - mx).numpy(), unit_rows(ev_tgt[30:] - my).numpy()
+
+    def top1(start):
+        return evaluate(ex @ start.weight, ey, pool=len(ey))["top1"]
+    relative = relative_start(known, xs, yt, csls_k=10, rounds=6)
+    assert relative.name == "known_pairs:relative" and top1(relative) > 0.9
+    assert all(top1(s) < 0.5 for s in known_pairs_starts(known, completions=4, rounds=6, seed=0))
 
 
 def test_a_weak_known_pairs_start_does_not_depend_on_float_rounding(data):

@@ -26,8 +26,9 @@ from align.confidence import (
     pair_validation,
     translation_confidence,
 )
+from align.geometric.kernels import csls_matches
 from align.geometric.refine import Pairs, self_learn
-from align.vectors import closest_isometry
+from align.vectors import closest_isometry, orthogonal_map
 
 # Singular values of the known pairs' cross-covariance below this fraction of the largest one count as zero:
 # the directions they belong to are not determined by the pairs.
@@ -211,6 +212,25 @@ def known_pairs_starts(known: Pairs, *, completions: int, rounds: int, seed: int
         w = spanned + a[:, :dims - rank] @ bt[:dims - rank]
         starts.append(Start(f"known_pairs:{i + 1}", w.astype(np.float32), rounds))
     return starts
+
+
+def relative_start(known: Pairs, xs: torch.Tensor, yt: torch.Tensor, *, csls_k: int, rounds: int) -> Start:
+    """A start from few known pairs that uses every unpaired row (relative representations): each row of a side
+    described by its cosines to that side's known rows, each cosine standardised over the side's rows so that the
+    two models' scales compare; every row matched to its CSLS nearest description on the other side (both ways),
+    and the rotation fitted by Procrustes on those matches and the known pairs.
+
+    A known-pairs rotation fixes only the directions the pairs span (32 pairs: 32 of 384); the descriptions
+    place every row by all the pairs at once, so the matches, rough as they are, pin down every direction.
+    """
+    def described(rows: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        cos = rows @ anchors.T
+        return torch.nn.functional.normalize((cos - cos.mean(0)) / (cos.std(0) + 1e-6), dim=1)
+
+    fwd, back = csls_matches(described(xs, known.source), described(yt, known.target), csls_k)
+    w = orthogonal_map(torch.cat([xs, xs[back], known.source]).numpy(),
+                       torch.cat([yt[fwd], yt, known.target]).numpy())
+    return Start("known_pairs:relative", w, rounds)
 
 
 def _random_isometry(d_in: int, d_out: int, rng: np.random.Generator) -> np.ndarray:

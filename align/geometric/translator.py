@@ -23,7 +23,7 @@ from align.errors import AlignError
 from align.geometric.anchors import pooled_anchor_map
 from align.geometric.kernels import whitener
 from align.geometric.refine import Pairs, centroid_refine, damped_refine, matched_pairs, self_learn
-from align.geometric.screening import Candidate, Screen, Start, best_start, known_pairs_starts
+from align.geometric.screening import Candidate, Screen, Start, best_start, known_pairs_starts, relative_start
 from align.geometric.workers import available_cores, run_side_by_side
 from align.vectors import check_vectors, closest_isometry, orthogonal_map, shrunk_linear_map, unit_rows
 
@@ -282,8 +282,9 @@ class GeometricTranslator(Translator):
         (`screened`), the fallback pivots come first: a third start must pass and agree, so it rarely rescues."""
         first = []
         if known is not None:
-            first += known_pairs_starts(known, completions=self.pair_completions,
-                                        rounds=max(self.screen_iters, self.final_iters), seed=self.seed)
+            rounds = max(self.screen_iters, self.final_iters)
+            first.append(relative_start(known, xs, yt, csls_k=self.csls_k, rounds=rounds))
+            first += known_pairs_starts(known, completions=self.pair_completions, rounds=rounds, seed=self.seed)
         if given is not None:
             first.append(Start("given", closest_isometry(given), self.screen_iters))
         if xs.shape[1] == yt.shape[1]:
@@ -414,7 +415,7 @@ class GeometricTranslator(Translator):
         converged map; one more round then adds `all_pairs`."""
         x, y = self._final_rows(xs, yt, rng)
         # a known-pairs start is rougher: it still gains after `final_iters` rounds
-        rounds = self.final_iters if known is None else 2 * self.final_iters
+        rounds = self.final_iters if known is None else 4 * self.final_iters
         w, rep = self_learn(w, x, y, known=known, csls_k=self.csls_k, max_rounds=rounds, desc="final refine",
                             verbose=self.verbose)
         rep = {"rows": [len(x), len(y)], **rep}
