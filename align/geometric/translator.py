@@ -276,14 +276,16 @@ class GeometricTranslator(Translator):
     def _start_tiers(self, xs, yt, known: Pairs | None, src, tgt, pivots: dict, fallback: dict, given, legs: dict,
                      screened: list, log) -> Iterator[list[Start]]:
         """Candidate starts, cheapest first, one tier at a time (each built only if no earlier one passed):
-        known pairs (screened with the final refine's rounds), a given start and the identity (models of one
-        family often share coordinates); each pivot's chain (legs reported into `legs`); two anchor starts; each
-        fallback pivot's chain; further anchor starts. If neither of the first two anchor starts reaches the bar
-        (`screened`), the fallback pivots come first: a third start must pass and agree, so it rarely rescues."""
+        the known pairs' relative start; their completions (both screened with the final refine's rounds), a given
+        start and the identity (models of one family often share coordinates); each pivot's chain (legs reported
+        into `legs`); two anchor starts; each fallback pivot's chain; further anchor starts. If neither of the
+        first two anchor starts reaches the bar (`screened`), the fallback pivots come first: a third start must
+        pass and agree, so it rarely rescues."""
         first = []
         if known is not None:
             rounds = max(self.screen_iters, self.final_iters)
-            first.append(relative_start(known, xs, yt, csls_k=self.csls_k, rounds=rounds))
+            # a tier of its own: when it passes, a few held-out pairs' noise does not hand the fit to a completion
+            yield [relative_start(known, xs, yt, csls_k=self.csls_k, rounds=rounds)]
             first += known_pairs_starts(known, completions=self.pair_completions, rounds=rounds, seed=self.seed)
         if given is not None:
             first.append(Start("given", closest_isometry(given), self.screen_iters))
