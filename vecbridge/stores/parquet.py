@@ -269,11 +269,11 @@ def first_schema(writer: StoreWriter, batch: Batch) -> tuple[pa.DataType | None,
 def resumed_schema(writer: StoreWriter, written: pa.Schema) -> tuple[pa.DataType | None, pa.Schema, pa.Schema]:
     """`first_schema` of the run that `writer` resumes, from the schema `written` read back from what that run
     wrote: the metadata columns are the written ones (a source without a metadata schema, such as Chroma's,
-    gave them from the first batch's keys, not this run's), with a list's values named as Arrow built them."""
+    gave them from the first batch's keys, not this run's), as Arrow built them (`as_written`)."""
     written = as_written(written)
     meta_schema = writer.source.metadata_schema if writer.source else None
     if meta_schema is None:
-        meta_schema = pa.schema([f.with_type(_as_built(f.type)) for f in written if f.name not in FIXED_COLUMNS])
+        meta_schema = pa.schema([f for f in written if f.name not in FIXED_COLUMNS])
     meta = {f.name: f for f in meta_schema}
     schema = pa.schema([meta.get(f.name, f) if f.name not in FIXED_COLUMNS else f for f in written],
                        metadata=written.metadata)
@@ -294,11 +294,9 @@ def _as_built(t: pa.DataType) -> pa.DataType:
 
 def as_written(schema: pa.Schema) -> pa.Schema:
     """A schema read back from a part file as the writer built it: Parquet names a list's values `element` where
-    Arrow named them `item` (the same columns, but other bytes in every file written with it)."""
-    i = schema.get_field_index("vector")
-    values = schema.field(i).type.value_field
-    vector = pa.list_(pa.field("item", values.type, values.nullable), schema.field(i).type.list_size)
-    return schema.set(i, schema.field(i).with_type(vector))
+    Arrow named them `item` (the same columns, but other bytes in every file written with it), in the vector
+    column and in any list of the metadata."""
+    return pa.schema([f.with_type(_as_built(f.type)) for f in schema], metadata=schema.metadata)
 
 
 def part_rows(batch: int) -> int:
