@@ -369,7 +369,7 @@ def test_an_attacker_who_knows_documents(world, tmp_path):
     assert vectors_only["attributes"]["topic"]["accuracy"] < 0.6
     assert known["scored"] == 176 and len(set(known["known_ids"])) == 64
     assert known["translator"]["verdict"] == "ok" and known["translator"]["verdict_from"] == "held-out known pairs"
-    assert known["translator"]["method"] == "pairs_subspace"
+    assert known["translator"]["method"] == "pairs_ensemble"
     assert known["translator"]["validation"]["pairs"] == 64 and known["translator"]["validation"]["top1"] > 0.7
     a = known["attributes"]["topic"]
     assert a["n"] == 176 and a["accuracy"] > 0.9 and a["accuracy"] == pytest.approx(a["ideal_accuracy"], abs=0.03)

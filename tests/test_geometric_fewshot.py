@@ -1,12 +1,13 @@
 """PairsSubspaceTranslator on small synthetic spaces: a few known pairs map a leak whose domain the unpaired
 targets do not cover, the source's strong directions chosen by held-out pairs; its verdict comes from those pairs
-only; bad input is refused."""
+only; bad input is refused. PairsEnsembleTranslator: geometric members beside it are kept only where their
+out-of-fold pairs say so."""
 
 import numpy as np
 import pytest
 
 from align.errors import AlignError
-from align.geometric.fewshot import MIN_VALIDATION_PAIRS, PairsSubspaceTranslator
+from align.geometric.fewshot import MIN_VALIDATION_PAIRS, PairsEnsembleTranslator, PairsSubspaceTranslator
 from align.metrics import evaluate
 from tests.helpers import random_isometry
 
@@ -70,3 +71,49 @@ def test_bad_input_is_refused(world):
             ({}, (src, other, (src[:20, :8], truth[:20])), "paired source vectors")]:
         with pytest.raises(AlignError, match=message):
             PairsSubspaceTranslator(**kwargs).fit(*fit_args[:2], pairs=fit_args[2])
+
+
+# the members' quick search: a start that fails the screen (the off-domain targets) is searched for briefly
+FAST_MEMBERS = {"bag_starts": 0, "restarts": 1, "anchor_starts": 1}
+
+
+@pytest.fixture(scope="module")
+def covered_world():
+    """(leak source rows, their truths, unpaired target rows of the same domain (other rows' truths), unpaired
+    target rows of another domain)."""
+    src, truth, other = leak_world(n=1000, d=32, strong=6)
+    return src[:500], truth[:500], truth[500:], other
+
+
+def test_the_ensemble_is_kept_where_its_out_of_fold_pairs_say_so(covered_world):
+    # targets of the leak's domain: the geometric members find the map and the ensemble is kept (9 = the subspace
+    # map + 4 folds x 2 target sets); targets of another domain: their fits score lower out of fold, and the
+    # pairs' own map is used alone (measured mean cosine to the truths: 0.88 both)
+    leak, truth, same, other = covered_world
+    known, rest = np.arange(24), np.arange(24, len(leak))
+    kept = PairsEnsembleTranslator(member_params=FAST_MEMBERS, seed=0).fit(
+        leak, same, pairs=(leak[known], truth[known]), targets=[same[::-1]])
+    dropped = PairsEnsembleTranslator(member_params=FAST_MEMBERS, seed=0).fit(
+        leak, other, pairs=(leak[known], truth[known]))
+    for model, chosen, members in [(kept, "ensemble", 9), (dropped, "pairs_subspace", 1)]:
+        cosines = model.fit_report_["held_out_cosine"]
+        assert model.fit_report_["chosen"] == chosen == max(cosines, key=cosines.get)
+        assert model.fit_report_["members"] == members and round(model.held_out_cosine_, 4) == cosines[chosen]
+        assert model.confidence_["verdict"] == "ok" and model.confidence_["validation"]["pairs"] == len(known)
+        assert evaluate(model.transform(leak[rest]), truth[rest], pool=len(rest))["mean_cosine"] > 0.8
+        back = model.inverse_transform(truth[rest])  # what the label-free score reads: finite source-space rows
+        assert back.shape == leak[rest].shape and np.isfinite(back).all()
+
+
+def test_the_ensemble_from_too_few_or_wrong_pairs_reads_low(covered_world):
+    leak, truth, same, _ = covered_world
+    few = np.arange(MIN_VALIDATION_PAIRS - 1)
+    model = PairsEnsembleTranslator(member_params=FAST_MEMBERS, seed=0).fit(leak, same, pairs=(leak[few], truth[few]))
+    assert model.fit_report_["chosen"] == "pairs_subspace" and model.confidence_["verdict"] == "low"
+    known = np.arange(32)
+    shuffled = np.random.default_rng(1).permutation(known)
+    wrong = PairsEnsembleTranslator(member_params=FAST_MEMBERS, seed=0).fit(
+        leak, same, pairs=(leak[known], truth[shuffled]))
+    assert wrong.confidence_["verdict"] == "low" and wrong.confidence_["validation"]["top1"] < 0.2
+    with pytest.raises(AlignError, match="target vectors"):
+        PairsEnsembleTranslator(seed=0).fit(leak, same, pairs=(leak[known], truth[known]), targets=[same[:, :8]])

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from align import Translator, translator_class
-from align.geometric import PairsSubspaceTranslator
+from align.geometric import PairsEnsembleTranslator
 from attacks.defences import Defence, parse_defences
 from attacks.errors import AttackError
 from vecbridge import files, stores
@@ -34,6 +34,8 @@ from vecbridge.jobs.translators import REFERENCE_LIMIT, low_confidence_warning, 
 
 REPORT_FORMAT = "vecbridge-audit"
 REPORT_FILES = {"report.json", "report.html", "translator"}
+# Public text sets (auto's candidates closest to the known documents) the known-documents map fits against.
+KNOWN_REFERENCES = 2
 
 
 def is_report_dir(path: Path) -> bool:
@@ -235,28 +237,33 @@ def attack(inputs: Inputs, suite: AttackSuite, translated_x: np.ndarray) -> dict
 def known_curve(inputs: Inputs, ks: list[int], ref: Reference, model: Translator, suite: AttackSuite,
                 ideal_x: np.ndarray, reference: tuple, seed: int, progress: bool | None) -> list[dict]:
     """The known-documents curve (`known.known_documents_curve`): K = 0 is the audit's own attack; an attacker who
-    knows K documents maps the leak by them (`PairsSubspaceTranslator`: the pairs, the leak's principal directions
-    and the reference's mutual neighbours), or keeps the audit's own map where it is closer to the known pairs
-    than the pairs' map is to its held-out ones. Its reference is the one given (`reference`: the spec, its limit
-    and auto's candidates), or with auto the candidate closest to those documents in content."""
+    knows K documents maps the leak by them (`PairsEnsembleTranslator`: the pairs on the leak's principal
+    directions, beside geometric fits against the public texts, each calibrated on the pairs, kept where their
+    out-of-fold pairs say so), or keeps the audit's own map where it is closer to the known pairs than the pairs'
+    map is to its held-out ones. Its public texts are the reference given (`reference`: the spec, its limit and
+    auto's candidates), or with auto the `KNOWN_REFERENCES` candidates closest to those documents in content (the
+    attack models use the first)."""
     spec, limit, candidates = reference
     seen = {ref.spec: (ref, suite)}
 
-    def few_shot(known_x: np.ndarray, known_y: np.ndarray) -> tuple[Translator, AttackSuite, str]:
-        chosen = by_known(known_y, inputs.known_encoder, candidates)[0] if spec == references.AUTO else ref.spec
+    def loaded(chosen: str) -> tuple[Reference, AttackSuite]:
         if chosen not in seen:
             other = load_reference(chosen, limit, inputs.embed_cached)
             seen[chosen] = other, AttackSuite(inputs.attributes, inputs.embed_cached, inputs.encoder.encode,
                                               other.vectors, other.texts, suite.top_k, seed, progress)
-        known_ref, known_suite = seen[chosen]
-        # the pairs' own map, not a fit against the reference: the reference holds other texts, so its pseudo-pairs
-        # outvote the known ones and its mean is not where the leak's texts lie (0.43 of the ideal at K = 64)
-        pairs_map = PairsSubspaceTranslator(seed=seed).fit(inputs.leak.vectors, known_ref.vectors,
-                                                           pairs=(known_x, known_y))
+        return seen[chosen]
+
+    def few_shot(known_x: np.ndarray, known_y: np.ndarray) -> tuple[Translator, AttackSuite, str]:
+        specs = ([c["name"] for c in by_known(known_y, inputs.known_encoder, candidates)[1]["candidates"]
+                  [:KNOWN_REFERENCES]] if spec == references.AUTO else [ref.spec])
+        (known_ref, known_suite), *more = [loaded(s) for s in specs]
+        pairs_map = PairsEnsembleTranslator(seed=seed).fit(inputs.leak.vectors, known_ref.vectors,
+                                                           pairs=(known_x, known_y),
+                                                           targets=[r.vectors for r, _ in more])
         # the vectors-only map never saw the pairs: where it is closer to them, the attacker keeps it
         if _mean_cosine(model.transform(known_x), known_y) > pairs_map.held_out_cosine_:
             return model, suite, ref.spec
-        return pairs_map, known_suite, chosen
+        return pairs_map, known_suite, " + ".join(specs)
 
     return known_documents_curve(ks, inputs.leak.with_text(), ideal_x, known_order(inputs.leak, seed),
                                  (model, suite, ref.spec), few_shot)
