@@ -67,8 +67,10 @@ def fitted_reference(x: np.ndarray, known_encoder: str, limit: int,
         attempt(general, "general pool")
     mapped_by = max(fits, key=lambda s: _score(fits[s][1]))
     by_content = rank_in_space(fits[mapped_by][1].transform(x), profiles)
-    closest = by_content["candidates"][0]["name"]
-    if closest not in fits:
+    # the closest in content not tried yet: where the profile and the content agree, the next one, so that at
+    # least two candidates are always fitted
+    closest = next((c["name"] for c in by_content["candidates"] if c["name"] not in fits), None)
+    if closest is not None:
         attempt(closest, "content")
     best = max(fits, key=lambda s: _score(fits[s][1]))
     ref, model = fits[best]
