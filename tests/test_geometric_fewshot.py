@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from align.errors import AlignError
-from align.geometric.fewshot import MIN_VALIDATION_PAIRS, PairsEnsembleTranslator, PairsSubspaceTranslator
+from align.geometric.fewshot import (
+    ENSEMBLE_MIN_PAIRS,
+    MIN_VALIDATION_PAIRS,
+    PairsEnsembleTranslator,
+    PairsSubspaceTranslator,
+)
 from align.metrics import evaluate
 from tests.helpers import random_isometry
 
@@ -74,14 +79,14 @@ def test_bad_input_is_refused(world):
 
 
 # the members' quick search: a start that fails the screen (the off-domain targets) is searched for briefly
-FAST_MEMBERS = {"bag_starts": 0, "restarts": 1, "anchor_starts": 1}
+FAST_MEMBERS = {"bag_starts": 0, "restarts": 1, "anchor_starts": 1}  # (no search from the members by default)
 
 
 @pytest.fixture(scope="module")
 def covered_world():
     """(leak source rows, their truths, unpaired target rows of the same domain (other rows' truths), unpaired
     target rows of another domain)."""
-    src, truth, other = leak_world(n=1000, d=32, strong=6)
+    src, truth, other = leak_world(n=1000, d=32, strong=12)
     return src[:500], truth[:500], truth[500:], other
 
 
@@ -90,7 +95,7 @@ def test_the_ensemble_is_kept_where_its_out_of_fold_pairs_say_so(covered_world):
     # map + 4 folds x 2 target sets); targets of another domain: their fits score lower out of fold, and the
     # pairs' own map is used alone (measured mean cosine to the truths: 0.88 both)
     leak, truth, same, other = covered_world
-    known, rest = np.arange(24), np.arange(24, len(leak))
+    known, rest = np.arange(ENSEMBLE_MIN_PAIRS), np.arange(ENSEMBLE_MIN_PAIRS, len(leak))
     kept = PairsEnsembleTranslator(member_params=FAST_MEMBERS, seed=0).fit(
         leak, same, pairs=(leak[known], truth[known]), targets=[same[::-1]])
     dropped = PairsEnsembleTranslator(member_params=FAST_MEMBERS, seed=0).fit(
@@ -110,6 +115,9 @@ def test_the_ensemble_from_too_few_or_wrong_pairs_reads_low(covered_world):
     few = np.arange(MIN_VALIDATION_PAIRS - 1)
     model = PairsEnsembleTranslator(member_params=FAST_MEMBERS, seed=0).fit(leak, same, pairs=(leak[few], truth[few]))
     assert model.fit_report_["chosen"] == "pairs_subspace" and model.confidence_["verdict"] == "low"
+    some = np.arange(ENSEMBLE_MIN_PAIRS - 1)  # the pairs' map alone, validated by its own folds
+    model = PairsEnsembleTranslator(member_params=FAST_MEMBERS, seed=0).fit(leak, same, pairs=(leak[some], truth[some]))
+    assert model.fit_report_["members"] == 1 and model.confidence_["verdict_from"] == "held-out known pairs"
     known = np.arange(32)
     shuffled = np.random.default_rng(1).permutation(known)
     wrong = PairsEnsembleTranslator(member_params=FAST_MEMBERS, seed=0).fit(

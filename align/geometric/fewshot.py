@@ -157,6 +157,15 @@ class PairsSubspaceTranslator(Translator):
 # Folds of the known pairs in the ensemble: one geometric member per fold and target set, fitted without that fold.
 ENSEMBLE_FOLDS = 4
 
+# Fewest known pairs for the ensemble (8 per fold): from 16 pairs (12 per member, 4 per fold) the members' relative
+# start is loose and the out-of-fold check too noisy to refuse them (Brown genre at 16 pairs: 0.44 of the ideal
+# where the pairs' map alone reads 0.58).
+ENSEMBLE_MIN_PAIRS = 32
+
+# The members refine the pairs' relative start whatever its screen score: no search from scratch (the out-of-fold
+# check judges them; a search against other texts finds nothing and costs minutes).
+MEMBER_PARAMS = {"accept_score": 0.0, "verbose": False}
+
 
 def _spread(x: np.ndarray) -> float:
     return float(((x - x.mean(0)) ** 2).sum(1).mean())
@@ -185,8 +194,8 @@ class PairsEnsembleTranslator(Translator):
     """`PairsEnsembleTranslator(seed=0).fit(src, tgt, pairs=(known_src, known_tgt), targets=[more target sets])`:
     the few-shot ensemble (module docstring) over `tgt` and `targets` (unpaired target rows, each of other texts
     than the pairs maybe); its verdict comes from the out-of-fold pairs' retrieval among `tgt` rows. From fewer
-    than `MIN_VALIDATION_PAIRS` pairs (too few to fold), the subspace map alone. `member_params`: the geometric
-    members' other hyper-parameters (`GeometricTranslator`'s)."""
+    than `ENSEMBLE_MIN_PAIRS` pairs, the subspace map alone (calibrated, its own verdict). `member_params`: the
+    geometric members' other hyper-parameters (`GeometricTranslator`'s, over `MEMBER_PARAMS`)."""
 
     method = "pairs_ensemble"
 
@@ -198,11 +207,11 @@ class PairsEnsembleTranslator(Translator):
         sets = [tgt, *(check_vectors(t, "target vectors", tgt.shape[1], min_rows=2) for t in targets)]
         self.dim_source_, self.dim_target_ = src.shape[1], tgt.shape[1]
         subspace = PairsSubspaceTranslator(seed=self.seed).fit(src, tgt, pairs=(kx, ky))
-        if len(kx) < MIN_VALIDATION_PAIRS:
+        if len(kx) < ENSEMBLE_MIN_PAIRS:
             self.members_ = [_Calibrated(subspace, src, kx, ky)]
             self.held_out_cosine_ = subspace.held_out_cosine_
             self.fit_report_ = {"chosen": "pairs_subspace", "members": 1, "pairs": len(kx),
-                                "why": f"fewer than {MIN_VALIDATION_PAIRS} known pairs"}
+                                "why": f"fewer than {ENSEMBLE_MIN_PAIRS} known pairs"}
             self.confidence_ = subspace.confidence_
             return self
         folds = np.array_split(np.random.default_rng(self.seed).permutation(len(kx)), ENSEMBLE_FOLDS)
@@ -213,7 +222,7 @@ class PairsEnsembleTranslator(Translator):
             part = PairsSubspaceTranslator(seed=self.seed).fit(src, tgt, pairs=(kx[rest], ky[rest]))
             sub_oof[fold] = _Calibrated(part, src, kx[rest], ky[rest]).forward(kx[fold])
             for t in sets:
-                geo = GeometricTranslator(**{"verbose": False, **(self.member_params or {})}, seed=self.seed + j,
+                geo = GeometricTranslator(**{**MEMBER_PARAMS, **(self.member_params or {})}, seed=self.seed + j,
                                           pair_weight=self.pair_weight).fit(
                     src, t, pairs=(kx[rest], ky[rest]))
                 members.append(_Calibrated(geo, src, kx[rest], ky[rest]))
