@@ -244,26 +244,32 @@ def known_curve(inputs: Inputs, ks: list[int], ref: Reference, model: Translator
     auto's candidates), or with auto the `KNOWN_REFERENCES` candidates closest to those documents in content (the
     attack models use the first)."""
     spec, limit, candidates = reference
-    seen = {ref.spec: (ref, suite)}
+    loaded = {ref.spec: ref}
+    suites = {ref.spec: suite}
 
-    def loaded(chosen: str) -> tuple[Reference, AttackSuite]:
-        if chosen not in seen:
-            other = load_reference(chosen, limit, inputs.embed_cached)
-            seen[chosen] = other, AttackSuite(inputs.attributes, inputs.embed_cached, inputs.encoder.encode,
-                                              other.vectors, other.texts, suite.top_k, seed, progress)
-        return seen[chosen]
+    def reference_of(chosen: str) -> Reference:
+        if chosen not in loaded:
+            loaded[chosen] = load_reference(chosen, limit, inputs.embed_cached)
+        return loaded[chosen]
+
+    def suite_of(chosen: str) -> AttackSuite:
+        """The attack models on `chosen` (only the first public texts of a point are attacked with)."""
+        if chosen not in suites:
+            other = reference_of(chosen)
+            suites[chosen] = AttackSuite(inputs.attributes, inputs.embed_cached, inputs.encoder.encode,
+                                         other.vectors, other.texts, suite.top_k, seed, progress)
+        return suites[chosen]
 
     def few_shot(known_x: np.ndarray, known_y: np.ndarray) -> tuple[Translator, AttackSuite, str]:
         specs = ([c["name"] for c in by_known(known_y, inputs.known_encoder, candidates)[1]["candidates"]
                   [:KNOWN_REFERENCES]] if spec == references.AUTO else [ref.spec])
-        (known_ref, known_suite), *more = [loaded(s) for s in specs]
-        pairs_map = PairsEnsembleTranslator(seed=seed).fit(inputs.leak.vectors, known_ref.vectors,
+        pairs_map = PairsEnsembleTranslator(seed=seed).fit(inputs.leak.vectors, reference_of(specs[0]).vectors,
                                                            pairs=(known_x, known_y),
-                                                           targets=[r.vectors for r, _ in more])
+                                                           targets=[reference_of(s).vectors for s in specs[1:]])
         # the vectors-only map never saw the pairs: where it is closer to them, the attacker keeps it
         if _mean_cosine(model.transform(known_x), known_y) > pairs_map.held_out_cosine_:
             return model, suite, ref.spec
-        return pairs_map, known_suite, " + ".join(specs)
+        return pairs_map, suite_of(specs[0]), " + ".join(specs)
 
     return known_documents_curve(ks, inputs.leak.with_text(), ideal_x, known_order(inputs.leak, seed),
                                  (model, suite, ref.spec), few_shot)
