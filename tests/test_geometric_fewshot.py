@@ -110,6 +110,22 @@ def test_the_ensemble_is_kept_where_its_out_of_fold_pairs_say_so(covered_world):
         assert back.shape == leak[rest].shape and np.isfinite(back).all()
 
 
+def test_members_of_a_large_leak_are_fitted_on_a_sample(covered_world, monkeypatch):
+    # a leak larger than MEMBER_ROWS: each member fits a seeded sample (unmeasured label-free confidence: the
+    # ensemble checks the whole), and every row is still calibrated and translated
+    from align.geometric import fewshot
+
+    monkeypatch.setattr(fewshot, "MEMBER_ROWS", 300)
+    leak, truth, same, _ = covered_world
+    known, rest = np.arange(ENSEMBLE_MIN_PAIRS), np.arange(ENSEMBLE_MIN_PAIRS, len(leak))
+    model = PairsEnsembleTranslator(member_params=FAST_MEMBERS, seed=0).fit(
+        leak, same, pairs=(leak[known], truth[known]))
+    assert model.fit_report_["member_rows"] == 300 and model.fit_report_["chosen"] == "ensemble"
+    assert all(m.model.confidence_ is None for m in model.members_[1:])
+    assert model.confidence_["verdict"] == "ok"
+    assert evaluate(model.transform(leak[rest]), truth[rest], pool=len(rest))["mean_cosine"] > 0.8
+
+
 def test_the_ensemble_from_too_few_or_wrong_pairs_reads_low(covered_world):
     leak, truth, same, _ = covered_world
     few = np.arange(MIN_VALIDATION_PAIRS - 1)

@@ -98,11 +98,13 @@ class PairsSubspaceTranslator(Translator):
     the held-out pairs' retrieval and the label-free score. `dims` 0: chosen by held-out pairs among `DIMS_GRID`."""
 
     method = "pairs_subspace"
+    fit_options = frozenset({"confidence"})
 
     def __init__(self, dims: int = 0, seed: int = 0):
         self.dims, self.seed = dims, seed
 
-    def fit(self, src, tgt, pairs=None) -> PairsSubspaceTranslator:
+    def fit(self, src, tgt, pairs=None, confidence: bool = True) -> PairsSubspaceTranslator:
+        """`confidence` False: no label-free confidence (`confidence_` None; a part whose caller checks the whole)."""
         src, tgt, kx, ky = self._checked(src, tgt, pairs)
         mean_x, directions = principal_directions(src)
         held = self._held_out(mean_x, directions, kx, ky)
@@ -112,7 +114,7 @@ class PairsSubspaceTranslator(Translator):
         self.dim_source_, self.dim_target_ = src.shape[1], tgt.shape[1]
         self.fit_report_ = {"dims": self.dims_, "pairs": len(kx),
                             "held_out_cosine": {d: round(h["cosine"], 4) for d, h in held.items()}}
-        self.confidence_ = self._confidence(src, tgt, ky, held[self.dims_]["pred"])
+        self.confidence_ = self._confidence(src, tgt, ky, held[self.dims_]["pred"]) if confidence else None
         return self
 
     def _checked(self, src, tgt, pairs) -> tuple[np.ndarray, ...]:
@@ -166,6 +168,10 @@ ENSEMBLE_MIN_PAIRS = 32
 # check judges them; a search against other texts finds nothing and costs minutes).
 MEMBER_PARAMS = {"accept_score": 0.0, "verbose": False}
 
+# Source rows each geometric member is fitted on (a seeded sample of larger leaks; every row is calibrated and
+# translated): the members' cost stays that of a 4,000-row leak whatever the leak's size.
+MEMBER_ROWS = 4000
+
 
 def _spread(x: np.ndarray) -> float:
     return float(((x - x.mean(0)) ** 2).sum(1).mean())
@@ -206,8 +212,9 @@ class PairsEnsembleTranslator(Translator):
         src, tgt, kx, ky = checked_pairs(src, tgt, pairs)
         sets = [tgt, *(check_vectors(t, "target vectors", tgt.shape[1], min_rows=2) for t in targets)]
         self.dim_source_, self.dim_target_ = src.shape[1], tgt.shape[1]
-        subspace = PairsSubspaceTranslator(seed=self.seed).fit(src, tgt, pairs=(kx, ky))
-        if len(kx) < ENSEMBLE_MIN_PAIRS:
+        few = len(kx) < ENSEMBLE_MIN_PAIRS
+        subspace = PairsSubspaceTranslator(seed=self.seed).fit(src, tgt, pairs=(kx, ky), confidence=few)
+        if few:
             self.members_ = [_Calibrated(subspace, src, kx, ky)]
             self.held_out_cosine_ = subspace.held_out_cosine_
             self.fit_report_ = {"chosen": "pairs_subspace", "members": 1, "pairs": len(kx),
@@ -217,14 +224,16 @@ class PairsEnsembleTranslator(Translator):
         folds = np.array_split(np.random.default_rng(self.seed).permutation(len(kx)), ENSEMBLE_FOLDS)
         sub_oof, geo_oof = np.zeros_like(ky), np.zeros_like(ky)
         members: list[_Calibrated] = []
+        rows = src if len(src) <= MEMBER_ROWS else \
+            src[np.sort(np.random.default_rng(self.seed).permutation(len(src))[:MEMBER_ROWS])]
         for j, fold in enumerate(folds):
             rest = np.setdiff1d(np.arange(len(kx)), fold)
-            part = PairsSubspaceTranslator(seed=self.seed).fit(src, tgt, pairs=(kx[rest], ky[rest]))
+            part = PairsSubspaceTranslator(seed=self.seed).fit(src, tgt, pairs=(kx[rest], ky[rest]), confidence=False)
             sub_oof[fold] = _Calibrated(part, src, kx[rest], ky[rest]).forward(kx[fold])
             for t in sets:
                 geo = GeometricTranslator(**{**MEMBER_PARAMS, **(self.member_params or {})}, seed=self.seed + j,
                                           pair_weight=self.pair_weight).fit(
-                    src, t, pairs=(kx[rest], ky[rest]))
+                    rows, t, pairs=(kx[rest], ky[rest]), confidence=False)
                 members.append(_Calibrated(geo, src, kx[rest], ky[rest]))
                 geo_oof[fold] += members[-1].forward(kx[fold])
         whole = _Calibrated(subspace, src, kx, ky)
@@ -237,7 +246,7 @@ class PairsEnsembleTranslator(Translator):
         self.members_ = [whole, *members] if chosen == "ensemble" else [whole]
         self.held_out_cosine_ = cosines[chosen]
         self.fit_report_ = {"chosen": chosen, "members": len(self.members_), "pairs": len(kx),
-                            "target_sets": len(sets), "folds": len(folds),
+                            "target_sets": len(sets), "folds": len(folds), "member_rows": len(rows),
                             "held_out_cosine": {m: round(c, 4) for m, c in cosines.items()},
                             "subspace_dims": subspace.dims_}
         confidence = translation_confidence(src, tgt, self.transform, self.inverse_transform, seed=self.seed,

@@ -83,7 +83,7 @@ class GeometricTranslator(Translator):
     method = "geometric"
     min_rows = 200
     supports_search = True
-    fit_options = frozenset({"pivots", "fallback_pivots", "start", "log"})
+    fit_options = frozenset({"pivots", "fallback_pivots", "start", "log", "confidence"})
     state_numbers = ("source_scale", "target_scale")
 
     def __init__(self, seed: int = 0, n_clusters: int = 20, restarts: int = 24, qap_restarts: int = 20,
@@ -106,14 +106,17 @@ class GeometricTranslator(Translator):
 
     # -- fitting ------------------------------------------------------------------------------------
     def fit(self, src, tgt, pairs=None, pivots=None, fallback_pivots=None, start=None,
-            log: Callable[[str], None] | None = None, _leg: bool = False) -> GeometricTranslator:
+            log: Callable[[str], None] | None = None, confidence: bool = True,
+            _leg: bool = False) -> GeometricTranslator:
         """Fit on unpaired `src` and `tgt`. `pairs`: optional known pairs (few-shot), an int (k, 2) array of
         (source_row, target_row) or a tuple of two row-aligned arrays. `pivots`: optional {name: vectors} of third
         encoders on their own texts (`_pivot_chain`), tried before the anchor search. `fallback_pivots`: {name:
         vectors, or a function returning them or None}, tried only once the direct starts failed (a function is
         called only then). `start`: an optional rotation (source dim x target dim) screened first, e.g. a
         translator fitted on other data of the same spaces. `log`: called with a line as each pivot leg starts.
-        `_leg` (a pivot leg): raise `_LegFailed` as soon as no start passes, instead of refining a `low` map."""
+        `confidence` False: the label-free confidence is not measured (`confidence_` None: a member of an ensemble
+        whose caller checks the whole; a quarter of a few-shot fit's time). `_leg` (a pivot leg): raise
+        `_LegFailed` as soon as no start passes, instead of refining a `low` map."""
         src, tgt, known, start, pivots, fallback = self._checked_inputs(src, tgt, pairs, start, pivots,
                                                                         fallback_pivots)
         t_start = time.perf_counter()
@@ -144,7 +147,7 @@ class GeometricTranslator(Translator):
         self.dim_source_, self.dim_target_ = src.shape[1], tgt.shape[1]
 
         t0 = time.perf_counter()
-        self.confidence_ = self._fit_confidence(src, tgt, init, final)
+        self.confidence_ = self._fit_confidence(src, tgt, init, final) if confidence else None
         stages["confidence"] = {"seconds": _since(t0)}
         report["seconds"] = _since(t_start)
         self.fit_report_ = report
