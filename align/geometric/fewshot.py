@@ -87,6 +87,11 @@ def _folds(n: int, seed: int) -> list[np.ndarray]:
     return np.array_split(np.random.default_rng(seed).permutation(n), min(FOLDS, n))
 
 
+def _validation_pool(tgt: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded sample of `VALIDATION_POOL` target rows among which held-out pairs are ranked."""
+    return tgt[np.random.default_rng(seed).permutation(len(tgt))[:VALIDATION_POOL]]
+
+
 def _cosines(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.sum(pred * true, axis=1) / np.maximum(
         np.linalg.norm(pred, axis=1) * np.linalg.norm(true, axis=1), 1e-12)
@@ -146,8 +151,7 @@ class PairsSubspaceTranslator(Translator):
             # across domains the label-free score has nothing to compare: only held-out pairs may clear a map
             return {**confidence, "verdict": "low",
                     "verdict_from": f"fewer than {MIN_VALIDATION_PAIRS} known pairs: too few to validate"}
-        pool = tgt[np.random.default_rng(self.seed).permutation(len(tgt))[:VALIDATION_POOL]]
-        return with_pair_validation(confidence, pair_validation(held_pred, ky, pool))
+        return with_pair_validation(confidence, pair_validation(held_pred, ky, _validation_pool(tgt, self.seed)))
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         return self.target_mean_ + (x - self.source_mean_) @ self.weight_
@@ -251,9 +255,8 @@ class PairsEnsembleTranslator(Translator):
                             "subspace_dims": subspace.dims_}
         confidence = translation_confidence(src, tgt, self.transform, self.inverse_transform, seed=self.seed,
                                             draws=REPORT_DRAWS)
-        pool = tgt[np.random.default_rng(self.seed).permutation(len(tgt))[:VALIDATION_POOL]]
         held = ensemble_oof if chosen == "ensemble" else sub_oof
-        self.confidence_ = with_pair_validation(confidence, pair_validation(held, ky, pool))
+        self.confidence_ = with_pair_validation(confidence, pair_validation(held, ky, _validation_pool(tgt, self.seed)))
         return self
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
