@@ -23,6 +23,9 @@ rows are averaged. The ensemble is kept where its out-of-fold cosine beats the s
 Measured (the same ICD-10 leak, and Brown and WordNet leaks with their corpus out of the targets; attribute
 accuracy / ideal at 64 pairs): the subspace map 0.88 / 0.77 / 0.83, a single geometric fit from the relative
 start 0.29 / 0.85 / 0.90 (0.84 / 0.86 / 0.91 calibrated), the ensemble of both with 4 such fits 0.91 / 0.92 / 0.97.
+Tried and dropped (each within 0.03 and of either sign across leaks; BENCHMARKS.md §4): a third target set,
+members refitted on all the pairs, the subspace map's weight chosen by the out-of-fold pairs, the translations
+averaged over the leak's own nearest neighbours, 8 members, affine members.
 """
 
 from __future__ import annotations
